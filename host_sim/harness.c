@@ -1,0 +1,64 @@
+/* Host harness for generated models.
+ *
+ * Protocol, all little-endian: stdin carries the 4-byte magic "MNV2", a uint32 count N, then
+ * N inputs of INPUT_BYTES each; for every input the harness writes OUTPUT_BYTES to stdout.
+ * Built with -DTRACE, it also appends every layer's output to the file named by argv[1]:
+ * int32 layer, int32 byte count, then the bytes.
+ *
+ * The build passes the generated names: -DMODEL_HEADER="\"mnv2_model.h\"" -DMODEL_INPUT=...
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include MODEL_HEADER
+
+#ifdef TRACE
+static FILE *trace_file;
+
+void TRACE_HOOK(int32_t layer, const void *data, int32_t bytes)
+{
+    fwrite(&layer, sizeof layer, 1, trace_file);
+    fwrite(&bytes, sizeof bytes, 1, trace_file);
+    fwrite(data, 1, (size_t)bytes, trace_file);
+}
+#endif
+
+static int read_exact(void *buffer, size_t bytes)
+{
+    return fread(buffer, 1, bytes, stdin) == bytes;
+}
+
+int main(int argc, char **argv)
+{
+    char magic[4];
+    uint32_t count, i;
+#ifdef TRACE
+    if (argc < 2 || !(trace_file = fopen(argv[1], "wb"))) {
+        fprintf(stderr, "harness: trace builds need a trace file argument\n");
+        return 3;
+    }
+#else
+    (void)argc;
+    (void)argv;
+#endif
+    if (!read_exact(magic, sizeof magic) || memcmp(magic, "MNV2", 4) != 0 || !read_exact(&count, sizeof count)) {
+        fprintf(stderr, "harness: bad request header\n");
+        return 3;
+    }
+    for (i = 0; i < count; ++i) {
+        if (!read_exact(MODEL_INPUT(), MODEL_INPUT_BYTES)) {
+            fprintf(stderr, "harness: input %u is truncated\n", (unsigned)i);
+            return 3;
+        }
+        if (MODEL_RUN() != 0) {
+            fprintf(stderr, "harness: run failed on input %u\n", (unsigned)i);
+            return 4;
+        }
+        fwrite(MODEL_OUTPUT(), 1, MODEL_OUTPUT_BYTES, stdout);
+    }
+#ifdef TRACE
+    fclose(trace_file);
+#endif
+    return fflush(stdout) == 0 ? 0 : 5;
+}

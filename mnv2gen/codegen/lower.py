@@ -1,0 +1,240 @@
+"""Lower each scheduled op to a kernel call with its compile-time constants.
+
+A `Layer` is everything the templates need for one step of `run()`: the kernel to call, a
+params struct of named integer fields, the const arrays it points to, and where its inputs
+and output sit in the arena. All arithmetic constants are computed here (through
+`quant.py`), so the C does no set-up work at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ir, quant
+from ..plan.arena import ArenaPlan
+
+
+class Symbol(str):
+    """The name of a const array (without the prefix), as opposed to a literal value."""
+
+
+@dataclass
+class ConstArray:
+    symbol: str  # without the prefix, e.g. "layer3_weights"
+    ctype: str
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+
+@dataclass
+class Operand:
+    offset: int  # byte offset in the arena
+    ctype: str
+    nbytes: int
+
+
+@dataclass
+class Layer:
+    number: int
+    op: ir.Op
+    kernel: str  # kernel function name without prefix, e.g. "conv_1x1_s8"
+    params_type: str | None  # struct type without prefix, e.g. "conv_params"
+    params: dict[str, int | Symbol] = field(default_factory=dict)
+    scalar_args: list[str] = field(default_factory=list)  # C literals or Symbols, for struct-less kernels
+    arrays: list[ConstArray] = field(default_factory=list)
+    inputs: list[Operand] = field(default_factory=list)
+    output: Operand | None = None
+
+    @property
+    def name(self) -> str:
+        return f"layer{self.number}"
+
+    def array(self, role: str, ctype: str, values: np.ndarray) -> Symbol:
+        """Register a const array for this layer and return its symbol."""
+        symbol = Symbol(f"{self.name}_{role}")
+        self.arrays.append(ConstArray(symbol, ctype, np.ascontiguousarray(values).reshape(-1)))
+        return symbol
+
+
+def lower(plan: ArenaPlan) -> list[Layer]:
+    layers = []
+    for number, op in enumerate(plan.steps):
+        layer = LOWERINGS[type(op)](op, number)
+        layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
+        layer.output = _operand(plan, op.output)
+        layers.append(layer)
+    return layers
+
+
+def _operand(plan: ArenaPlan, t: ir.Tensor) -> Operand:
+    return Operand(offset=plan.offset(t), ctype=t.ctype, nbytes=t.nbytes)
+
+
+def _bias_values(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, channels: int) -> np.ndarray:
+    if op.bias is None:
+        return np.zeros(channels, dtype=np.int64)
+    return op.bias.data.reshape(-1).astype(np.int64)
+
+
+def _folded_bias(op: ir.Conv2D | ir.FullyConnected, weights: np.ndarray) -> np.ndarray:
+    """bias - x_zp * sum(w) per output channel: exact when no tap ever falls in padding.
+    Wrapped to int32 exactly as the reference's int32 accumulator would wrap."""
+    sums = weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
+    return quant.wrap32(_bias_values(op, weights.shape[0]) - op.input.zero_point * sums).astype(np.int32)
+
+
+def _requant_params(layer: Layer, op, multipliers: list[int], shifts: list[int]) -> None:
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    layer.params.update(
+        output_offset=op.output.zero_point, act_min=act_min, act_max=act_max,
+        multiplier=layer.array("multiplier", "int32_t", np.array(multipliers, dtype=np.int32)),
+        shift=layer.array("shift", "int32_t", np.array(shifts, dtype=np.int32)),
+    )
+
+
+def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int) -> Layer:
+    _, in_h, in_w, in_c = op.input.shape
+    _, out_h, out_w, out_c = op.output.shape
+    kh, kw = op.kernel
+    depthwise = isinstance(op, ir.DepthwiseConv2D)
+    pointwise = not depthwise and (kh, kw) == (1, 1) and op.padding == ir.Padding()
+    kernel = "depthwise_conv_s8" if depthwise else ("conv_1x1_s8" if pointwise else "conv_s8")
+    layer = Layer(number, op, kernel, "conv_params")
+    weights = op.weights.data
+    bias = _folded_bias(op, weights) if pointwise else _bias_values(op, out_c).astype(np.int32)
+    layer.params.update(
+        in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+        kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
+        pad_top=op.padding.top, pad_left=op.padding.left,
+        input_offset=-op.input.zero_point,
+        weights=layer.array("weights", "int8_t", weights),
+        bias=layer.array("bias", "int32_t", bias),
+    )
+    multipliers, shifts = quant.per_channel_multipliers(
+        op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
+    _requant_params(layer, op, multipliers, shifts)
+    return layer
+
+
+def _fully_connected(op: ir.FullyConnected, number: int) -> Layer:
+    units, depth = op.weights.shape
+    layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
+    layer.params.update(
+        rows=op.rows, depth=depth, units=units,
+        weights=layer.array("weights", "int8_t", op.weights.data),
+        bias=layer.array("bias", "int32_t", _folded_bias(op, op.weights.data)),
+    )
+    multipliers, shifts = quant.fully_connected_multipliers(
+        op.input.scale, op.weights.quant.scale, op.output.scale, units)
+    _requant_params(layer, op, multipliers, shifts)
+    return layer
+
+
+def _add(op: ir.Add, number: int) -> Layer:
+    left_shift = 20
+    (m1, s1), (m2, s2), (mo, so) = quant.add_multipliers(
+        op.input.scale, op.other.scale, op.output.scale, left_shift)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    layer = Layer(number, op, "add_s8", "add_params")
+    layer.params.update(
+        size=op.output.size, input1_offset=-op.input.zero_point, input2_offset=-op.other.zero_point,
+        output_offset=op.output.zero_point, left_shift=left_shift,
+        input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
+        output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
+    )
+    return layer
+
+
+def _pad(op: ir.Pad, number: int) -> Layer:
+    _, in_h, in_w, channels = op.input.shape
+    p = op.padding
+    layer = Layer(number, op, "pad_s8", "pad_params")
+    layer.params.update(in_h=in_h, in_w=in_w, channels=channels, pad_top=p.top,
+                        pad_bottom=p.bottom, pad_left=p.left, pad_right=p.right,
+                        pad_value=op.output.zero_point)
+    return layer
+
+
+def _average_pool(op: ir.AveragePool2D, number: int) -> Layer:
+    _, in_h, in_w, channels = op.input.shape
+    _, out_h, out_w, _ = op.output.shape
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    layer = Layer(number, op, "average_pool_s8", "average_pool_params")
+    layer.params.update(in_h=in_h, in_w=in_w, channels=channels, out_h=out_h, out_w=out_w,
+                        filter_h=op.filter[0], filter_w=op.filter[1],
+                        stride_h=op.stride[0], stride_w=op.stride[1],
+                        pad_top=op.padding.top, pad_left=op.padding.left,
+                        act_min=act_min, act_max=act_max)
+    return layer
+
+
+def _mean(op: ir.Mean, number: int) -> Layer:
+    _, h, w, channels = op.input.shape
+    multiplier, shift = quant.mean_multiplier(op.input.scale, op.output.scale, h * w)
+    layer = Layer(number, op, "mean_s8", "mean_params")
+    layer.params.update(pixels=h * w, channels=channels,
+                        input_zero_point_sum=int(quant.wrap32(op.input.zero_point * h * w)),
+                        output_offset=op.output.zero_point, multiplier=multiplier, shift=shift)
+    return layer
+
+
+def _softmax(op: ir.Softmax, number: int) -> Layer:
+    depth = op.input.shape[-1]
+    layer = Layer(number, op, "softmax_s8", "softmax_params")
+    table = quant.softmax_exp_table(op.input.scale, op.beta)
+    layer.params.update(rows=op.input.size // depth, depth=depth,
+                        exp_table=layer.array("exp_table", "int32_t", table))
+    return layer
+
+
+def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
+    """Elementwise int8/uint8 ops become one byte table indexed by the input byte."""
+    suffix = {("int8", "int8"): "s8", ("uint8", "int8"): "u8_s8", ("int8", "uint8"): "s8_u8"}
+    kernel = f"lookup_{suffix[(op.input.dtype, op.output.dtype)]}"
+    layer = Layer(number, op, kernel, None)
+    symbol = layer.array("table", op.output.ctype, table)
+    layer.scalar_args = [symbol, str(op.output.size)]
+    return layer
+
+
+def _logistic(op: ir.Logistic, number: int) -> Layer:
+    return _table_lookup(op, number, quant.logistic_table(op.input, op.output))
+
+
+def _quantize(op: ir.Quantize, number: int) -> Layer:
+    if op.input.dtype != "float32":
+        return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
+    layer = Layer(number, op, "quantize_f32_s8", None)
+    layer.scalar_args = [_float_literal(op.output.scale), str(op.output.zero_point), str(op.output.size)]
+    return layer
+
+
+def _dequantize(op: ir.Dequantize, number: int) -> Layer:
+    layer = Layer(number, op, "dequantize_s8_f32", None)
+    layer.scalar_args = [repr(float(op.input.scale)), str(op.input.zero_point), str(op.output.size)]
+    return layer
+
+
+def _float_literal(value: float) -> str:
+    """A float32 value as an exact C float literal."""
+    return f"{float(np.float32(value))!r}f"
+
+
+LOWERINGS = {
+    ir.Conv2D: _convolution,
+    ir.DepthwiseConv2D: _convolution,
+    ir.FullyConnected: _fully_connected,
+    ir.Add: _add,
+    ir.Pad: _pad,
+    ir.AveragePool2D: _average_pool,
+    ir.Mean: _mean,
+    ir.Softmax: _softmax,
+    ir.Logistic: _logistic,
+    ir.Quantize: _quantize,
+    ir.Dequantize: _dequantize,
+}

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Anything wrong with what the user gave us (a malformed model, an unsupported op, a bad
+flag) is raised as a `UserError`; the CLI prints its message and exits with code 2, never a
+traceback. Internal bugs stay ordinary exceptions so they are loud.
+"""
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1  # verify/run: the generated C disagrees with TFLite
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """An error in the user's input, with a message that says what to do about it."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class ModelError(UserError):
+    """The model file is malformed, inconsistent or uses something we do not support."""

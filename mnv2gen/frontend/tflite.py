@@ -1,0 +1,425 @@
+"""`.tflite` -> IR, validating everything the file claims before anything else trusts it.
+
+Order of work: read the flatbuffer into plain data (`flatbuffer.py`), check indices, types,
+shapes, buffer sizes and quantization of every tensor, fold the constant shape arithmetic
+the converter leaves behind (`shape_ops.py`), then build one IR op per model op, each with
+the checks its kernel relies on. Every failure is a `ModelError` naming the file, the op or
+tensor, what was expected and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import ir
+from ..errors import ModelError
+from .flatbuffer import TENSOR_TYPE_NAMES, TENSOR_TYPES, RawModel, RawOp, RawTensor, read_model
+from .shape_ops import fold_shape_ops
+
+MAX_RANK = 5
+MAX_DIM = 1 << 24
+# Every byte offset the generated C computes must fit comfortably in an int32.
+MAX_TENSOR_BYTES = 1 << 30
+
+ACTIVATIONS = {0: ir.Activation.NONE, 1: ir.Activation.RELU, 2: ir.Activation.RELU_N1_TO_1,
+               3: ir.Activation.RELU6}
+ACTIVATION_NAMES = {4: "RELU_N1_TO_1", 5: "TANH", 6: "SIGN_BIT"}
+PADDING_SAME, PADDING_VALID = 0, 1
+
+
+def load_tflite(path: str | Path) -> ir.Graph:
+    """Read, validate and convert a .tflite file into a verified IR graph."""
+    path = Path(path)
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the model file: {exc.strerror}", source=source) from None
+    raw = read_model(data, source)
+    graph = _Builder(raw).build()
+    graph.source_sha256 = hashlib.sha256(data).hexdigest()
+    return graph
+
+
+class _Builder:
+    def __init__(self, raw: RawModel):
+        self.raw = raw
+        self.source = raw.source
+
+    def fail(self, message: str) -> ModelError:
+        return ModelError(message, source=self.source)
+
+    # ---------------------------------------------------------------- structure
+
+    def build(self) -> ir.Graph:
+        self._check_structure()
+        tensors = [self._tensor(t) for t in self.raw.tensors]
+        ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
+        graph_input, graph_output = self._io(tensors)
+        ir_ops = [self._op(op, tensors) for op in ops]
+        graph = ir.Graph(ops=ir_ops, input=graph_input, output=graph_output, source=self.source)
+        try:
+            graph.verify()
+        except ir.IRError as exc:
+            raise self.fail(f"the graph is inconsistent: {exc}") from None
+        return graph
+
+    def _check_structure(self) -> None:
+        raw = self.raw
+        if raw.version != 3:
+            raise self.fail(f"schema version {raw.version}; only version 3 (current TFLite) is read")
+        if raw.subgraph_count != 1:
+            raise self.fail(f"the model has {raw.subgraph_count} subgraphs (control flow or "
+                            "signatures with several graphs); only single-graph models are supported")
+        n = len(raw.tensors)
+        for op in raw.ops:
+            for role, indices in (("input", op.inputs), ("output", op.outputs)):
+                for i in indices:
+                    if not (-1 <= i < n) or (i == -1 and role == "output"):
+                        raise self.fail(f"op {op.index} ({op.name}) has {role} tensor index {i}, "
+                                        f"but the model has {n} tensors")
+        for role, indices in (("input", raw.inputs), ("output", raw.outputs)):
+            for i in indices:
+                if not 0 <= i < n:
+                    raise self.fail(f"graph {role} index {i} is out of range (0..{n - 1})")
+
+    def _tensor(self, t: RawTensor) -> ir.Tensor:
+        where = f"tensor {t.index} ({t.name!r})"
+        if t.type_code not in TENSOR_TYPES:
+            name = TENSOR_TYPE_NAMES.get(t.type_code, str(t.type_code))
+            raise self.fail(f"{where} has element type {name}; supported: "
+                            f"{', '.join(TENSOR_TYPES.values())}")
+        dtype = TENSOR_TYPES[t.type_code]
+        shape = tuple(t.shape)
+        if len(shape) > MAX_RANK or any(not 1 <= d <= MAX_DIM for d in shape):
+            raise self.fail(f"{where} has shape {list(shape)}; expected up to {MAX_RANK} "
+                            f"dimensions, each from 1 to {MAX_DIM}")
+        tensor = ir.Tensor(name=t.name, shape=shape, dtype=dtype, index=t.index)
+        if tensor.nbytes > MAX_TENSOR_BYTES:
+            raise self.fail(f"{where} is {tensor.nbytes} bytes; tensors over {MAX_TENSOR_BYTES} "
+                            "bytes cannot be addressed safely on a microcontroller")
+        tensor.data = self._constant_data(t, tensor, where)
+        tensor.quant = self._quantization(t, tensor, where)
+        return tensor
+
+    def _constant_data(self, t: RawTensor, tensor: ir.Tensor, where: str) -> np.ndarray | None:
+        if not 0 <= t.buffer < len(self.raw.buffers):
+            raise self.fail(f"{where} refers to buffer {t.buffer}, but the model has "
+                            f"{len(self.raw.buffers)} buffers")
+        blob = self.raw.buffers[t.buffer]
+        if blob is None:
+            return None
+        if len(blob) != tensor.nbytes:
+            raise self.fail(f"{where} has shape {list(tensor.shape)} of {tensor.dtype} "
+                            f"({tensor.nbytes} bytes) but its buffer holds {len(blob)} bytes")
+        numpy_type = np.dtype(ir.DTYPES[tensor.dtype][0]).newbyteorder("<")
+        return np.frombuffer(blob, dtype=numpy_type).reshape(tensor.shape).astype(numpy_type.newbyteorder("="))
+
+    def _quantization(self, t: RawTensor, tensor: ir.Tensor, where: str) -> ir.Quantization | None:
+        q = t.quant
+        if q is None:
+            if tensor.dtype in ("int8", "uint8"):
+                raise self.fail(f"{where} is {tensor.dtype} but has no quantization parameters; "
+                                "export a fully int8-quantized model")
+            return None
+        scales = [float(s) for s in q.scale]
+        if not all(math.isfinite(s) and s > 0 for s in scales):
+            bad = next(s for s in scales if not (math.isfinite(s) and s > 0))
+            raise self.fail(f"{where} has quantization scale {bad}; scales must be finite and > 0")
+        zero_points = [int(z) for z in q.zero_point]
+        if len(zero_points) == 0:
+            zero_points = [0] * len(scales)
+        if len(zero_points) != len(scales):
+            raise self.fail(f"{where} has {len(scales)} scales but {len(zero_points)} zero points")
+        if len(scales) > 1:
+            if not 0 <= q.axis < len(tensor.shape) or tensor.shape[q.axis] != len(scales):
+                raise self.fail(f"{where} has {len(scales)} per-channel scales on axis {q.axis}, "
+                                f"which does not match its shape {list(tensor.shape)}")
+        low, high = {"int8": (-128, 127), "uint8": (0, 255)}.get(tensor.dtype, (-(2**31), 2**31 - 1))
+        if any(not low <= z <= high for z in zero_points):
+            bad = next(z for z in zero_points if not low <= z <= high)
+            raise self.fail(f"{where} has zero point {bad}, outside the {tensor.dtype} range "
+                            f"{low}..{high}")
+        return ir.Quantization(tuple(scales), tuple(zero_points), q.axis)
+
+    def _io(self, tensors: list[ir.Tensor]) -> tuple[ir.Tensor, ir.Tensor]:
+        raw = self.raw
+        if len(raw.inputs) != 1 or len(raw.outputs) != 1:
+            raise self.fail(f"the model has {len(raw.inputs)} inputs and {len(raw.outputs)} "
+                            "outputs; mnv2gen compiles models with exactly one of each")
+        graph_input, graph_output = tensors[raw.inputs[0]], tensors[raw.outputs[0]]
+        if graph_input.is_constant:
+            raise self.fail(f"the graph input {graph_input.name!r} is a constant")
+        if graph_input.dtype not in ("int8", "uint8", "float32"):
+            raise self.fail(f"the graph input is {graph_input.dtype}; expected int8, uint8 or float32")
+        if graph_output.dtype not in ("int8", "uint8", "float32"):
+            raise self.fail(f"the graph output is {graph_output.dtype}; expected int8, uint8 or float32")
+        if len(graph_input.shape) == 4 and graph_input.shape[0] != 1:
+            raise self.fail(f"the input has batch size {graph_input.shape[0]}; mnv2gen compiles "
+                            "for batch 1 (re-export with batch 1 or a dynamic batch)")
+        return graph_input, graph_output
+
+    # ---------------------------------------------------------------- ops
+
+    def _op(self, op: RawOp, tensors: list[ir.Tensor]) -> ir.Op:
+        builder = OP_BUILDERS.get(op.name)
+        if builder is None:
+            raise self.fail(f"op {op.index} is {op.name}, which mnv2gen does not support. "
+                            f"Supported ops: {', '.join(sorted(SUPPORTED_OPS))}")
+        return builder(_OpContext(self, op, tensors))
+
+
+class _OpContext:
+    """What one op builder needs: its tensors, its options and a way to fail clearly."""
+
+    def __init__(self, builder: _Builder, op: RawOp, tensors: list[ir.Tensor]):
+        self.op = op
+        self.builder = builder
+        self.tensors = tensors
+        self.where = f"op {op.index} ({op.name})"
+
+    def fail(self, message: str) -> ModelError:
+        return self.builder.fail(f"{self.where}: {message}")
+
+    def option(self, name: str, default):
+        return self.op.options.get(name, default)
+
+    def input(self, position: int, *, optional: bool = False) -> ir.Tensor | None:
+        if position >= len(self.op.inputs) or self.op.inputs[position] == -1:
+            if optional:
+                return None
+            raise self.fail(f"expected at least {position + 1} inputs, found {len(self.op.inputs)}")
+        return self.tensors[self.op.inputs[position]]
+
+    def output(self) -> ir.Tensor:
+        if len(self.op.outputs) != 1:
+            raise self.fail(f"expected 1 output, found {len(self.op.outputs)}")
+        return self.tensors[self.op.outputs[0]]
+
+    def activation(self, t: ir.Tensor, role: str, dtypes=("int8",), rank: int | None = None) -> ir.Tensor:
+        if t.is_constant:
+            raise self.fail(f"{role} {t.name!r} is a constant; constant-folding it is not supported")
+        self._check_type(t, role, dtypes, rank)
+        if t.dtype in ("int8", "uint8") and t.quant.per_channel:
+            raise self.fail(f"{role} {t.name!r} is quantized per channel; activations must be per tensor")
+        return t
+
+    def constant(self, t: ir.Tensor, role: str, dtypes, rank: int | None = None) -> ir.Tensor:
+        if not t.is_constant:
+            raise self.fail(f"{role} {t.name!r} is not a constant; only constant {role}s are supported")
+        self._check_type(t, role, dtypes, rank)
+        return t
+
+    def _check_type(self, t: ir.Tensor, role: str, dtypes, rank: int | None) -> None:
+        if t.dtype not in dtypes:
+            raise self.fail(f"{role} {t.name!r} is {t.dtype}; expected {' or '.join(dtypes)}")
+        if rank is not None and len(t.shape) != rank:
+            raise self.fail(f"{role} {t.name!r} has shape {list(t.shape)}; expected rank {rank}")
+
+    def fused_activation(self) -> ir.Activation:
+        code = self.option("FusedActivationFunction", 0)
+        if code not in ACTIVATIONS:
+            raise self.fail(f"fused activation {ACTIVATION_NAMES.get(code, code)} is not supported; "
+                            "supported: NONE, RELU, RELU6, RELU_N1_TO_1")
+        return ACTIVATIONS[code]
+
+    def stride(self) -> tuple[int, int]:
+        stride = (self.option("StrideH", 1), self.option("StrideW", 1))
+        if not all(1 <= s <= 64 for s in stride):
+            raise self.fail(f"stride {stride} is out of range; expected 1..64")
+        return stride
+
+    def padding(self, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]) -> ir.Padding:
+        code = self.option("Padding", PADDING_SAME)
+        if code == PADDING_VALID:
+            if kernel[0] > in_hw[0] or kernel[1] > in_hw[1]:
+                raise self.fail(f"VALID padding with a {kernel} window on a {in_hw} input leaves no output")
+            return ir.Padding()
+        if code != PADDING_SAME:
+            raise self.fail(f"unknown padding code {code}")
+        top, bottom = ir.same_padding(in_hw[0], kernel[0], stride[0])
+        left, right = ir.same_padding(in_hw[1], kernel[1], stride[1])
+        return ir.Padding(top=top, bottom=bottom, left=left, right=right)
+
+    def no_dilation(self) -> None:
+        dilation = (self.option("DilationHFactor", 1), self.option("DilationWFactor", 1))
+        if dilation != (1, 1):
+            raise self.fail(f"dilation {dilation} is not supported; only dilation 1")
+
+    def symmetric_weights(self, weights: ir.Tensor, axis: int) -> None:
+        if weights.quant is None:
+            raise self.fail(f"weights {weights.name!r} have no quantization parameters")
+        if any(z != 0 for z in weights.quant.zero_point):
+            raise self.fail(f"weights {weights.name!r} have a non-zero zero point; int8 weights "
+                            "must be symmetric (zero point 0), as the TFLite converter makes them")
+        if weights.quant.per_channel and weights.quant.axis != axis:
+            raise self.fail(f"weights {weights.name!r} are quantized along axis "
+                            f"{weights.quant.axis}; expected axis {axis}")
+
+    def bias(self, position: int, channels: int) -> ir.Tensor | None:
+        bias = self.input(position, optional=True)
+        if bias is None:
+            return None
+        self.constant(bias, "bias", ("int32",))
+        if bias.size != channels:
+            raise self.fail(f"bias {bias.name!r} has {bias.size} values for {channels} output channels")
+        return bias
+
+
+def _convolution(ctx: _OpContext, depthwise: bool) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", rank=4)
+    w = ctx.constant(ctx.input(1), "weights", ("int8",), rank=4)
+    out = ctx.activation(ctx.output(), "output", rank=4)
+    ctx.no_dilation()
+    if depthwise:
+        if w.shape[0] != 1 or w.shape[3] != x.shape[3] or out.shape[3] != x.shape[3]:
+            raise ctx.fail(f"weights {list(w.shape)} on input {list(x.shape)}: only depth "
+                           "multiplier 1 is supported (weights [1, kh, kw, channels])")
+        ctx.symmetric_weights(w, axis=3)
+        channels, cls = w.shape[3], ir.DepthwiseConv2D
+    else:
+        if w.shape[3] != x.shape[3]:
+            raise ctx.fail(f"weights {list(w.shape)} expect {w.shape[3]} input channels, the input "
+                           f"{list(x.shape)} has {x.shape[3]} (grouped convolution is not supported)")
+        ctx.symmetric_weights(w, axis=0)
+        channels, cls = w.shape[0], ir.Conv2D
+    stride = ctx.stride()
+    kernel = (w.shape[1], w.shape[2])
+    padding = ctx.padding((x.shape[1], x.shape[2]), kernel, stride)
+    return cls(input=x, output=out, index=ctx.op.index, weights=w, bias=ctx.bias(2, channels),
+               stride=stride, padding=padding, activation=ctx.fused_activation())
+
+
+def _fully_connected(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input")
+    w = ctx.constant(ctx.input(1), "weights", ("int8",), rank=2)
+    out = ctx.activation(ctx.output(), "output")
+    if ctx.option("WeightsFormat", 0) != 0:
+        raise ctx.fail("shuffled weight formats are not supported")
+    ctx.symmetric_weights(w, axis=0)
+    if x.size % w.shape[1]:
+        raise ctx.fail(f"input {list(x.shape)} does not split into rows of {w.shape[1]} values")
+    return ir.FullyConnected(input=x, output=out, index=ctx.op.index, weights=w,
+                             bias=ctx.bias(2, w.shape[0]), activation=ctx.fused_activation(),
+                             keep_num_dims=bool(ctx.option("KeepNumDims", False)))
+
+
+def _add(ctx: _OpContext) -> ir.Op:
+    a = ctx.activation(ctx.input(0), "first input")
+    b = ctx.activation(ctx.input(1), "second input")
+    out = ctx.activation(ctx.output(), "output")
+    if a.shape != b.shape or a.shape != out.shape:
+        raise ctx.fail(f"inputs {list(a.shape)} and {list(b.shape)}: broadcasting is not supported")
+    return ir.Add(input=a, other=b, output=out, index=ctx.op.index, activation=ctx.fused_activation())
+
+
+def _pad(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", rank=4)
+    pads = ctx.constant(ctx.input(1), "paddings", ("int32", "int64"))
+    out = ctx.activation(ctx.output(), "output", rank=4)
+    if pads.shape != (4, 2):
+        raise ctx.fail(f"paddings have shape {list(pads.shape)}; expected [4, 2]")
+    p = pads.data.astype(np.int64)
+    if p[0].any() or p[3].any() or (p < 0).any() or (p > 1024).any():
+        raise ctx.fail(f"paddings {p.tolist()}: only non-negative height/width padding is supported")
+    if x.quant != out.quant:
+        raise ctx.fail("input and output quantization differ; PAD must keep the quantization")
+    padding = ir.Padding(top=int(p[1, 0]), bottom=int(p[1, 1]), left=int(p[2, 0]), right=int(p[2, 1]))
+    return ir.Pad(input=x, output=out, index=ctx.op.index, padding=padding)
+
+
+def _mean(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", rank=4)
+    axes = ctx.constant(ctx.input(1), "axes", ("int32", "int64"))
+    out = ctx.activation(ctx.output(), "output")
+    normalized = sorted({int(a) % 4 for a in axes.data.reshape(-1)})
+    if normalized != [1, 2] or any(not -4 <= int(a) < 4 for a in axes.data.reshape(-1)):
+        raise ctx.fail(f"MEAN over axes {axes.data.reshape(-1).tolist()}; only the mean over height "
+                       "and width (axes [1, 2]) is supported")
+    return ir.Mean(input=x, output=out, index=ctx.op.index, keep_dims=bool(ctx.option("KeepDims", False)))
+
+
+def _average_pool(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", rank=4)
+    out = ctx.activation(ctx.output(), "output", rank=4)
+    if x.quant != out.quant:
+        raise ctx.fail("input and output quantization differ; TFLite's int8 AVERAGE_POOL_2D "
+                       "requires them equal")
+    window = (ctx.option("FilterHeight", 1), ctx.option("FilterWidth", 1))
+    if not all(1 <= k <= 256 for k in window):
+        raise ctx.fail(f"pool window {window} is out of range; expected 1..256")
+    stride = ctx.stride()
+    padding = ctx.padding((x.shape[1], x.shape[2]), window, stride)
+    return ir.AveragePool2D(input=x, output=out, index=ctx.op.index, filter=window, stride=stride,
+                            padding=padding, activation=ctx.fused_activation())
+
+
+def _reshape(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", dtypes=("int8", "uint8", "float32"))
+    out = ctx.activation(ctx.output(), "output", dtypes=(x.dtype,))
+    if x.nbytes != out.nbytes:
+        raise ctx.fail(f"reshapes {list(x.shape)} into {list(out.shape)}: the element counts differ")
+    if x.quant != out.quant:
+        raise ctx.fail("input and output quantization differ; a reshape must keep it")
+    return ir.Reshape(input=x, output=out, index=ctx.op.index)
+
+
+def _check_probability_output(ctx: _OpContext, out: ir.Tensor) -> None:
+    # TFLite's int8 SOFTMAX and LOGISTIC kernels only accept this output quantization.
+    if out.zero_point != -128 or out.scale != float(np.float32(1 / 256)):
+        raise ctx.fail(f"output scale {out.scale} and zero point {out.zero_point}; TFLite requires "
+                       "scale 1/256 and zero point -128 for int8 probabilities")
+
+
+def _softmax(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input")
+    out = ctx.activation(ctx.output(), "output")
+    _check_probability_output(ctx, out)
+    beta = float(ctx.option("Beta", 1.0))
+    if not math.isfinite(beta) or beta <= 0:
+        raise ctx.fail(f"softmax beta {beta}; expected a finite positive number")
+    return ir.Softmax(input=x, output=out, index=ctx.op.index, beta=beta)
+
+
+def _logistic(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input")
+    out = ctx.activation(ctx.output(), "output")
+    _check_probability_output(ctx, out)
+    return ir.Logistic(input=x, output=out, index=ctx.op.index)
+
+
+def _quantize(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", dtypes=("float32", "uint8", "int8"))
+    out = ctx.activation(ctx.output(), "output", dtypes=("int8", "uint8"))
+    if x.dtype == "float32" and out.dtype != "int8":
+        raise ctx.fail("QUANTIZE from float32 must produce int8")
+    return ir.Quantize(input=x, output=out, index=ctx.op.index)
+
+
+def _dequantize(ctx: _OpContext) -> ir.Op:
+    x = ctx.activation(ctx.input(0), "input", dtypes=("int8",))
+    out = ctx.activation(ctx.output(), "output", dtypes=("float32",))
+    return ir.Dequantize(input=x, output=out, index=ctx.op.index)
+
+
+OP_BUILDERS: dict[str, Callable[[_OpContext], ir.Op]] = {
+    "CONV_2D": lambda ctx: _convolution(ctx, depthwise=False),
+    "DEPTHWISE_CONV_2D": lambda ctx: _convolution(ctx, depthwise=True),
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _add,
+    "PAD": _pad,
+    "MEAN": _mean,
+    "AVERAGE_POOL_2D": _average_pool,
+    "RESHAPE": _reshape,
+    "SQUEEZE": _reshape,
+    "SOFTMAX": _softmax,
+    "LOGISTIC": _logistic,
+    "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
+}
+SUPPORTED_OPS = set(OP_BUILDERS) | {"SHAPE", "STRIDED_SLICE", "PACK"}

@@ -1,0 +1,412 @@
+"""The intermediate representation: typed tensors and one class per op.
+
+The frontend builds a `Graph` from an untrusted model and validates it; passes rewrite it;
+the planner and the code generator only read it. `Graph.verify()` re-checks every structural
+invariant, so each pass can prove it left a valid graph behind.
+
+Layout is always NHWC (TFLite's). Activation tensors are int8 except at the graph's edges,
+where QUANTIZE/DEQUANTIZE convert from/to uint8 or float32.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Element types we can meet, with their numpy type and C type.
+DTYPES: dict[str, tuple[type, str]] = {
+    "int8": (np.int8, "int8_t"),
+    "uint8": (np.uint8, "uint8_t"),
+    "int16": (np.int16, "int16_t"),
+    "int32": (np.int32, "int32_t"),
+    "int64": (np.int64, "int64_t"),
+    "float32": (np.float32, "float"),
+}
+
+
+class IRError(Exception):
+    """An invariant of the IR does not hold (raised by `Graph.verify`)."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization: real = scale * (q - zero_point).
+
+    Scales are kept as the float32 values stored in the model (as Python floats), because
+    TFLite derives every multiplier from exactly those values.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1
+
+
+@dataclass(eq=False)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quant: Quantization | None = None
+    data: np.ndarray | None = None  # constant (weights, bias, shapes); None for activations
+    index: int = -1  # index in the source model, used to trace against TFLite
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(DTYPES[self.dtype][0]).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    @property
+    def ctype(self) -> str:
+        return DTYPES[self.dtype][1]
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def scale(self) -> float:
+        """The per-tensor scale (activations are always per-tensor)."""
+        assert self.quant is not None and not self.quant.per_channel, self.name
+        return self.quant.scale[0]
+
+    @property
+    def zero_point(self) -> int:
+        assert self.quant is not None, self.name
+        return self.quant.zero_point[0]
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.shape}, {self.dtype})"
+
+
+class Activation(enum.Enum):
+    NONE = "none"
+    RELU = "relu"
+    RELU6 = "relu6"
+    RELU_N1_TO_1 = "relu_n1_to_1"
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Explicit spatial padding, already resolved from SAME/VALID."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+
+def conv_output_size(in_size: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
+    return (in_size + pad_before + pad_after - kernel) // stride + 1
+
+
+def same_padding(in_size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TFLite's SAME padding: the extra odd pixel goes after (bottom/right)."""
+    out = (in_size + stride - 1) // stride
+    total = max((out - 1) * stride + kernel - in_size, 0)
+    return total // 2, total - total // 2
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@dataclass(eq=False)
+class Op:
+    """Base of every op. `index` is the operator's position in the source model."""
+
+    input: Tensor
+    output: Tensor
+    index: int
+
+    op_name = "OP"
+
+    def activation_inputs(self) -> list[Tensor]:
+        return [self.input]
+
+    def constants(self) -> list[Tensor]:
+        return []
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def macs(self) -> int:
+        return 0
+
+    def describe(self) -> str:
+        ins = " + ".join("x".join(map(str, t.shape)) for t in self.activation_inputs())
+        return f"{self.op_name} {ins} -> {'x'.join(map(str, self.output.shape))}"
+
+
+@dataclass(eq=False)
+class _Convolution(Op):
+    weights: Tensor = None  # type: ignore[assignment]
+    bias: Tensor | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: Padding = Padding()
+    activation: Activation = Activation.NONE
+
+    def constants(self) -> list[Tensor]:
+        return [self.weights] + ([self.bias] if self.bias is not None else [])
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weights.shape[1], self.weights.shape[2]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        n, h, w, _ = self.input.shape
+        kh, kw = self.kernel
+        oh = conv_output_size(h, kh, self.stride[0], self.padding.top, self.padding.bottom)
+        ow = conv_output_size(w, kw, self.stride[1], self.padding.left, self.padding.right)
+        return (n, oh, ow, self.out_channels)
+
+    @property
+    def out_channels(self) -> int:
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class Conv2D(_Convolution):
+    """weights: [out_c, kh, kw, in_c] int8; bias: [out_c] int32."""
+
+    op_name = "CONV_2D"
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[0]
+
+    def macs(self) -> int:
+        _, kh, kw, ic = self.weights.shape
+        return self.output.size * kh * kw * ic
+
+
+@dataclass(eq=False)
+class DepthwiseConv2D(_Convolution):
+    """weights: [1, kh, kw, channels] int8 (depth multiplier 1); bias: [channels] int32."""
+
+    op_name = "DEPTHWISE_CONV_2D"
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[3]
+
+    def macs(self) -> int:
+        _, kh, kw, _ = self.weights.shape
+        return self.output.size * kh * kw
+
+
+@dataclass(eq=False)
+class FullyConnected(Op):
+    """input: [rows, depth] (any shape whose last dim is depth); weights [units, depth]."""
+
+    weights: Tensor = None  # type: ignore[assignment]
+    bias: Tensor | None = None
+    activation: Activation = Activation.NONE
+    keep_num_dims: bool = False  # output keeps the input's leading dims instead of [rows, units]
+
+    op_name = "FULLY_CONNECTED"
+
+    def constants(self) -> list[Tensor]:
+        return [self.weights] + ([self.bias] if self.bias is not None else [])
+
+    @property
+    def rows(self) -> int:
+        return self.input.size // self.weights.shape[1]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        units = self.weights.shape[0]
+        return (*self.input.shape[:-1], units) if self.keep_num_dims else (self.rows, units)
+
+    def macs(self) -> int:
+        return self.rows * self.weights.shape[0] * self.weights.shape[1]
+
+
+@dataclass(eq=False)
+class Add(Op):
+    """Elementwise sum of two same-shaped tensors, each with its own quantization."""
+
+    other: Tensor = None  # type: ignore[assignment]
+    activation: Activation = Activation.NONE
+
+    op_name = "ADD"
+
+    def activation_inputs(self) -> list[Tensor]:
+        return [self.input, self.other]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
+@dataclass(eq=False)
+class Pad(Op):
+    """Spatial zero padding (in the quantized domain: pads with the zero point)."""
+
+    padding: Padding = Padding()
+
+    op_name = "PAD"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        n, h, w, c = self.input.shape
+        p = self.padding
+        return (n, h + p.top + p.bottom, w + p.left + p.right, c)
+
+
+@dataclass(eq=False)
+class Mean(Op):
+    """Mean over H and W of an NHWC tensor (keep_dims only changes the output's shape)."""
+
+    keep_dims: bool = False
+
+    op_name = "MEAN"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        n, _, _, c = self.input.shape
+        return (n, 1, 1, c) if self.keep_dims else (n, c)
+
+
+@dataclass(eq=False)
+class AveragePool2D(Op):
+    filter: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: Padding = Padding()
+    activation: Activation = Activation.NONE
+
+    op_name = "AVERAGE_POOL_2D"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        n, h, w, c = self.input.shape
+        oh = conv_output_size(h, self.filter[0], self.stride[0], self.padding.top, self.padding.bottom)
+        ow = conv_output_size(w, self.filter[1], self.stride[1], self.padding.left, self.padding.right)
+        return (n, oh, ow, c)
+
+
+@dataclass(eq=False)
+class Reshape(Op):
+    """Same bytes, new shape. The planner aliases output and input: no code is emitted."""
+
+    op_name = "RESHAPE"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.output.shape  # checked by element count in verify()
+
+
+@dataclass(eq=False)
+class Softmax(Op):
+    beta: float = 1.0
+
+    op_name = "SOFTMAX"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
+@dataclass(eq=False)
+class Logistic(Op):
+    op_name = "LOGISTIC"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
+@dataclass(eq=False)
+class Quantize(Op):
+    """float32/uint8/int8 -> int8 (quantize or requantize)."""
+
+    op_name = "QUANTIZE"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
+@dataclass(eq=False)
+class Dequantize(Op):
+    """int8 -> float32."""
+
+    op_name = "DEQUANTIZE"
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
+@dataclass(eq=False)
+class Bottleneck(Op):
+    """An inverted residual block run as one fused node (expansion never materialized).
+
+    Produced by the bottleneck-fusion pass of the streaming schedule; `layers` keeps the
+    original ops in order (optional expansion CONV_2D, optional PAD, DEPTHWISE_CONV_2D,
+    projection CONV_2D, optional residual ADD) so their arithmetic stays the reference.
+    """
+
+    layers: list[Op] = field(default_factory=list)
+
+    op_name = "BOTTLENECK"
+
+    def constants(self) -> list[Tensor]:
+        return [c for layer in self.layers for c in layer.constants()]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.layers[-1].expected_output_shape()
+
+    def macs(self) -> int:
+        return sum(layer.macs() for layer in self.layers)
+
+
+# --------------------------------------------------------------------------- graph
+
+
+@dataclass(eq=False)
+class Graph:
+    ops: list[Op]
+    input: Tensor
+    output: Tensor
+    source: str = "<model>"  # file name, for messages
+    source_sha256: str = ""
+
+    def activations(self) -> list[Tensor]:
+        """Every non-constant tensor, in first-use order."""
+        seen: dict[int, Tensor] = {id(self.input): self.input}
+        for op in self.ops:
+            for t in op.activation_inputs() + [op.output]:
+                seen.setdefault(id(t), t)
+        return list(seen.values())
+
+    def consumers(self, tensor: Tensor) -> list[Op]:
+        return [op for op in self.ops if any(t is tensor for t in op.activation_inputs())]
+
+    def producer(self, tensor: Tensor) -> Op | None:
+        return next((op for op in self.ops if op.output is tensor), None)
+
+    def verify(self) -> None:
+        """Check the structural invariants every stage relies on; raise IRError if broken."""
+        available = {id(self.input)}
+        for op in self.ops:
+            where = f"op {op.index} ({op.op_name})"
+            for t in op.activation_inputs():
+                if id(t) not in available:
+                    raise IRError(f"{where}: input {t.name!r} is used before it is produced")
+                if t.is_constant:
+                    raise IRError(f"{where}: activation input {t.name!r} is a constant")
+            if id(op.output) in available:
+                raise IRError(f"{where}: output {op.output.name!r} is written twice")
+            if isinstance(op, Reshape):
+                if op.input.nbytes != op.output.nbytes:
+                    raise IRError(f"{where}: reshape changes the byte count")
+            elif tuple(op.output.shape) != tuple(op.expected_output_shape()):
+                raise IRError(
+                    f"{where}: output shape {op.output.shape} but the op computes "
+                    f"{op.expected_output_shape()}"
+                )
+            available.add(id(op.output))
+        if id(self.output) not in available:
+            raise IRError(f"graph output {self.output.name!r} is never produced")
