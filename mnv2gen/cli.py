@@ -19,6 +19,7 @@ from pathlib import Path
 from . import __version__
 from .codegen.render import PREFIX_PATTERN, TARGETS, Options
 from .errors import EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
+from .plan.bound import paper_bound
 
 
 def _prefix(value: str) -> str:
@@ -110,7 +111,9 @@ def cmd_verify(args) -> int:
     report = verify(args.model, result, args.out, count=args.inputs, seed=args.seed,
                     use_tflm=not args.no_tflm, sanitize=args.sanitize, prefix=args.prefix)
     summary.update(inputs=report.inputs, matched_tflite=report.matched_tflite,
-                   matched_tflm=report.matched_tflm, bit_exact=report.bit_exact)
+                   matched_tflm=report.matched_tflm, bit_exact=report.bit_exact,
+                   paper_bound_bytes=paper_bound(result.graph)[0],
+                   tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
     lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"]
@@ -118,7 +121,7 @@ def cmd_verify(args) -> int:
         lines.append(f"TFLite Micro:             {report.matched_tflm}/{report.inputs} outputs identical")
     elif report.tflm_note:
         lines.append(f"TFLite Micro: not compared ({report.tflm_note})")
-    lines.append(f"arena: {result.arena_bytes:,} bytes")
+    lines += _memory_lines(result, report)
     if report.first_mismatch:
         lines.append(f"first difference: {report.first_mismatch}")
     lines.append("bit-exact" if report.bit_exact else "MISMATCH")
@@ -127,6 +130,19 @@ def cmd_verify(args) -> int:
     elif not args.quiet or not report.bit_exact:
         print("\n".join(lines))
     return EXIT_OK if report.bit_exact else EXIT_MISMATCH
+
+
+def _memory_lines(result, report) -> list[str]:
+    bound, where = paper_bound(result.graph)
+    lines = [f"arena: {result.arena_bytes:,} bytes (all activations, input and output)"]
+    if where is not None:
+        lines.append(f"paper bound M(G): {bound:,} bytes (set by op {where.index}, {where.describe()})")
+    total = report.tflm_arena.get("arena_total_bytes")
+    if total:
+        head = report.tflm_arena.get("arena_head_bytes", 0)
+        lines.append(f"TFLite Micro arena: {total:,} bytes ({head:,} activations); "
+                     f"ours is {result.arena_bytes / total:.2f}x")
+    return lines
 
 
 COMMANDS = {"compile": cmd_compile, "verify": cmd_verify}

@@ -8,6 +8,7 @@ through `_interpreter()`, so switching is a one-function change.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,11 @@ for x in inputs:
     interpreter.invoke()
     outputs.append(interpreter.get_output(0).copy())
 np.save(outputs_path, np.stack(outputs))
+interpreter.print_allocations()  # the recording allocator's figures, parsed by the caller
 """
+
+# "[RecordingMicroAllocator] Arena allocation total 218192 bytes" (and "head" = activations).
+_ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 
 
 def tflm_available() -> bool:
@@ -106,4 +111,5 @@ def tflm_outputs(model_path: str | Path, inputs: np.ndarray, workdir: str | Path
     )
     if result.returncode != 0:
         return None, {"error": f"TFLite Micro exited with {result.returncode}: {result.stderr.strip()[-300:]}"}
-    return np.load(outputs_path), {}
+    info = {f"arena_{kind}_bytes": int(n) for kind, n in _ARENA_LINE.findall(result.stdout + result.stderr)}
+    return np.load(outputs_path), info

@@ -24,8 +24,8 @@ class VerifyReport:
     matched_tflite: int
     matched_tflm: int | None = None  # None: TFLite Micro not run
     tflm_note: str = ""
+    tflm_arena: dict = field(default_factory=dict)  # TFLite Micro's recorded arena figures
     first_mismatch: str = ""  # which layer differs first, for the first failing input
-    details: dict = field(default_factory=dict)
 
     @property
     def bit_exact(self) -> bool:
@@ -86,6 +86,7 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
                 report.tflm_note = info.get("error", "TFLite Micro failed")
             else:
                 report.matched_tflm = int(_same_bytes(ours, tflm.reshape(ours.shape)).sum())
+                report.tflm_arena = info
         elif use_tflm:
             report.tflm_note = "tflite-micro is not installed; compared with TFLite only"
         if not matches.all():
