@@ -2,6 +2,8 @@
 
     mnv2gen compile model.tflite --out DIR       write the C
     mnv2gen verify  model.tflite --out DIR -n N  compile, build on the host, compare N inputs
+    mnv2gen run     model.tflite --out DIR --board B -n N
+                                                 ...or on a Cortex-M board under QEMU, measured
 
 Exit codes: 0 success; 1 the generated C disagrees with TFLite; 2 a user error (bad model,
 unsupported op, bad flag) with a message and no traceback.
@@ -19,6 +21,7 @@ from pathlib import Path
 from . import __version__
 from .codegen.render import PREFIX_PATTERN, TARGETS, Options
 from .errors import EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
+from .firmware.boards import BOARDS, get_board
 from .plan.bound import paper_bound
 
 
@@ -63,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     verify.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro comparison")
     verify.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and UBSan")
+    run = model_command("run", "compile, build for a Cortex-M board, run under QEMU, compare with TFLite "
+                        "bit for bit, and measure instructions, sizes and stack")
+    run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
+                     help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55) run under QEMU; "
+                          "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
+    run.add_argument("-n", "--inputs", type=_positive, default=10,
+                     help="random inputs to compare, besides the all-min and all-max ones (default: 10)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    run.add_argument("--no-layers", action="store_true",
+                     help="skip the per-layer instruction counts (a second, traced build)")
+    run.set_defaults(target=None)  # the board decides the core
     return parser
 
 
@@ -145,7 +159,62 @@ def _memory_lines(result, report) -> list[str]:
     return lines
 
 
-COMMANDS = {"compile": cmd_compile, "verify": cmd_verify}
+def cmd_run(args) -> int:
+    from .firmware.runner import FirmwareFailed
+    from .qemu_run import run_on_board
+
+    board = get_board(args.board)
+    if args.target not in (None, board.core):
+        raise UserError(f"--target {args.target} is not the core of board {board.name} ({board.core}); "
+                        "leave --target out, the board sets it")
+    args.target = board.core
+    summary, result = _compile(args)
+    try:
+        report = run_on_board(args.model, result, args.out, board, count=args.inputs, seed=args.seed,
+                              prefix=args.prefix, per_layer=not args.no_layers,
+                              reference=getattr(args, "reference", "tflite"))
+    except FirmwareFailed as exc:
+        print(f"mnv2gen: the firmware failed: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
+    summary.update(report.summary())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet or report.bit_exact is False:
+        print("\n".join(_firmware_lines(report)))
+    return EXIT_MISMATCH if report.bit_exact is False else EXIT_OK
+
+
+def _firmware_lines(report) -> list[str]:
+    board, sizes = report.board, report.sizes
+    lines = [f"board: {board.name} ({board.description})",
+             f"flash: {sizes['flash_bytes']:,} bytes = weights {sizes['weights_bytes']:,} + code and "
+             f"other constants {sizes['code_bytes']:,} (.text {sizes['text_bytes']:,}, "
+             f".rodata {sizes['rodata_bytes']:,}, .data {sizes['data_bytes']:,})",
+             f"RAM: arena {report.arena_bytes:,} bytes; .data + .bss "
+             f"{sizes['data_bytes'] + sizes['bss_bytes']:,}; stack reserved {sizes['stack_reserved_bytes']:,}"]
+    if report.bit_exact is None:
+        return lines + ["no emulator for this board: built and checked that it fits, nothing run"]
+    summary = report.summary()
+    lines += [f"stack used by one inference (high-water mark): {report.stack_bytes:,} bytes",
+              f"instructions per inference: {report.instructions_per_inference:,} (exact; "
+              f"fewest over the inputs {summary['instructions_min']:,})"]
+    if summary["cycles_estimate_m4"] is not None:
+        lines.append(f"Cortex-M4 cycles per inference: ~{summary['cycles_estimate_m4']:,} (an estimate "
+                     "from a per-instruction-class cost table)")
+    if report.layers_note:
+        lines.append(f"no per-layer counts: {report.layers_note}")
+    if report.layers:
+        lines.append("instructions per layer (from a build that calls a trace hook after each layer):")
+        total = sum(layer.instructions for layer in report.layers)
+        lines += [f"  layer {layer.layer:3d} {layer.instructions:>13,} "
+                  f"{100 * layer.instructions / total:5.1f}%  {layer.op}" for layer in report.layers]
+    reference = "TFLite Micro" if report.reference == "tflm" else "TFLite reference kernels"
+    lines.append(f"{reference}: {report.matched}/{report.inputs} outputs identical")
+    lines.append("bit-exact" if report.bit_exact else "MISMATCH")
+    return lines
+
+
+COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Benchmark the generated firmware on emulated Cortex-M cores (QEMU 7.2), printing our figures
+beside TFLite Micro's (the anchors, measured the same way: one inference between two marker
+functions, instructions counted exactly by a TCG plugin):
+
+* executed instructions per inference on the Cortex-M4 (mps2-an386) and Cortex-M7
+  (mps2-an500), and on the Cortex-M55 (mps3-an547), which has no anchor;
+* a Cortex-M4 cycle estimate (per-instruction-class cost table: an estimate, and not the
+  same table as the anchors', so compare it loosely);
+* code size without the weights, arena and stack high-water mark.
+
+Every run is also checked bit-exact against TFLite's reference kernels.
+
+    python bench/bench_firmware.py [model.tflite] [--inputs N] [--boards B ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "models" / "mobilenet_v2_035_96.tflite"
+
+# TFLite Micro on the same model, from ../shared/anchors.md (QEMU 7.2, arm-none-eabi-gcc 12.2).
+TFLM_REF = "TFLM ref"
+TFLM_CMSIS = "TFLM+CMSIS-NN"
+ANCHOR_INSTRUCTIONS = {
+    "mps2-an386": {TFLM_REF: 193_389_154, TFLM_CMSIS: 48_586_475},
+    "mps2-an500": {TFLM_REF: 195_654_283, TFLM_CMSIS: 48_448_373},
+}
+ANCHOR_M4_CYCLES = {TFLM_REF: 268_000_000, TFLM_CMSIS: 60_000_000}  # "≈", their own estimate
+ANCHOR_CODE_BYTES = {TFLM_REF: 59_292, TFLM_CMSIS: 103_644}  # .text without the model
+ANCHOR_ARENA_BYTES = {TFLM_REF: 218_192, TFLM_CMSIS: 212_660}  # host build; Cortex-M4 build
+ANCHOR_STACK_BYTES = {TFLM_CMSIS: 1_340}
+
+CORE_NAMES = {"mps2-an386": "Cortex-M4", "mps2-an500": "Cortex-M7", "mps3-an547": "Cortex-M55"}
+
+
+def measure(model: str, board_name: str, inputs: int, workdir: Path):
+    from mnv2gen.codegen.render import Options
+    from mnv2gen.compiler import compile_model, write_files
+    from mnv2gen.firmware.boards import get_board
+    from mnv2gen.qemu_run import run_on_board
+
+    board = get_board(board_name)
+    out = workdir / board.core
+    result = compile_model(model, Options(target=board.core))
+    write_files(result.files, out)
+    return run_on_board(model, result, out, board, count=inputs, per_layer=False)
+
+
+def _row(name: str, ours: int | None, anchors: dict[str, int], prefix: str = "") -> str:
+    cells = [f"{name:<40}", f"{prefix}{ours:,}".rjust(14) if ours is not None else f"{'n/a':>14}"]
+    for engine in (TFLM_REF, TFLM_CMSIS):
+        anchor = anchors.get(engine)
+        if anchor is None or ours is None:
+            cells.append(f"{'':>14}{'':>9}")
+        else:
+            cells.append(f"{prefix}{anchor:,}".rjust(14) + f"{ours / anchor:8.2f}x")
+    return "".join(cells)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
+    parser.add_argument("--inputs", type=int, default=1,
+                        help="random inputs per board, besides the all-min and all-max ones (default: 1)")
+    parser.add_argument("--boards", nargs="+", default=list(CORE_NAMES), choices=list(CORE_NAMES))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = {board: measure(args.model, board, args.inputs, Path(tmp)) for board in args.boards}
+    print(f"model: {args.model}")
+    print_table(reports)
+    print()
+    for board, report in reports.items():
+        verdict = "bit-exact" if report.bit_exact else "MISMATCH"
+        print(f"{CORE_NAMES[board]} ({board}): {report.matched}/{report.inputs} outputs identical to "
+              f"TFLite's reference kernels: {verdict}")
+    print("TFLite Micro figures: ../shared/anchors.md (arena: TFLM ref on the host; CMSIS-NN on the "
+          "Cortex-M4 build). Cycle estimates come from different cost tables.")
+    return 0 if all(r.bit_exact for r in reports.values()) else 1
+
+
+def print_table(reports: dict) -> None:
+    print(f"{'figure':<40}{'mnv2gen':>14}" + "".join(f"{e:>14}{'ratio':>9}" for e in (TFLM_REF, TFLM_CMSIS)))
+    for board, report in reports.items():
+        print(_row(f"instructions/inference, {CORE_NAMES[board]}", report.instructions_per_inference,
+                   ANCHOR_INSTRUCTIONS.get(board, {})))
+    m4 = reports.get("mps2-an386")
+    if m4 is not None:
+        print(_row("Cortex-M4 cycles (estimate)", m4.summary()["cycles_estimate_m4"], ANCHOR_M4_CYCLES, "~"))
+    # Sizes and stack of the M4 build when there is one, as the anchors'.
+    sized = m4 or next(iter(reports.values()))
+    core = CORE_NAMES[sized.board.name]
+    print(_row(f"code without weights, {core} (B)", sized.sizes["code_bytes"], ANCHOR_CODE_BYTES))
+    print(_row("  of which .text (B)", sized.sizes["text_bytes"], {}))
+    print(_row("weights (B)", sized.sizes["weights_bytes"], {}))
+    print(_row("arena (B)", sized.arena_bytes, ANCHOR_ARENA_BYTES))
+    print(_row(f"stack of one inference, {core} (B)", sized.stack_bytes, ANCHOR_STACK_BYTES))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The generated C on emulated Cortex-M cores (QEMU): bit-exact against TFLite, with exact and
+repeatable instruction counts, sizes, stack, link-time fit checks and a fault handler that
+fails loudly. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (CI
+installs them with tools/setup.sh); skipped with the reason when they are missing.
+
+QEMU runs take about a second per inference of the a=0.35/96 network, so every run uses one
+random input besides the all-min and all-max ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import model_zoo
+from mnv2gen.codegen.render import Options
+from mnv2gen.compiler import compile_model, write_files
+from mnv2gen.errors import UserError
+from mnv2gen.firmware.boards import BOARDS
+from mnv2gen.firmware.build import build_firmware
+from mnv2gen.firmware.runner import qemu_command, run_qemu
+from mnv2gen.qemu_run import run_on_board
+from mnv2gen.verify import _numpy_dtype, make_inputs
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_035_96.tflite"
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size", "qemu-system-arm")
+MISSING = [name for name in TOOLS if shutil.which(name) is None]
+needs_toolchain = pytest.mark.skipif(
+    bool(MISSING), reason=f"{', '.join(MISSING)} not installed (tools/setup.sh installs the firmware toolchain)")
+
+M4, M7, M55 = "mps2-an386", "mps2-an500", "mps3-an547"
+
+
+def model_path(name: str) -> Path:
+    """The bundled default model (a=0.35, 96x96, 1000 classes), or a fixture of the zoo."""
+    if name == "default":
+        return DEFAULT_MODEL if DEFAULT_MODEL.exists() else model_zoo.get_model("mnv2_a035_96_c1000")
+    return model_zoo.get_model(name)
+
+
+def compile_for(name: str, board: str, out_dir: Path, prefix: str = "mnv2"):
+    path = model_path(name)
+    result = compile_model(path, Options(prefix=prefix, target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    return path, result
+
+
+def run(name: str, board: str, out_dir: Path, **kwargs):
+    path, result = compile_for(name, board, out_dir, kwargs.get("prefix", "mnv2"))
+    return run_on_board(path, result, out_dir, BOARDS[board], count=1, **kwargs)
+
+
+def assert_measured(report) -> None:
+    assert report.bit_exact, f"{report.matched}/{report.inputs} outputs identical on {report.board.name}"
+    assert report.inputs == 3
+    assert report.instructions_per_inference > 0 and len(report.instructions) == 3
+    sizes = report.sizes
+    assert sizes["text_bytes"] > 0 and sizes["weights_bytes"] > 0
+    assert sizes["weights_bytes"] <= sizes["rodata_bytes"]  # weights are flash constants, not code
+    assert sizes["bss_bytes"] >= report.arena_bytes > 0
+    assert 0 < report.stack_bytes < sizes["stack_reserved_bytes"]
+
+
+# The default network on all three cores; two other fixtures (MobileNetV1; float input and
+# output, which exercises each core's FPU in QUANTIZE/DEQUANTIZE) on the M4 and the M55.
+@needs_toolchain
+@pytest.mark.parametrize("name, board", [
+    ("default", M4), ("default", M7), ("default", M55),
+    ("mnv1_a025_96_c10", M4), ("mnv1_a025_96_c10", M55),
+    ("mnv2_a035_96_uint8_float", M4), ("mnv2_a035_96_uint8_float", M55),
+    ("mnv2_a035_96_c1_sigmoid", M7),
+])
+def test_bit_exact_on_board(name, board, out_dir):
+    assert_measured(run(name, board, out_dir))
+
+
+@needs_toolchain
+def test_instruction_count_is_exact_and_repeatable(out_dir, tmp_path):
+    _, result = compile_for("mnv1_a025_96_c10", M4, out_dir)
+    firmware = build_firmware(out_dir, "mnv2", BOARDS[M4], tmp_path)
+    inputs = make_inputs(result.graph, 2, seed=3)
+    dtype, shape = _numpy_dtype(result.graph.output), result.graph.output.shape
+    first, second = (run_qemu(firmware, inputs, dtype, shape) for _ in range(2))
+    assert first.runs == second.runs  # same instructions and cycle estimate, input by input
+    assert all(span.instructions > 0 and span.cycles >= span.instructions for span in first.runs)
+    assert first.outputs.tobytes() == second.outputs.tobytes()
+
+
+@needs_toolchain
+def test_per_layer_counts_add_up(out_dir):
+    report = run("mnv1_a025_96_c10", M4, out_dir, per_layer=True, prefix="tiny")
+    assert report.bit_exact
+    traced_layers = re.findall(r"^\s*TRACE\((\d+),", (out_dir / "tiny_model.c").read_text(), re.MULTILINE)
+    assert [layer.layer for layer in report.layers] == [int(n) for n in traced_layers]
+    assert all(layer.instructions > 0 and layer.op for layer in report.layers)
+    # The layers come from a build with a hook call after each: a few instructions apart.
+    total = sum(layer.instructions for layer in report.layers)
+    assert abs(total - report.instructions[0]) <= 20 * len(report.layers)
+
+
+@needs_toolchain
+def test_mismatch_is_detected_on_target(out_dir):
+    path, result = compile_for("mnv1_a025_96_c10", M4, out_dir)
+    weights = out_dir / "mnv2_weights.c"
+    # Break the first bias of the first array of biases, as a wrong kernel or constant would.
+    text, n = re.subn(r"(\w*bias\w*\[\d+\] = \{\s*)(-?\d+)", lambda m: f"{m[1]}{int(m[2]) + 100000}",
+                      weights.read_text(), count=1)
+    assert n == 1
+    weights.write_text(text)
+    report = run_on_board(path, result, out_dir, BOARDS[M4], count=1, per_layer=False)
+    assert report.bit_exact is False and report.matched < report.inputs
+
+
+@needs_toolchain
+def test_fault_exits_non_zero(out_dir, tmp_path):
+    compile_for("mnv1_a025_96_c10", M55, out_dir)
+    firmware = build_firmware(out_dir, "mnv2", BOARDS[M55], tmp_path)
+    (tmp_path / "input.bin").write_bytes(b"FALT")  # the harness runs an undefined instruction
+    result = subprocess.run(qemu_command(firmware), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 6 and "harness: fault" in result.stderr
+
+
+@needs_toolchain
+def test_link_fails_clearly_when_the_model_does_not_fit(out_dir):
+    # 1.76 MB of weights: too much for the STM32F746's 1 MB of flash, fine in the H743's 2 MB.
+    with pytest.raises(UserError, match=r"does not fit the stm32f746 board: .*flash"):
+        run("default", "stm32f746", out_dir)
+    report = run("default", "stm32h743", out_dir)
+    assert report.bit_exact is None and report.sizes["weights_bytes"] > 1_000_000
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnv2gen.cli", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).parent, env=env)
+
+
+@needs_toolchain
+def test_cli_run_json(out_dir):
+    result = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "--board", M55,
+                     "-n", "1", "--json", "--prefix", "tiny", "--no-layers")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["board"] == M55 and summary["bit_exact"] is True and summary["inputs"] == 3
+    for key in ("instructions_per_inference", "text_bytes", "weights_bytes", "arena_bytes", "stack_bytes",
+                "rodata_bytes", "data_bytes", "bss_bytes"):
+        assert isinstance(summary[key], int), key
+    assert summary["instructions_per_inference"] > 0 and summary["weights_bytes"] > 0
+
+
+def test_cli_run_without_toolchain_names_the_package(out_dir, tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}  # no cross compiler, no QEMU
+    result = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "-n", "1", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "apt-get install gcc-arm-none-eabi" in result.stderr
