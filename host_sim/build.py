@@ -38,7 +38,7 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
         f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
     ]
     if trace:
-        defines += ["-DTRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
+        defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
     command = [find_compiler(compiler), opt, *WARNINGS, *(SANITIZERS if sanitize else []),
                "-I", str(c_dir), *defines, *sources, "-o", str(binary)]
     result = subprocess.run(command, capture_output=True, text=True)

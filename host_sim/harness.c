@@ -2,7 +2,7 @@
  *
  * Protocol, all little-endian: stdin carries the 4-byte magic "MNV2", a uint32 count N, then
  * N inputs of INPUT_BYTES each; for every input the harness writes OUTPUT_BYTES to stdout.
- * Built with -DTRACE, it also appends every layer's output to the file named by argv[1]:
+ * Built with -DHARNESS_TRACE, it also appends every layer's output to the file named by argv[1]:
  * int32 layer, int32 byte count, then the bytes.
  *
  * The build passes the generated names: -DMODEL_HEADER="\"mnv2_model.h\"" -DMODEL_INPUT=...
@@ -13,7 +13,7 @@
 
 #include MODEL_HEADER
 
-#ifdef TRACE
+#ifdef HARNESS_TRACE
 static FILE *trace_file;
 
 void TRACE_HOOK(int32_t layer, const void *data, int32_t bytes)
@@ -33,7 +33,7 @@ int main(int argc, char **argv)
 {
     char magic[4];
     uint32_t count, i;
-#ifdef TRACE
+#ifdef HARNESS_TRACE
     if (argc < 2 || !(trace_file = fopen(argv[1], "wb"))) {
         fprintf(stderr, "harness: trace builds need a trace file argument\n");
         return 3;
@@ -57,7 +57,7 @@ int main(int argc, char **argv)
         }
         fwrite(MODEL_OUTPUT(), 1, MODEL_OUTPUT_BYTES, stdout);
     }
-#ifdef TRACE
+#ifdef HARNESS_TRACE
     fclose(trace_file);
 #endif
     return fflush(stdout) == 0 ? 0 : 5;

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--prefix", type=_prefix, default="mnv2",
                          help="prefix of every public symbol and macro (default: mnv2)")
         sub.add_argument("--target", choices=TARGETS, default="host", help="target core (default: host)")
+        sub.add_argument("--reference", choices=("tflite", "tflm"), default="tflite",
+                         help="whose arithmetic to equal where TFLite's reference kernels and TFLite "
+                              "Micro differ (default: tflite)")
         sub.add_argument("--json", action="store_true", help="print the result as one JSON object")
         sub.add_argument("--quiet", action="store_true", help="print nothing on success")
         return sub
@@ -84,7 +87,7 @@ def _compile(args) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
     command = "mnv2gen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    options = Options(prefix=args.prefix, target=args.target, command=command)
+    options = Options(prefix=args.prefix, target=args.target, command=command, reference=args.reference)
     start = time.perf_counter()
     result = compile_model(args.model, options)
     try:
@@ -119,22 +122,33 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import verify
+    from .verify import divergence_note, verify
 
     summary, result = _compile(args)
     report = verify(args.model, result, args.out, count=args.inputs, seed=args.seed,
-                    use_tflm=not args.no_tflm, sanitize=args.sanitize, prefix=args.prefix)
+                    use_tflm=not args.no_tflm, sanitize=args.sanitize, prefix=args.prefix,
+                    reference=args.reference)
     summary.update(inputs=report.inputs, matched_tflite=report.matched_tflite,
                    matched_tflm=report.matched_tflm, bit_exact=report.bit_exact,
+                   tflite_aborted=report.tflite_aborted, tflm_aborted=report.tflm_aborted,
                    paper_bound_bytes=paper_bound(result.graph)[0],
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
-    lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"]
+    def aborted(count: int) -> str:
+        return f"; it aborted on {count} inputs, which cannot be compared" if count else ""
+
+    lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"
+             + (" (the reference)" if report.reference == "tflite" else "") + aborted(report.tflite_aborted)]
     if report.matched_tflm is not None:
-        lines.append(f"TFLite Micro:             {report.matched_tflm}/{report.inputs} outputs identical")
+        lines.append(f"TFLite Micro:             {report.matched_tflm}/{report.inputs} outputs identical"
+                     + (" (the reference)" if report.reference == "tflm" else "") + aborted(report.tflm_aborted))
     elif report.tflm_note:
         lines.append(f"TFLite Micro: not compared ({report.tflm_note})")
+    other_matched = report.matched_tflm if report.reference == "tflite" else report.matched_tflite
+    if other_matched is not None and other_matched != report.inputs:
+        note = divergence_note(result.graph, report.reference)
+        lines.append(f"note: {note}" if note else "note: the two references disagree on this model")
     lines += _memory_lines(result, report)
     if report.first_mismatch:
         lines.append(f"first difference: {report.first_mismatch}")

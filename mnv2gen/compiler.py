@@ -7,9 +7,11 @@ from pathlib import Path
 
 from . import ir
 from .codegen.render import Options, render
+from .errors import UserError
 from .frontend import load_model
 from .passes import run_passes
 from .plan.arena import ArenaPlan, plan_arena
+from .plan.bound import paper_bound
 
 
 @dataclass
@@ -17,6 +19,8 @@ class CompileResult:
     graph: ir.Graph
     plan: ArenaPlan
     files: dict[str, str]
+    paper_bound: int = 0  # the MobileNetV2 paper's M(G) of the model
+    paper_bound_op: str = ""  # the op that sets it
 
     @property
     def arena_bytes(self) -> int:
@@ -25,9 +29,19 @@ class CompileResult:
 
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
-    graph = run_passes(load_model(model_path))
+    loaded = load_model(model_path)
+    bound, where = paper_bound(loaded)
+    graph = run_passes(loaded, options.optimize)
     plan = plan_arena(graph)
-    return CompileResult(graph=graph, plan=plan, files=render(graph, plan, options))
+    if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
+        raise UserError(
+            f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "
+            f"{options.memory_budget:,} bytes (the paper's bound for this model is {bound:,}); "
+            + ("try --optimize memory" if options.optimize != "memory" else
+               "no schedule mnv2gen knows fits: raise the budget or use a smaller model"),
+            source=str(model_path))
+    return CompileResult(graph=graph, plan=plan, files=render(graph, plan, options), paper_bound=bound,
+                         paper_bound_op=where.describe() if where else "")
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

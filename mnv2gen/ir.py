@@ -339,27 +339,53 @@ class Dequantize(Op):
         return self.input.shape
 
 
-@dataclass(eq=False)
-class Bottleneck(Op):
-    """An inverted residual block run as one fused node (expansion never materialized).
+STREAMABLE_OPS = (Conv2D, DepthwiseConv2D, Add)
 
-    Produced by the bottleneck-fusion pass of the streaming schedule; `layers` keeps the
-    original ops in order (optional expansion CONV_2D, optional PAD, DEPTHWISE_CONV_2D,
-    projection CONV_2D, optional residual ADD) so their arithmetic stays the reference.
+
+@dataclass(eq=False)
+class RowPipeline(Op):
+    """Convolutions, depthwise convolutions and ADDs run as one line-buffered pipeline.
+
+    The output is produced row by row; each stage computes a row as soon as the rows of its
+    inputs in its window exist, so the tensors between stages (`internal_tensors()`, e.g.
+    an inverted residual's expansion) only ever hold a few rows in a ring buffer and are
+    never materialized. Each stage keeps its own op, so its arithmetic is the reference's.
+    `input` is the first external input; `activation_inputs()` lists them all.
     """
 
-    layers: list[Op] = field(default_factory=list)
+    stages: list[Op] = field(default_factory=list)
+    label: str = "layer"  # "layer", "bottleneck", or several fused ("stem+bottleneck", ...)
 
-    op_name = "BOTTLENECK"
+    op_name = "PIPELINE"
+
+    def activation_inputs(self) -> list[Tensor]:
+        internal = {id(t) for t in self.internal_tensors()}
+        external: dict[int, Tensor] = {}
+        for stage in self.stages:
+            for t in stage.activation_inputs():
+                if id(t) not in internal:
+                    external.setdefault(id(t), t)
+        return list(external.values())
+
+    def internal_tensors(self) -> list[Tensor]:
+        return [stage.output for stage in self.stages[:-1]]
 
     def constants(self) -> list[Tensor]:
-        return [c for layer in self.layers for c in layer.constants()]
+        return [c for stage in self.stages for c in stage.constants()]
 
     def expected_output_shape(self) -> tuple[int, ...]:
-        return self.layers[-1].expected_output_shape()
+        return self.stages[-1].expected_output_shape()
 
     def macs(self) -> int:
-        return sum(layer.macs() for layer in self.layers)
+        return sum(stage.macs() for stage in self.stages)
+
+    def describe(self) -> str:
+        if len(self.stages) == 1:
+            return self.stages[0].describe()
+        names = " > ".join(s.op_name.replace("DEPTHWISE_CONV_2D", "DW").replace("CONV_2D", "CONV")
+                           for s in self.stages)
+        shape = "x".join(map(str, self.input.shape))
+        return f"{self.label} [{names}] {shape} -> {'x'.join(map(str, self.output.shape))}"
 
 
 # --------------------------------------------------------------------------- graph
@@ -399,6 +425,8 @@ class Graph:
                     raise IRError(f"{where}: activation input {t.name!r} is a constant")
             if id(op.output) in available:
                 raise IRError(f"{where}: output {op.output.name!r} is written twice")
+            if isinstance(op, RowPipeline):
+                self._verify_pipeline(op, where)
             if isinstance(op, Reshape):
                 if op.input.nbytes != op.output.nbytes:
                     raise IRError(f"{where}: reshape changes the byte count")
@@ -410,3 +438,21 @@ class Graph:
             available.add(id(op.output))
         if id(self.output) not in available:
             raise IRError(f"graph output {self.output.name!r} is never produced")
+
+    def _verify_pipeline(self, pipeline: RowPipeline, where: str) -> None:
+        if not pipeline.stages or pipeline.stages[-1].output is not pipeline.output:
+            raise IRError(f"{where}: the last stage must produce the pipeline's output")
+        if any(not isinstance(s, STREAMABLE_OPS) for s in pipeline.stages):
+            raise IRError(f"{where}: only convolutions and ADD can run in a row pipeline")
+        internal = {id(t) for t in pipeline.internal_tensors()}
+        produced: set[int] = set()
+        for stage in pipeline.stages:
+            if stage.activation_inputs()[0].shape[0] != 1 or len(stage.output.shape) != 4:
+                raise IRError(f"{where}: pipeline stages need batch-1 NHWC tensors")
+            if any(id(t) in internal and id(t) not in produced for t in stage.activation_inputs()):
+                raise IRError(f"{where}: a stage reads a tensor of a later stage")
+            produced.add(id(stage.output))
+        for t in pipeline.internal_tensors():
+            if t is self.output or any(id(t) in {id(x) for x in op.activation_inputs()}
+                                       for op in self.ops if op is not pipeline):
+                raise IRError(f"{where}: internal tensor {t.name!r} is used outside the pipeline")

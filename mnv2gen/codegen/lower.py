@@ -14,10 +14,27 @@ import numpy as np
 
 from .. import ir, quant
 from ..plan.arena import ArenaPlan
+from ..plan.rows import row_bytes, tensor_rows
 
 
 class Symbol(str):
     """The name of a const array (without the prefix), as opposed to a literal value."""
+
+
+class CExpr(str):
+    """A C expression used as is (an address, an enum constant), with `{p}`/`{P}` standing
+    for the prefix."""
+
+
+@dataclass
+class Decl:
+    """A static const struct (`fields` a dict) or array of structs (`fields` a list of
+    dicts) that a layer's params point to."""
+
+    ctype: str  # without the prefix, e.g. "conv_params"
+    name: str
+    fields: dict | list[dict]
+    comment: str = ""
 
 
 @dataclass
@@ -47,6 +64,8 @@ class Layer:
     params: dict[str, int | Symbol] = field(default_factory=dict)
     scalar_args: list[str] = field(default_factory=list)  # C literals or Symbols, for struct-less kernels
     arrays: list[ConstArray] = field(default_factory=list)
+    decls: list[Decl] = field(default_factory=list)  # declared before the params struct
+    takes_operands: bool = True  # False: the params already hold the arena addresses
     inputs: list[Operand] = field(default_factory=list)
     output: Operand | None = None
 
@@ -61,10 +80,18 @@ class Layer:
         return symbol
 
 
-def lower(plan: ArenaPlan) -> list[Layer]:
+REFERENCES = ("tflite", "tflm")
+
+
+def lower(plan: ArenaPlan, reference: str = "tflite") -> list[Layer]:
+    """`reference` picks whose rounding to follow where TFLite's reference kernels and
+    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far)."""
     layers = []
     for number, op in enumerate(plan.steps):
-        layer = LOWERINGS[type(op)](op, number)
+        if isinstance(op, ir.RowPipeline):
+            layer = _pipeline(plan, op, number)
+        else:
+            layer = LOWERINGS[type(op)](op, number, reference)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
         layer.output = _operand(plan, op.output)
         layers.append(layer)
@@ -88,69 +115,117 @@ def _folded_bias(op: ir.Conv2D | ir.FullyConnected, weights: np.ndarray) -> np.n
     return quant.wrap32(_bias_values(op, weights.shape[0]) - op.input.zero_point * sums).astype(np.int32)
 
 
-def _requant_params(layer: Layer, op, multipliers: list[int], shifts: list[int]) -> None:
+def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dict:
     act_min, act_max = quant.activation_range(op.activation, op.output)
-    layer.params.update(
+    return dict(
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max,
-        multiplier=layer.array("multiplier", "int32_t", np.array(multipliers, dtype=np.int32)),
-        shift=layer.array("shift", "int32_t", np.array(shifts, dtype=np.int32)),
+        multiplier=array("multiplier", "int32_t", np.array(multipliers, dtype=np.int32)),
+        shift=array("shift", "int32_t", np.array(shifts, dtype=np.int32)),
     )
 
 
-def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int) -> Layer:
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
+    """The stage kind and the conv_params fields of a (depthwise) convolution."""
     _, in_h, in_w, in_c = op.input.shape
     _, out_h, out_w, out_c = op.output.shape
     kh, kw = op.kernel
     depthwise = isinstance(op, ir.DepthwiseConv2D)
     pointwise = not depthwise and (kh, kw) == (1, 1) and op.padding == ir.Padding()
-    kernel = "depthwise_conv_s8" if depthwise else ("conv_1x1_s8" if pointwise else "conv_s8")
-    layer = Layer(number, op, kernel, "conv_params")
+    kind = "DEPTHWISE" if depthwise else ("CONV_1X1" if pointwise else "CONV")
     weights = op.weights.data
     bias = _folded_bias(op, weights) if pointwise else _bias_values(op, out_c).astype(np.int32)
-    layer.params.update(
+    multipliers, shifts = quant.per_channel_multipliers(
+        op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
+    fields = dict(
         in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
         kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
         pad_top=op.padding.top, pad_left=op.padding.left,
         input_offset=-op.input.zero_point,
-        weights=layer.array("weights", "int8_t", weights),
-        bias=layer.array("bias", "int32_t", bias),
+        weights=array("weights", "int8_t", weights),
+        bias=array("bias", "int32_t", bias),
     )
-    multipliers, shifts = quant.per_channel_multipliers(
-        op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
-    _requant_params(layer, op, multipliers, shifts)
+    fields.update(_requant_fields(op, array, multipliers, shifts))
+    return kind, fields
+
+
+def _add_fields(op: ir.Add, size: int) -> dict:
+    left_shift = 20
+    (m1, s1), (m2, s2), (mo, so) = quant.add_multipliers(
+        op.input.scale, op.other.scale, op.output.scale, left_shift)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    return dict(
+        size=size, input1_offset=-op.input.zero_point, input2_offset=-op.other.zero_point,
+        output_offset=op.output.zero_point, left_shift=left_shift,
+        input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
+        output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
+    )
+
+
+def _stage_summary(stage: ir.Op) -> str:
+    text = stage.describe()
+    if isinstance(stage, (ir.Conv2D, ir.DepthwiseConv2D)):
+        text += f", {stage.kernel[0]}x{stage.kernel[1]} stride {stage.stride[0]}"
+    if getattr(stage, "activation", ir.Activation.NONE) is not ir.Activation.NONE:
+        text += f", {stage.activation.name}"
+    return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
+
+
+def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int) -> Layer:
+    """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
+    rings, with their arena addresses) and a table of the stages."""
+    layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
+    tensors = op.activation_inputs() + [stage.output for stage in op.stages]
+    index = {id(t): i for i, t in enumerate(tensors)}
+    buffers = []
+    for t in tensors:
+        buffer = plan.lifetimes.of(t)
+        buffers.append(dict(base=CExpr(f"ARENA(int8_t, {plan.offset(t)})"), row_bytes=row_bytes(t),
+                            height=tensor_rows(t), slots=buffer.rows))
+    stages = []
+    for k, stage in enumerate(op.stages):
+        def array(role, ctype, values, k=k):
+            return layer.array(f"s{k}_{role}", ctype, values)
+
+        if isinstance(stage, ir.Add):
+            kind, fields, ctype = "ADD", _add_fields(stage, row_bytes(stage.output)), "add_params"
+        else:
+            (kind, fields), ctype = _conv_stage(stage, array), "conv_params"
+        comment = f"stage {k}: {_stage_summary(stage)}"
+        layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
+        inputs = stage.activation_inputs()
+        stages.append(dict(kind=CExpr(f"{{P}}_STAGE_{kind}"), params=CExpr(f"&{layer.name}_s{k}"),
+                           input=index[id(inputs[0])], other=index[id(inputs[1])] if len(inputs) > 1 else -1,
+                           output=index[id(stage.output)]))
+    layer.decls.append(Decl("row_buffer", f"{layer.name}_buffers", buffers,
+                            "the pipeline's inputs, then each stage's output (slots < height: a ring)"))
+    layer.decls.append(Decl("stage", f"{layer.name}_stages", stages))
+    layer.params.update(stages=CExpr(f"{layer.name}_stages"), stage_count=len(stages),
+                        buffers=CExpr(f"{layer.name}_buffers"), buffer_count=len(buffers))
     return layer
 
 
-def _fully_connected(op: ir.FullyConnected, number: int) -> Layer:
+def _fully_connected(op: ir.FullyConnected, number: int, reference: str) -> Layer:
     units, depth = op.weights.shape
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
     layer.params.update(
-        rows=op.rows, depth=depth, units=units,
+        rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and reference == "tflite"),
         weights=layer.array("weights", "int8_t", op.weights.data),
         bias=layer.array("bias", "int32_t", _folded_bias(op, op.weights.data)),
     )
     multipliers, shifts = quant.fully_connected_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, units)
-    _requant_params(layer, op, multipliers, shifts)
+    layer.params.update(_requant_fields(op, layer.array, multipliers, shifts))
     return layer
 
 
-def _add(op: ir.Add, number: int) -> Layer:
-    left_shift = 20
-    (m1, s1), (m2, s2), (mo, so) = quant.add_multipliers(
-        op.input.scale, op.other.scale, op.output.scale, left_shift)
-    act_min, act_max = quant.activation_range(op.activation, op.output)
+def _add(op: ir.Add, number: int, reference: str) -> Layer:
+    """An ADD outside any pipeline (e.g. on 2-D tensors): one call over all elements."""
     layer = Layer(number, op, "add_s8", "add_params")
-    layer.params.update(
-        size=op.output.size, input1_offset=-op.input.zero_point, input2_offset=-op.other.zero_point,
-        output_offset=op.output.zero_point, left_shift=left_shift,
-        input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
-        output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
-    )
+    layer.params.update(_add_fields(op, op.output.size))
     return layer
 
 
-def _pad(op: ir.Pad, number: int) -> Layer:
+def _pad(op: ir.Pad, number: int, reference: str) -> Layer:
     _, in_h, in_w, channels = op.input.shape
     p = op.padding
     layer = Layer(number, op, "pad_s8", "pad_params")
@@ -160,7 +235,7 @@ def _pad(op: ir.Pad, number: int) -> Layer:
     return layer
 
 
-def _average_pool(op: ir.AveragePool2D, number: int) -> Layer:
+def _average_pool(op: ir.AveragePool2D, number: int, reference: str) -> Layer:
     _, in_h, in_w, channels = op.input.shape
     _, out_h, out_w, _ = op.output.shape
     act_min, act_max = quant.activation_range(op.activation, op.output)
@@ -173,7 +248,7 @@ def _average_pool(op: ir.AveragePool2D, number: int) -> Layer:
     return layer
 
 
-def _mean(op: ir.Mean, number: int) -> Layer:
+def _mean(op: ir.Mean, number: int, reference: str) -> Layer:
     _, h, w, channels = op.input.shape
     multiplier, shift = quant.mean_multiplier(op.input.scale, op.output.scale, h * w)
     layer = Layer(number, op, "mean_s8", "mean_params")
@@ -183,7 +258,7 @@ def _mean(op: ir.Mean, number: int) -> Layer:
     return layer
 
 
-def _softmax(op: ir.Softmax, number: int) -> Layer:
+def _softmax(op: ir.Softmax, number: int, reference: str) -> Layer:
     depth = op.input.shape[-1]
     layer = Layer(number, op, "softmax_s8", "softmax_params")
     table = quant.softmax_exp_table(op.input.scale, op.beta)
@@ -202,11 +277,11 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
     return layer
 
 
-def _logistic(op: ir.Logistic, number: int) -> Layer:
+def _logistic(op: ir.Logistic, number: int, reference: str) -> Layer:
     return _table_lookup(op, number, quant.logistic_table(op.input, op.output))
 
 
-def _quantize(op: ir.Quantize, number: int) -> Layer:
+def _quantize(op: ir.Quantize, number: int, reference: str) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
     layer = Layer(number, op, "quantize_f32_s8", None)
@@ -214,7 +289,7 @@ def _quantize(op: ir.Quantize, number: int) -> Layer:
     return layer
 
 
-def _dequantize(op: ir.Dequantize, number: int) -> Layer:
+def _dequantize(op: ir.Dequantize, number: int, reference: str) -> Layer:
     layer = Layer(number, op, "dequantize_s8_f32", None)
     layer.scalar_args = [repr(float(op.input.scale)), str(op.input.zero_point), str(op.output.size)]
     return layer
@@ -226,8 +301,6 @@ def _float_literal(value: float) -> str:
 
 
 LOWERINGS = {
-    ir.Conv2D: _convolution,
-    ir.DepthwiseConv2D: _convolution,
     ir.FullyConnected: _fully_connected,
     ir.Add: _add,
     ir.Pad: _pad,

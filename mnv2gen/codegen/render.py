@@ -16,7 +16,7 @@ import jinja2
 
 from .. import __version__, ir
 from ..plan.arena import ArenaPlan
-from .lower import Layer, Symbol, lower
+from .lower import CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -28,6 +28,9 @@ class Options:
     prefix: str = "mnv2"
     target: str = "host"
     command: str = "mnv2gen compile"
+    reference: str = "tflite"  # whose rounding to follow where TFLite and TFLite Micro differ
+    optimize: str = "memory"  # memory | balanced | speed (see passes.run_passes)
+    memory_budget: int | None = None  # fail the compile if the arena would be larger
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -76,7 +79,7 @@ def _banner(graph: ir.Graph, options: Options) -> str:
         f" * Model: {comment_text(graph.source.rsplit('/', 1)[-1], 60)} "
         f"(sha256 {graph.source_sha256[:16]}...)\n"
         f" * Command: {comment_text(options.command, 200)}\n"
-        f" * Target: {options.target} */"
+        f" * Target: {options.target}, bit-exact with: {options.reference} */"
     )
 
 
@@ -104,15 +107,24 @@ def _layer_view(layer: Layer, prefix: str) -> dict:
     def c_value(value) -> str:
         if isinstance(value, Symbol):
             return f"{prefix}_{value}"
+        if isinstance(value, CExpr):
+            return value.replace("{p}", prefix).replace("{P}", prefix.upper())
         return value if isinstance(value, str) else _c_int(int(value))  # str: a C literal
 
-    fields = [(name, c_value(value)) for name, value in layer.params.items()]
+    def c_fields(fields: dict) -> list[tuple[str, str]]:
+        return [(name, c_value(value)) for name, value in fields.items()]
+
+    fields = c_fields(layer.params)
+    decls = [dict(ctype=d.ctype, name=d.name, table=isinstance(d.fields, list), comment=comment_text(d.comment, 160),
+                  fields=[c_fields(f) for f in d.fields] if isinstance(d.fields, list) else c_fields(d.fields))
+             for d in layer.decls]
     args = [f"&{layer.name}"] if layer.params_type else [c_value(a) for a in layer.scalar_args]
-    args += [_arena_expr(o, const=True) for o in layer.inputs]
-    args.append(_arena_expr(layer.output, const=False))
+    if layer.takes_operands:
+        args += [_arena_expr(o, const=True) for o in layer.inputs]
+        args.append(_arena_expr(layer.output, const=False))
     return dict(
         number=layer.number, name=layer.name, summary=comment_text(op.describe(), 120),
-        details=details, params_type=layer.params_type, fields=fields,
+        details=details, params_type=layer.params_type, fields=fields, decls=decls,
         call=f"{prefix}_{layer.kernel}({', '.join(args)})",
         output=layer.output, output_expr=_arena_expr(layer.output, const=True),
     )
@@ -122,7 +134,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    layers = lower(plan)
+    layers = lower(plan, options.reference)
     arrays = [a for layer in layers for a in layer.arrays]
     env = _environment()
     context = dict(
@@ -131,6 +143,10 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         output=_endpoint(graph.output, plan.offset(graph.output)),
         layers=[_layer_view(layer, p) for layer in layers],
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
+        max_kernel_rows=max([s.kernel[0] for op in plan.steps if isinstance(op, ir.RowPipeline)
+                             for s in op.stages if not isinstance(s, ir.Add)], default=1),
+        max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
+                                  if isinstance(op, ir.RowPipeline)], default=1),
     )
     variant = "ref"
     files = {

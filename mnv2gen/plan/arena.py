@@ -1,19 +1,28 @@
-"""Place every buffer at a fixed offset in one static arena, and prove the placement safe."""
+"""Place every buffer at a fixed offset in one static arena, and prove the placement safe.
+
+Placement is greedy, largest buffer first, each at the offset that ends lowest without
+sharing bytes with any buffer live at the same time. One exception makes the arena smaller
+than the sum of an op's input and output: a pipeline may write its output over the part of
+its input it has finished reading. For every pipeline whose input dies there, the planner
+computes from the row schedule the smallest displacement at which the output can start
+relative to the input (`overlap_displacement`), and offers that position first. Whatever
+the placer decides, `check.check_plan` then replays every read and write of the schedule
+and rejects the plan if any byte would be overwritten before its last read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .. import ir
+from .check import PlanError, check_plan
 from .lifetimes import Buffer, Lifetimes, compute_lifetimes
+from .rows import RowEvent, row_bytes
 
-# Offsets are multiples of 8 so float32 inputs/outputs and any future word-wise kernel load
-# aligned data.
+# Offsets are multiples of 8 so float32 inputs/outputs and word-wise kernels load aligned data.
 ALIGNMENT = 8
 
-
-class PlanError(Exception):
-    """The arena plan is unsafe (a bug in the planner, never the user's fault)."""
+__all__ = ["ALIGNMENT", "ArenaPlan", "PlanError", "plan_arena", "check_plan"]
 
 
 @dataclass
@@ -21,6 +30,8 @@ class ArenaPlan:
     lifetimes: Lifetimes
     offsets: dict[int, int]  # id(buffer) -> byte offset
     arena_bytes: int
+    graph_input: ir.Tensor
+    graph_output: ir.Tensor
 
     def offset(self, tensor: ir.Tensor) -> int:
         return self.offsets[id(self.lifetimes.of(tensor))]
@@ -29,8 +40,12 @@ class ArenaPlan:
     def steps(self) -> list[ir.Op]:
         return self.lifetimes.steps
 
+    @property
+    def events(self) -> list[RowEvent]:
+        return self.lifetimes.events
+
     def live_bytes(self, step: int) -> int:
-        """Bytes of all buffers live during `step` (the working set)."""
+        """Bytes of all buffers live during `step` (the working set, before any overlap)."""
         return sum(b.nbytes for b in self.lifetimes.buffers if b.first <= step <= b.last)
 
 
@@ -38,40 +53,82 @@ def _align(n: int) -> int:
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
+def overlap_displacement(events: list[RowEvent], source: ir.Tensor, target: ir.Tensor) -> int | None:
+    """The smallest aligned d >= 0 such that `target` may start d bytes after `source`
+    although both are live in the same step: every row of `target` is written either below
+    all of `source` that is still to be read, or past the end of `source`. None if no d
+    shorter than `source` works (then overlapping saves nothing)."""
+    last_read: dict[int, int] = {}
+    writes: list[tuple[int, int]] = []  # (event, row of target)
+    for e, event in enumerate(events):
+        for t, first, final in event.reads:
+            if t is source:
+                for r in range(first, final + 1):
+                    last_read[r] = e
+        t, first, final = event.writes
+        if t is target:
+            writes += [(e, r) for r in range(first, final + 1)]
+    source_rows, source_row, target_row = source.nbytes // row_bytes(source), row_bytes(source), row_bytes(target)
+    # For each write: the lowest row of `source` still to be read at (or after) that event.
+    limits = []
+    for e, r in writes:
+        pending = [j for j in range(source_rows) if last_read.get(j, -1) >= e]
+        limits.append((r, min(pending, default=source_rows) * source_row))
+    d = 0
+    while d < source.nbytes:
+        blocking = [r for r, limit in limits if not (d + (r + 1) * target_row <= limit or d + r * target_row >= source.nbytes)]
+        if not blocking:
+            return d
+        d = _align(source.nbytes - blocking[0] * target_row)
+    return None
+
+
+def _overlap_offers(lifetimes: Lifetimes) -> dict[int, list[tuple[Buffer, int]]]:
+    """For each buffer: (partner, displacement) pairs where it may overlap a partner placed
+    `displacement` bytes before it (negative: after it)."""
+    offers: dict[int, list[tuple[Buffer, int]]] = {}
+    for step, op in enumerate(lifetimes.steps):
+        if not isinstance(op, ir.RowPipeline):
+            continue
+        events = [e for e in lifetimes.events if e.step == step]
+        target = lifetimes.of(op.output)
+        for t in op.activation_inputs():
+            source = lifetimes.of(t)
+            if source.last != step or source.is_ring or target.is_ring:
+                continue
+            d = overlap_displacement(events, t, op.output)
+            if d is not None:
+                offers.setdefault(id(target), []).append((source, d))
+                offers.setdefault(id(source), []).append((target, -d))
+    return offers
+
+
 def plan_arena(graph: ir.Graph) -> ArenaPlan:
-    """Greedy placement: largest buffers first, each at the lowest offset that does not collide
-    with a placed buffer whose lifetime intersects its own."""
     lifetimes = compute_lifetimes(graph)
-    placed: list[tuple[Buffer, int]] = []
+    offers = _overlap_offers(lifetimes)
+    allowed = {(b_id, id(partner), d) for b_id, pairs in offers.items() for partner, d in pairs}
     offsets: dict[int, int] = {}
+    placed: list[Buffer] = []
     for buffer in sorted(lifetimes.buffers, key=lambda b: (-b.nbytes, b.first)):
-        offset = 0
-        for other, other_offset in sorted(
-            ((o, off) for o, off in placed if o.overlaps_in_time(buffer)), key=lambda item: item[1]
-        ):
-            if offset + buffer.nbytes <= other_offset:
-                break  # fits in the gap below this one
-            offset = max(offset, _align(other_offset + other.nbytes))
-        offsets[id(buffer)] = offset
-        placed.append((buffer, offset))
+        rivals = [o for o in placed if o.overlaps_in_time(buffer)]
+
+        def fits(offset: int) -> bool:
+            return offset >= 0 and all(
+                offset + buffer.nbytes <= offsets[id(o)] or offsets[id(o)] + o.nbytes <= offset
+                or (id(buffer), id(o), offset - offsets[id(o)]) in allowed
+                for o in rivals)
+
+        candidates = [offsets[id(p)] + d for p, d in offers.get(id(buffer), []) if id(p) in offsets]
+        candidates += [0] + [_align(offsets[id(o)] + o.nbytes) for o in rivals]
+        offsets[id(buffer)] = min((c for c in candidates if fits(c)), key=lambda c: (c + buffer.nbytes, c))
+        placed.append(buffer)
     arena_bytes = _align(max((offsets[id(b)] + b.nbytes for b in lifetimes.buffers), default=0))
-    plan = ArenaPlan(lifetimes=lifetimes, offsets=offsets, arena_bytes=arena_bytes)
+    plan = ArenaPlan(lifetimes=lifetimes, offsets=offsets, arena_bytes=arena_bytes,
+                     graph_input=graph.input, graph_output=graph.output)
     check_plan(plan)
     return plan
 
 
-def check_plan(plan: ArenaPlan) -> None:
-    """Replay the schedule: at every step, no two live buffers may share a byte, and every
-    buffer must lie inside the arena. Raises PlanError if the plan is unsafe."""
-    buffers = plan.lifetimes.buffers
-    for b in buffers:
-        start = plan.offsets[id(b)]
-        if start < 0 or start + b.nbytes > plan.arena_bytes or start % ALIGNMENT:
-            raise PlanError(f"buffer {b.name!r} at {start}+{b.nbytes} is outside the "
-                            f"{plan.arena_bytes}-byte arena or misaligned")
-    for step in range(-1, len(plan.steps) + 1):
-        live = sorted(((plan.offsets[id(b)], b) for b in buffers if b.first <= step <= b.last),
-                      key=lambda item: item[0])
-        for (start_a, a), (start_b, b) in zip(live, live[1:]):
-            if start_a + a.nbytes > start_b:
-                raise PlanError(f"step {step}: {a.name!r} and {b.name!r} overlap in the arena")
+def arena_bytes_of(graph: ir.Graph) -> int:
+    """The planned arena of a graph (for passes that weigh alternatives)."""
+    return plan_arena(graph).arena_bytes

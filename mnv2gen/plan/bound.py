@@ -1,8 +1,10 @@
 """The MobileNetV2 paper's memory bound (section 5).
 
-M(G) = max over ops of (bytes of all the op's inputs + bytes of its outputs + its scratch).
-For a layer-by-layer schedule no scratch is needed; RESHAPE moves no data and is skipped.
-Once bottlenecks are fused, their expanded tensor is disposable and does not count.
+M(G) = max over ops of (bytes of all the op's inputs + bytes of its outputs + its scratch),
+where an inverted residual counts as one op whose expanded tensor is disposable. So the
+bound is taken over the graph with its bottlenecks fused (and explicit PADs folded), each
+op counting its external inputs and its output; RESHAPE moves no data and is skipped. The
+ring buffers of a bottleneck are its scratch, a few rows, left out as the paper does.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ def op_working_set(op: ir.Op) -> int:
 
 
 def paper_bound(graph: ir.Graph) -> tuple[int, ir.Op | None]:
-    """The bound and the op that sets it."""
+    """The bound of a graph as loaded (before any fusion), and the op that sets it."""
+    from ..passes import run_passes
+
     best, where = 0, None
-    for op in graph.ops:
+    for op in run_passes(graph, "balanced").ops:
         if isinstance(op, ir.Reshape):
             continue
         size = op_working_set(op)

@@ -1,10 +1,14 @@
 """Buffers and their lifetimes over the schedule.
 
 A buffer is the storage of one or more tensors: RESHAPE/SQUEEZE outputs alias their input,
-so both live in one buffer and the reshape emits no code. The schedule is the list of ops
-that do emit code, in order; a buffer is live from the step that writes it to the last step
-that reads it. The graph input is live from before the first step (the caller writes it),
-the graph output until after the last (the caller reads it).
+so both live in one buffer and the reshape emits no code. A tensor inside a row pipeline
+gets a ring buffer of just the rows the pipeline needs at once (`rows.ring_rows`), live
+only during that pipeline's step.
+
+The schedule is the list of steps that emit code, in order; a buffer is live from the step
+that writes it to the last step that reads it. The graph input is live from before the
+first step (the caller writes it), the graph output until after the last (the caller
+reads it).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import ir
+from .rows import RowEvent, ring_rows, row_bytes, schedule_events, tensor_rows
 
 
 @dataclass(eq=False)
@@ -21,6 +26,11 @@ class Buffer:
     first: int  # first step at which it is live
     last: int  # last step at which it is live
     name: str = ""
+    rows: int = 1  # rows it holds: the tensor's height, or fewer for a ring
+
+    @property
+    def is_ring(self) -> bool:
+        return self.rows < tensor_rows(self.tensors[0])
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -30,6 +40,7 @@ class Buffer:
 class Lifetimes:
     steps: list[ir.Op]
     buffers: list[Buffer]
+    events: list[RowEvent]
     buffer_of: dict[int, Buffer] = field(default_factory=dict)  # id(tensor) -> buffer
 
     def of(self, tensor: ir.Tensor) -> Buffer:
@@ -38,11 +49,13 @@ class Lifetimes:
 
 def compute_lifetimes(graph: ir.Graph) -> Lifetimes:
     steps = [op for op in graph.ops if not isinstance(op, ir.Reshape)]
+    events = schedule_events(steps)
     buffer_of: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
 
-    def new_buffer(tensor: ir.Tensor, step: int) -> None:
-        buffer = Buffer([tensor], tensor.nbytes, step, step, name=tensor.name)
+    def new_buffer(tensor: ir.Tensor, step: int, rows: int | None = None) -> None:
+        rows = tensor_rows(tensor) if rows is None else rows
+        buffer = Buffer([tensor], rows * row_bytes(tensor), step, step, name=tensor.name, rows=rows)
         buffers.append(buffer)
         buffer_of[id(tensor)] = buffer
 
@@ -56,7 +69,11 @@ def compute_lifetimes(graph: ir.Graph) -> Lifetimes:
             continue
         for t in op.activation_inputs():
             buffer_of[id(t)].last = max(buffer_of[id(t)].last, step)
+        if isinstance(op, ir.RowPipeline):
+            rings = ring_rows(op, [e for e in events if e.step == step])
+            for t in op.internal_tensors():
+                new_buffer(t, step, rows=rings.get(id(t), 1))
         new_buffer(op.output, step)
         step += 1
     buffer_of[id(graph.output)].last = len(steps)
-    return Lifetimes(steps=steps, buffers=buffers, buffer_of=buffer_of)
+    return Lifetimes(steps=steps, buffers=buffers, events=events, buffer_of=buffer_of)

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Benchmark the end-to-end compiler on the flagship shape (MobileNetV2 a=0.35, 96x96, 1000
+classes), printing our figures beside TFLite's in one run:
+
+* arena: MNV2_ARENA_BYTES against TFLite Micro's arena (measured now with the tflite-micro
+  package) and the MobileNetV2 paper's bound;
+* compile time of `mnv2gen compile` (median of several runs);
+* host time per inference: the generated C (-O2) against TFLite's reference interpreter and
+  its default (optimized) one.
+
+Times are medians on a shared, noisy machine: read them as ratios, not absolutes.
+
+    python bench/bench_compiler.py [model.tflite] [--inputs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "models" / "mobilenet_v2_035_96.tflite"
+
+
+def median_seconds(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
+    parser.add_argument("--inputs", type=int, default=20, help="inputs timed per engine")
+    args = parser.parse_args()
+
+    from mnv2gen import oracle
+    from mnv2gen.compiler import compile_model, write_files
+    from mnv2gen.host_sim.build import build_host
+    from mnv2gen.plan.bound import paper_bound
+    from mnv2gen.verify import make_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "c"
+        # Compile time as a user sees it: a fresh process running the command.
+        compile_s = median_seconds(lambda: subprocess.run(
+            ["mnv2gen", "compile", args.model, "--out", str(out), "--quiet"], check=True), repeat=5)
+        result = compile_model(args.model)
+        write_files(result.files, out)
+        binary = build_host(out, "mnv2", Path(tmp) / "model", opt="-O2")
+        inputs = make_inputs(result.graph, args.inputs)
+        request = b"MNV2" + np.uint32(len(inputs)).tobytes() + inputs.tobytes()
+        ours_s = median_seconds(lambda: subprocess.run([str(binary)], input=request, capture_output=True,
+                                                       check=True), repeat=3) / len(inputs)
+        ref_s = median_seconds(lambda: oracle.reference_outputs(args.model, inputs), repeat=1) / len(inputs)
+        default_s = median_seconds(lambda: _default_interpreter(args.model, inputs), repeat=1) / len(inputs)
+        _, tflm_info = oracle.tflm_outputs(args.model, inputs[:1], tmp)
+
+    bound, _ = paper_bound(result.graph)
+    tflm_total = tflm_info.get("arena_total_bytes")
+    tflm_head = tflm_info.get("arena_head_bytes")
+    rows = [
+        ("arena (bytes)", f"{result.arena_bytes:,}",
+         f"TFLite Micro {tflm_total:,} ({tflm_head:,} activations)" if tflm_total else "TFLite Micro n/a",
+         f"{result.arena_bytes / tflm_total:.2f}x" if tflm_total else ""),
+        ("paper bound M(G) (bytes)", f"{bound:,}", "", f"arena/bound {result.arena_bytes / bound:.2f}x"),
+        ("compile time (s)", f"{compile_s:.2f}", "", ""),
+        ("host time / inference (ms)", f"{ours_s * 1e3:.1f}", f"TFLite reference {ref_s * 1e3:.1f}",
+         f"{ours_s / ref_s:.2f}x"),
+        ("", "", f"TFLite default (XNNPACK) {default_s * 1e3:.1f}", f"{ours_s / default_s:.2f}x"),
+    ]
+    print(f"model: {args.model}")
+    print(f"{'figure':<28}{'mnv2gen':>12}   {'anchor':<44}{'ratio':>10}")
+    for name, ours, anchor, ratio in rows:
+        print(f"{name:<28}{ours:>12}   {anchor:<44}{ratio:>10}")
+    return 0
+
+
+def _default_interpreter(model_path, inputs):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(model_path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for x in inputs:
+        interpreter.set_tensor(inp["index"], x.reshape(inp["shape"]))
+        interpreter.invoke()
+        interpreter.get_tensor(out["index"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Row-level simulation of the schedule, mirroring the C pipeline engine step for step.
+
+A fused pipeline (`ir.RowPipeline`) produces its output one row at a time; to produce a row,
+a stage first makes sure every input row in its window exists, producing those rows on
+demand from the stage that makes them. The C engine (`pipeline_run` in the kernels) does
+exactly this, in exactly this order, so the event list below is the order in which the
+generated code reads and writes every row. From it the planner sizes the ring buffers of
+the tensors inside a pipeline and the checker proves that no byte is overwritten before
+its last read.
+
+Ops outside pipelines are one event each: they read all of their inputs and write all of
+their output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ir
+
+
+@dataclass(frozen=True)
+class RowEvent:
+    """One kernel call: it reads `reads` rows and writes one row (or a whole tensor)."""
+
+    step: int  # index of the schedule step (pipeline or op) this event belongs to
+    writes: tuple[ir.Tensor, int, int]  # (tensor, first row, last row)
+    reads: tuple[tuple[ir.Tensor, int, int], ...]  # (tensor, first row, last row)
+
+
+def tensor_rows(t: ir.Tensor) -> int:
+    """Rows of a tensor as the pipeline engine sees it: H for NHWC, else one row."""
+    return t.shape[1] if len(t.shape) == 4 else 1
+
+
+def row_bytes(t: ir.Tensor) -> int:
+    return t.nbytes // tensor_rows(t)
+
+
+def input_window(stage: ir.Op, tensor: ir.Tensor, y: int) -> tuple[int, int]:
+    """Rows of `tensor` that `stage` reads to produce its output row `y` (clipped)."""
+    if isinstance(stage, (ir.Conv2D, ir.DepthwiseConv2D)):
+        first = y * stage.stride[0] - stage.padding.top
+        last = first + stage.kernel[0] - 1
+        return max(first, 0), min(last, tensor_rows(tensor) - 1)
+    if isinstance(stage, ir.Add):
+        return y, y
+    raise TypeError(f"{stage.op_name} cannot run inside a row pipeline")
+
+
+def pipeline_events(pipeline: ir.RowPipeline, step: int) -> list[RowEvent]:
+    """The events of one pipeline, in the exact order the C engine performs them."""
+    producer = {id(stage.output): stage for stage in pipeline.stages}
+    produced: dict[int, int] = {}
+    events: list[RowEvent] = []
+
+    def rows_done(t: ir.Tensor) -> int:
+        return produced.get(id(t), 0 if id(t) in producer else tensor_rows(t))
+
+    def produce_next_row(stage: ir.Op) -> None:
+        y = rows_done(stage.output)
+        reads = []
+        for t in stage.activation_inputs():
+            first, last = input_window(stage, t, y)
+            while rows_done(t) <= last:
+                produce_next_row(producer[id(t)])
+            reads.append((t, first, last))
+        events.append(RowEvent(step, (stage.output, y, y), tuple(reads)))
+        produced[id(stage.output)] = y + 1
+
+    final = pipeline.stages[-1]
+    while rows_done(final.output) < tensor_rows(final.output):
+        produce_next_row(final)
+    return events
+
+
+def schedule_events(steps: list[ir.Op]) -> list[RowEvent]:
+    events: list[RowEvent] = []
+    for number, op in enumerate(steps):
+        if isinstance(op, ir.RowPipeline):
+            events += pipeline_events(op, number)
+        else:
+            reads = tuple((t, 0, tensor_rows(t) - 1) for t in op.activation_inputs())
+            events.append(RowEvent(number, (op.output, 0, tensor_rows(op.output) - 1), reads))
+    return events
+
+
+def ring_rows(pipeline: ir.RowPipeline, events: list[RowEvent]) -> dict[int, int]:
+    """For every tensor inside the pipeline: the fewest rows a ring must hold so that
+    writing row r into slot r % rows never destroys a row that is still to be read."""
+    internal = {id(t) for t in pipeline.internal_tensors()}
+    written_at: dict[tuple[int, int], int] = {}
+    last_read: dict[tuple[int, int], int] = {}
+    for e, event in enumerate(events):
+        t, first, _ = event.writes
+        if id(t) in internal:
+            written_at[(id(t), first)] = e
+        for rt, lo, hi in event.reads:
+            if id(rt) in internal:
+                for r in range(lo, hi + 1):
+                    last_read[(id(rt), r)] = e
+    rings: dict[int, int] = {}
+    for (tid, r), e_write in written_at.items():
+        # The oldest row of this tensor still waiting for a read when row r is written.
+        oldest = min((r2 for (tid2, r2), e_read in last_read.items()
+                      if tid2 == tid and r2 < r and e_read > e_write), default=r)
+        rings[tid] = max(rings.get(tid, 1), r - oldest + 1)
+    return rings

@@ -1,0 +1,107 @@
+"""The memory report: per step of the schedule, what is live, the rings inside fused
+pipelines, the MobileNetV2 paper's bound, our arena and TFLite Micro's, and what each
+`--optimize` level costs in arena bytes and MACs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from . import ir
+from .compiler import CompileResult, compile_model
+from .codegen.render import Options
+from .passes import OPTIMIZE_LEVELS
+from .plan.bound import paper_bound
+
+
+@dataclass
+class StepRow:
+    step: int
+    what: str
+    macs: int
+    live_bytes: int  # every buffer live during the step, before any overlap
+    ring_bytes: int  # ring buffers inside the step's pipeline (its scratch)
+    inputs_bytes: int
+    output_bytes: int
+
+
+@dataclass
+class ScheduleRow:
+    optimize: str
+    arena_bytes: int
+    macs: int
+
+
+@dataclass
+class MemoryReport:
+    model: str
+    optimize: str
+    arena_bytes: int
+    paper_bound_bytes: int
+    paper_bound_op: str
+    tflm_arena_bytes: int | None
+    tflm_activation_bytes: int | None
+    macs: int
+    steps: list[StepRow] = field(default_factory=list)
+    schedules: list[ScheduleRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _step_rows(result: CompileResult) -> list[StepRow]:
+    plan = result.plan
+    rows = []
+    for number, op in enumerate(plan.steps):
+        rings = [plan.lifetimes.of(t) for t in op.internal_tensors()] if isinstance(op, ir.RowPipeline) else []
+        rows.append(StepRow(
+            step=number, what=op.describe(), macs=op.macs(), live_bytes=plan.live_bytes(number),
+            ring_bytes=sum(b.nbytes for b in rings),
+            inputs_bytes=sum(t.nbytes for t in op.activation_inputs()), output_bytes=op.output.nbytes))
+    return rows
+
+
+def _tflm_arena(model_path) -> tuple[int | None, int | None]:
+    """TFLite Micro's arena for this model, if its package is installed (no TensorFlow needed)."""
+    from . import oracle
+    from .verify import make_inputs
+
+    if not oracle.tflm_available():
+        return None, None
+    result = compile_model(model_path, Options(optimize="speed"))
+    graph = result.graph
+    run = oracle.tflm_outputs(model_path, make_inputs(graph, 1)[:1], graph.output.shape,
+                              ir.DTYPES[graph.output.dtype][0])
+    return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
+
+
+def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
+    result = compile_model(model_path, options)
+    bound, where = paper_bound(result.graph)
+    tflm_total, tflm_head = _tflm_arena(model_path) if with_tflm else (None, None)
+    schedules = []
+    for level in OPTIMIZE_LEVELS:
+        other = result if level == options.optimize else compile_model(model_path, Options(optimize=level))
+        schedules.append(ScheduleRow(level, other.arena_bytes, sum(op.macs() for op in other.plan.steps)))
+    return MemoryReport(
+        model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
+        paper_bound_bytes=bound, paper_bound_op=where.describe() if where else "",
+        tflm_arena_bytes=tflm_total, tflm_activation_bytes=tflm_head,
+        macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules)
+
+
+def format_report(report: MemoryReport) -> str:
+    lines = [f"model: {report.model} (--optimize {report.optimize})", "",
+             f"{'step':>4}  {'live B':>9}  {'rings B':>8}  {'MACs':>12}  what"]
+    for row in report.steps:
+        lines.append(f"{row.step:>4}  {row.live_bytes:>9,}  {row.ring_bytes:>8,}  {row.macs:>12,}  {row.what}")
+    lines += ["", f"arena (MNV2_ARENA_BYTES):      {report.arena_bytes:>9,} B",
+              f"paper bound M(G):              {report.paper_bound_bytes:>9,} B  ({report.paper_bound_op})"]
+    if report.tflm_arena_bytes:
+        lines.append(f"TFLite Micro arena:            {report.tflm_arena_bytes:>9,} B  "
+                     f"({report.tflm_activation_bytes:,} activations); ours is "
+                     f"{report.arena_bytes / report.tflm_arena_bytes:.2f}x")
+    lines += ["", "schedules (all bit-exact):", f"  {'optimize':<9} {'arena B':>9} {'MACs':>13}  MAC overhead"]
+    baseline = next(s.macs for s in report.schedules if s.optimize == "speed")
+    for s in report.schedules:
+        lines.append(f"  {s.optimize:<9} {s.arena_bytes:>9,} {s.macs:>13,}  {100 * (s.macs / baseline - 1):+.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Compile-time fixed-point helpers against hand-checked values and exact arithmetic."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from mnv2gen import quant
+
+
+@pytest.mark.parametrize("real, expected", [
+    (0.0, (0, 0)),
+    (0.5, (1 << 30, 0)),
+    (1.0, (1 << 30, 1)),
+    (0.25, (1 << 30, -1)),
+    (1e-12, (0, 0)),  # a shift below -31: TFLite flushes the multiplier to zero
+])
+def test_quantize_multiplier(real, expected):
+    assert quant.quantize_multiplier(real) == expected
+
+
+def test_quantize_multiplier_is_accurate():
+    rng = np.random.default_rng(0)
+    for real in rng.uniform(1e-6, 100, 500):
+        m, s = quant.quantize_multiplier(float(real))
+        assert 1 << 30 <= m < 1 << 31
+        assert abs(Fraction(m) * Fraction(2) ** (s - 31) - Fraction(float(real))) <= Fraction(2) ** (s - 32)
+
+
+def test_rounding_divide_by_pot_rounds_halves_away_from_zero():
+    x = np.array([5, -5, 6, -6, 7, -7, 4, -4])
+    assert quant.rounding_divide_by_pot(x, 1).tolist() == [3, -3, 3, -3, 4, -4, 2, -2]
+
+
+def test_saturating_doubling_high_mul_saturates_only_at_min_min():
+    assert int(quant.saturating_rounding_doubling_high_mul(-(2**31), -(2**31))) == 2**31 - 1
+    assert int(quant.saturating_rounding_doubling_high_mul(2**30, 2**30)) == 2**29
+
+
+def test_multiply_by_quantized_multiplier_matches_exact_scaling():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        real = float(rng.uniform(1e-4, 0.99))
+        x = int(rng.integers(-(2**20), 2**20))
+        m, s = quant.quantize_multiplier(real)
+        got = int(quant.multiply_by_quantized_multiplier(x, m, s))
+        exact = Fraction(x) * Fraction(m) * Fraction(2) ** (s - 31)
+        assert abs(got - exact) <= 1  # two roundings: within one unit of the exact product
+
+
+def test_round_half_away():
+    assert [quant.round_half_away(v) for v in (0.5, -0.5, 1.5, -1.5, 2.4999)] == [1, -1, 2, -2, 2]
+
+
+def test_softmax_table_starts_at_one_and_decreases():
+    table = quant.softmax_exp_table(0.1, 1.0)
+    assert table[0] == 2**31 - 1
+    assert all(a >= b for a, b in zip(table, table[1:]))
