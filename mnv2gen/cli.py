@@ -22,7 +22,7 @@ from . import __version__
 from .codegen.render import PREFIX_PATTERN, TARGETS, Options
 from .errors import EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .firmware.boards import BOARDS, get_board
-from .plan.bound import paper_bound
+from .passes import OPTIMIZE_LEVELS
 
 
 def _prefix(value: str) -> str:
@@ -60,7 +60,16 @@ def _parser() -> argparse.ArgumentParser:
                               "Micro differ (default: tflite)")
         sub.add_argument("--json", action="store_true", help="print the result as one JSON object")
         sub.add_argument("--quiet", action="store_true", help="print nothing on success")
+        add_schedule_options(sub)
         return sub
+
+    def add_schedule_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--optimize", choices=OPTIMIZE_LEVELS, default="memory",
+                         help="memory: fuse the stem and inverted residuals into row pipelines, the "
+                              "least RAM; balanced: fuse each inverted residual; speed: layer by layer "
+                              "(all bit-exact; default: memory)")
+        sub.add_argument("--memory-budget", type=_positive, metavar="BYTES",
+                         help="fail unless the arena fits in BYTES")
 
     model_command("compile", "compile a .tflite model into C")
     verify = model_command("verify", "compile, build on the host and compare with TFLite, bit for bit")
@@ -69,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     verify.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro comparison")
     verify.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and UBSan")
+    report = commands.add_parser("report", help="print the memory plan: live bytes per step, the "
+                                 "paper's bound, our arena beside TFLite Micro's, each schedule's cost",
+                                 description="Print the memory plan of a model without writing C.")
+    report.add_argument("model", help="the int8 .tflite model")
+    report.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    report.add_argument("--no-tflm", action="store_true", help="skip measuring TFLite Micro's arena")
+    add_schedule_options(report)
     run = model_command("run", "compile, build for a Cortex-M board, run under QEMU, compare with TFLite "
                         "bit for bit, and measure instructions, sizes and stack")
     run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
@@ -87,7 +103,8 @@ def _compile(args) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
     command = "mnv2gen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    options = Options(prefix=args.prefix, target=args.target, command=command, reference=args.reference)
+    options = Options(prefix=args.prefix, target=args.target, command=command, reference=args.reference,
+                      optimize=args.optimize, memory_budget=args.memory_budget)
     start = time.perf_counter()
     result = compile_model(args.model, options)
     try:
@@ -131,7 +148,7 @@ def cmd_verify(args) -> int:
     summary.update(inputs=report.inputs, matched_tflite=report.matched_tflite,
                    matched_tflm=report.matched_tflm, bit_exact=report.bit_exact,
                    tflite_aborted=report.tflite_aborted, tflm_aborted=report.tflm_aborted,
-                   paper_bound_bytes=paper_bound(result.graph)[0],
+                   paper_bound_bytes=result.paper_bound,
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
@@ -161,10 +178,8 @@ def cmd_verify(args) -> int:
 
 
 def _memory_lines(result, report) -> list[str]:
-    bound, where = paper_bound(result.graph)
-    lines = [f"arena: {result.arena_bytes:,} bytes (all activations, input and output)"]
-    if where is not None:
-        lines.append(f"paper bound M(G): {bound:,} bytes (set by op {where.index}, {where.describe()})")
+    lines = [f"arena: {result.arena_bytes:,} bytes (all activations, input and output)",
+             f"paper bound M(G): {result.paper_bound:,} bytes (set by {result.paper_bound_op})"]
     total = report.tflm_arena.get("arena_total_bytes")
     if total:
         head = report.tflm_arena.get("arena_head_bytes", 0)
@@ -228,7 +243,16 @@ def _firmware_lines(report) -> list[str]:
     return lines
 
 
-COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run}
+def cmd_report(args) -> int:
+    from .report import format_report, memory_report
+
+    options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
+    report = memory_report(args.model, options, with_tflm=not args.no_tflm)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return EXIT_OK
+
+
+COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,7 +97,7 @@ def _run_engine(engine: str, model_path, inputs: np.ndarray, output_shape, outpu
             outputs[start:start + done] = np.frombuffer(data[:done * per_output], output_dtype).reshape(
                 (done, *output_shape))
             ran[start:start + done] = True
-            info.update({f"arena_{kind}_bytes": int(n) for kind, n in _ARENA_LINE.findall(result.stdout)})
+            info.update({f"arena_{kind}_bytes": int(n) for kind, n in _ARENA_LINE.findall(result.stdout + result.stderr)})
             if result.returncode == 0:
                 break
             restarts += 1

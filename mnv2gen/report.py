@@ -10,7 +10,6 @@ from . import ir
 from .compiler import CompileResult, compile_model
 from .codegen.render import Options
 from .passes import OPTIMIZE_LEVELS
-from .plan.bound import paper_bound
 
 
 @dataclass
@@ -76,7 +75,6 @@ def _tflm_arena(model_path) -> tuple[int | None, int | None]:
 
 def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
     result = compile_model(model_path, options)
-    bound, where = paper_bound(result.graph)
     tflm_total, tflm_head = _tflm_arena(model_path) if with_tflm else (None, None)
     schedules = []
     for level in OPTIMIZE_LEVELS:
@@ -84,7 +82,7 @@ def memory_report(model_path, options: Options, with_tflm: bool = True) -> Memor
         schedules.append(ScheduleRow(level, other.arena_bytes, sum(op.macs() for op in other.plan.steps)))
     return MemoryReport(
         model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
-        paper_bound_bytes=bound, paper_bound_op=where.describe() if where else "",
+        paper_bound_bytes=result.paper_bound, paper_bound_op=result.paper_bound_op,
         tflm_arena_bytes=tflm_total, tflm_activation_bytes=tflm_head,
         macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules)
 
