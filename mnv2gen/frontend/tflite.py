@@ -25,6 +25,12 @@ MAX_RANK = 5
 MAX_DIM = 1 << 24
 # Every byte offset the generated C computes must fit comfortably in an int32.
 MAX_TENSOR_BYTES = 1 << 30
+# The arena planner and its byte-level checker work in memory proportional to the total
+# activation bytes (16 bytes per arena byte), and weights become C initializers. No
+# Cortex-M has a fraction of these, so a model over them is refused before any work.
+MAX_ACTIVATION_BYTES = 64 << 20
+MAX_CONSTANT_BYTES = 64 << 20
+INT32_MAX = 2**31 - 1
 
 ACTIVATIONS = {0: ir.Activation.NONE, 1: ir.Activation.RELU, 2: ir.Activation.RELU_N1_TO_1,
                3: ir.Activation.RELU6}
@@ -59,9 +65,12 @@ class _Builder:
     def build(self) -> ir.Graph:
         self._check_structure()
         tensors = [self._tensor(t) for t in self.raw.tensors]
+        self._check_totals(tensors)
         ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
         graph_input, graph_output = self._io(tensors)
         ir_ops = [self._op(op, tensors) for op in ops]
+        for op in ir_ops:
+            self._check_rescales(op)
         graph = ir.Graph(ops=ir_ops, input=graph_input, output=graph_output, source=self.source)
         try:
             graph.verify()
@@ -87,6 +96,34 @@ class _Builder:
             for i in indices:
                 if not 0 <= i < n:
                     raise self.fail(f"graph {role} index {i} is out of range (0..{n - 1})")
+        self._check_dataflow()
+
+    def _check_dataflow(self) -> None:
+        """Ops run in file order, so each tensor has at most one producer, which comes before
+        every reader; anything else is a cycle (or an order no interpreter could run)."""
+        raw = self.raw
+        producer: dict[int, RawOp] = {}
+        for op in raw.ops:
+            for i in op.outputs:
+                if i in producer:
+                    first = producer[i]
+                    raise self.fail(f"tensor {i} ({raw.tensors[i].name!r}) is written by ops "
+                                    f"{first.index} ({first.name}) and {op.index} ({op.name}); "
+                                    "each tensor must have one producer")
+                if i in raw.inputs:
+                    raise self.fail(f"the graph input, tensor {i} ({raw.tensors[i].name!r}), is "
+                                    f"overwritten by op {op.index} ({op.name})")
+                producer[i] = op
+        for op in raw.ops:
+            for i in op.inputs:
+                source = producer.get(i)
+                if source is None or source.index < op.index:
+                    continue
+                what = ("its own output" if source is op
+                        else f"tensor {i}, produced by op {source.index} ({source.name}) after it")
+                raise self.fail(f"op {op.index} ({op.name}) reads {what}: the graph has a cycle "
+                                "or its ops are not in execution order; re-export the model with "
+                                "the TFLite converter")
 
     def _tensor(self, t: RawTensor) -> ir.Tensor:
         where = f"tensor {t.index} ({t.name!r})"
@@ -100,12 +137,37 @@ class _Builder:
             raise self.fail(f"{where} has shape {list(shape)}; expected up to {MAX_RANK} "
                             f"dimensions, each from 1 to {MAX_DIM}")
         tensor = ir.Tensor(name=t.name, shape=shape, dtype=dtype, index=t.index)
-        if tensor.nbytes > MAX_TENSOR_BYTES:
-            raise self.fail(f"{where} is {tensor.nbytes} bytes; tensors over {MAX_TENSOR_BYTES} "
-                            "bytes cannot be addressed safely on a microcontroller")
+        # Python integers: numpy's int64 product of five dims up to 2**24 would wrap.
+        nbytes = math.prod(shape) * tensor.itemsize
+        if nbytes > MAX_TENSOR_BYTES:
+            raise self.fail(f"{where} has shape {list(shape)}, {nbytes} bytes; tensors over "
+                            f"{MAX_TENSOR_BYTES} bytes cannot be addressed safely with the "
+                            "int32 offsets of the generated C")
         tensor.data = self._constant_data(t, tensor, where)
         tensor.quant = self._quantization(t, tensor, where)
         return tensor
+
+    def _check_totals(self, tensors: list[ir.Tensor]) -> None:
+        used = {i for op in self.raw.ops for i in op.inputs + op.outputs if i >= 0}
+        used |= set(self.raw.inputs) | set(self.raw.outputs)
+        activation = sum(tensors[i].nbytes for i in used if not tensors[i].is_constant)
+        constant = sum(t.nbytes for t in tensors if t.is_constant)
+        for what, total, limit in (("activation", activation, MAX_ACTIVATION_BYTES),
+                                   ("constant (weight)", constant, MAX_CONSTANT_BYTES)):
+            if total > limit:
+                raise self.fail(f"the model's {what} tensors total {total:,} bytes, over "
+                                f"mnv2gen's limit of {limit:,}; no microcontroller has that much "
+                                "memory, so this is not a model mnv2gen can compile")
+
+    def _check_rescales(self, op: ir.Op) -> None:
+        """Refuse requantization factors the int32 fixed-point kernels cannot express:
+        TFLite's MultiplyByQuantizedMultiplier shifts the accumulator left by log2 of the
+        factor, which overflows (undefined behaviour in TFLite and in C) long before 2**16."""
+        for what, factor in _rescales(op):
+            if not factor < MAX_RESCALE:
+                raise self.fail(f"op {op.index} ({op.op_name}): the {what} rescale factor is "
+                                f"{factor:.3g}, over {MAX_RESCALE}; the int32 fixed-point arithmetic "
+                                "would overflow. Check the input, weight and output scales")
 
     def _constant_data(self, t: RawTensor, tensor: ir.Tensor, where: str) -> np.ndarray | None:
         if not 0 <= t.buffer < len(self.raw.buffers):
@@ -271,6 +333,39 @@ class _OpContext:
         return bias
 
 
+MAX_RESCALE = float(1 << 16)
+
+
+def _rescales(op: ir.Op) -> list[tuple[str, float]]:
+    """(what, real factor) for each requantization the op's kernel performs."""
+    if isinstance(op, (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected)):
+        factor = op.input.scale * max(op.weights.quant.scale) / op.output.scale
+        return [("input * weight / output scale", factor)]
+    if isinstance(op, ir.Add):
+        return [("first input / output scale", op.input.scale / op.output.scale),
+                ("second input / output scale", op.other.scale / op.output.scale)]
+    if isinstance(op, (ir.Quantize, ir.Mean, ir.AveragePool2D)) and op.input.quant is not None:
+        return [("input / output scale", op.input.scale / op.output.scale)]
+    return []
+
+
+def _check_accumulator(ctx: _OpContext, x: ir.Tensor, w: ir.Tensor, bias: ir.Tensor | None,
+                       channel_axis: int) -> None:
+    """Every channel's int32 sum must stay in range for any input: the kernel (and TFLite)
+    accumulate in int32, and a signed overflow is undefined behaviour in C. |x - zp| <= 255,
+    and folding the zero point into the bias moves at most another 128 * sum|w| around,
+    so 256 * sum|w| + |bias| bounds every order of summation."""
+    weights = np.moveaxis(np.abs(w.data.astype(np.int64)), channel_axis, 0).reshape(w.shape[channel_axis], -1)
+    worst = 256 * weights.sum(axis=1)
+    if bias is not None:
+        worst = worst + np.abs(bias.data.astype(np.int64)).reshape(-1)
+    channel = int(np.argmax(worst))
+    if worst[channel] > INT32_MAX:
+        raise ctx.fail(f"weights {w.name!r}: output channel {channel} sums {weights.shape[1]} "
+                       f"products and can reach {int(worst[channel]):,}, which would overflow the int32 "
+                       "accumulator (in TFLite too); the layer is too deep or its weights too large")
+
+
 def _convolution(ctx: _OpContext, depthwise: bool) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input", rank=4)
     w = ctx.constant(ctx.input(1), "weights", ("int8",), rank=4)
@@ -291,7 +386,9 @@ def _convolution(ctx: _OpContext, depthwise: bool) -> ir.Op:
     stride = ctx.stride()
     kernel = (w.shape[1], w.shape[2])
     padding = ctx.padding((x.shape[1], x.shape[2]), kernel, stride)
-    return cls(input=x, output=out, index=ctx.op.index, weights=w, bias=ctx.bias(2, channels),
+    bias = ctx.bias(2, channels)
+    _check_accumulator(ctx, x, w, bias, channel_axis=3 if depthwise else 0)
+    return cls(input=x, output=out, index=ctx.op.index, weights=w, bias=bias,
                stride=stride, padding=padding, activation=ctx.fused_activation())
 
 
@@ -304,8 +401,10 @@ def _fully_connected(ctx: _OpContext) -> ir.Op:
     ctx.symmetric_weights(w, axis=0)
     if x.size % w.shape[1]:
         raise ctx.fail(f"input {list(x.shape)} does not split into rows of {w.shape[1]} values")
+    bias = ctx.bias(2, w.shape[0])
+    _check_accumulator(ctx, x, w, bias, channel_axis=0)
     return ir.FullyConnected(input=x, output=out, index=ctx.op.index, weights=w,
-                             bias=ctx.bias(2, w.shape[0]), activation=ctx.fused_activation(),
+                             bias=bias, activation=ctx.fused_activation(),
                              keep_num_dims=bool(ctx.option("KeepNumDims", False)))
 
 
@@ -341,6 +440,8 @@ def _mean(ctx: _OpContext) -> ir.Op:
     if normalized != [1, 2] or any(not -4 <= int(a) < 4 for a in axes.data.reshape(-1)):
         raise ctx.fail(f"MEAN over axes {axes.data.reshape(-1).tolist()}; only the mean over height "
                        "and width (axes [1, 2]) is supported")
+    if 256 * x.shape[1] * x.shape[2] > INT32_MAX:  # the int32 sum of |x - zp| <= 255 values
+        raise ctx.fail(f"MEAN over {x.shape[1]}x{x.shape[2]} values could overflow its int32 sum")
     return ir.Mean(input=x, output=out, index=ctx.op.index, keep_dims=bool(ctx.option("KeepDims", False)))
 
 
