@@ -83,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Print the memory plan of a model without writing C.")
     report.add_argument("model", help="the int8 .tflite model")
     report.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    report.add_argument("--quiet", action="store_true", help="print nothing on success")
     report.add_argument("--no-tflm", action="store_true", help="skip measuring TFLite Micro's arena")
+    report.add_argument("--html", metavar="FILE", help="also write the report as a static HTML page "
+                        "(a chart of live memory and a table of every step; no scripts, viewable offline)")
+    report.add_argument("--png", metavar="FILE", help="also write a screenshot of that page "
+                        "(needs Chromium)")
     add_schedule_options(report)
     run = model_command("run", "compile, build for a Cortex-M board, run under QEMU, compare with TFLite "
                         "bit for bit, and measure instructions, sizes and stack")
@@ -248,7 +253,15 @@ def cmd_report(args) -> int:
 
     options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    written = []
+    if args.html or args.png:
+        from .report_html import write_reports
+
+        written = write_reports(report, args.html, args.png)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "written": [str(p) for p in written]}, indent=2))
+    elif not args.quiet:
+        print("\n".join([format_report(report)] + [f"wrote {p}" for p in written]))
     return EXIT_OK
 
 

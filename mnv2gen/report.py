@@ -21,6 +21,11 @@ class StepRow:
     ring_bytes: int  # ring buffers inside the step's pipeline (its scratch)
     inputs_bytes: int
     output_bytes: int
+    input_shapes: list[list[int]] = field(default_factory=list)
+    output_shape: list[int] = field(default_factory=list)
+    weight_bytes: int = 0  # constants in flash: weights and biases as the model stores them
+    input_offsets: list[int] = field(default_factory=list)  # arena offsets of the inputs
+    output_offset: int = 0
 
 
 @dataclass
@@ -52,10 +57,14 @@ def _step_rows(result: CompileResult) -> list[StepRow]:
     rows = []
     for number, op in enumerate(plan.steps):
         rings = [plan.lifetimes.of(t) for t in op.internal_tensors()] if isinstance(op, ir.RowPipeline) else []
+        inputs = op.activation_inputs()
         rows.append(StepRow(
             step=number, what=op.describe(), macs=op.macs(), live_bytes=plan.live_bytes(number),
             ring_bytes=sum(b.nbytes for b in rings),
-            inputs_bytes=sum(t.nbytes for t in op.activation_inputs()), output_bytes=op.output.nbytes))
+            inputs_bytes=sum(t.nbytes for t in inputs), output_bytes=op.output.nbytes,
+            input_shapes=[list(t.shape) for t in inputs], output_shape=list(op.output.shape),
+            weight_bytes=sum(t.nbytes for t in op.constants()),
+            input_offsets=[plan.offset(t) for t in inputs], output_offset=plan.offset(op.output)))
     return rows
 
 

@@ -18,6 +18,8 @@ done
 command -v arm-none-eabi-gcc >/dev/null || need_apt="$need_apt gcc-arm-none-eabi"
 [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || need_apt="$need_apt libnewlib-arm-none-eabi"
 command -v qemu-system-arm >/dev/null || need_apt="$need_apt qemu-system-arm"
+# `mnv2gen report --png` and tests/test_reports.py render the HTML report in headless Chromium.
+command -v chromium >/dev/null || need_apt="$need_apt chromium"
 if [ -n "$need_apt" ]; then
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_apt >/dev/null
