@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jinja2
 
 from .. import __version__, ir
+from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
 from .lower import CExpr, Layer, Symbol, lower
 
@@ -157,5 +158,16 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         f"{p}_kernels.h": f"{variant}/kernels.h.j2",
         f"{p}_kernels.c": f"{variant}/kernels.c.j2",
     }
-    return {name: env.get_template(template).render(context) for name, template in files.items()}
+    rendered = {name: env.get_template(template).render(context) for name, template in files.items()}
+    # What a user's build needs besides the C: fragments listing the sources and flags, and
+    # a README of the API. They list the sources of `files`, so they cannot drift from them.
+    build_files = {f"{p}_model.cmake": "build.cmake.j2", f"{p}_model.mk": "build.mk.j2",
+                   f"README_{p}.md": "api_readme.md.j2"}
+    sources = sorted(name for name in files if name.endswith(".c"))
+    cpu_flags = {"host": [], **{core: ["-mthumb", *flags] for core, flags in CORE_FLAGS.items()}}
+    for name, template in build_files.items():
+        rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
+                                                           cpu_flags=cpu_flags)
+    return rendered
+
 
