@@ -36,8 +36,9 @@ class Options:
 
 def comment_text(text: str, limit: int = 80) -> str:
     """Make untrusted text safe inside a C block comment: printable ASCII without '*', '/'
-    or backslashes (so no '*/', no line splice, no trigraph), and bounded in length."""
-    safe = re.sub(r"[^A-Za-z0-9 _.,:;=+()\[\]<>#@%&!?'-]", "?", text)
+    or backslashes (so no '*/', no line splice, no trigraph), without '#' (so not even a
+    dead `#include` or `#define` shows up to a reader or a grep), and bounded in length."""
+    safe = re.sub(r"[^A-Za-z0-9 _.,:;=+()\[\]<>@%&!?'-]", "?", text)
     return safe[:limit] + ("..." if len(safe) > limit else "")
 
 
