@@ -15,7 +15,13 @@ class UserError(Exception):
 
     def __init__(self, message: str, *, source: str | None = None):
         self.source = source
-        super().__init__(f"{source}: {message}" if source else message)
+        super().__init__(f"{printable(source)}: {message}" if source else message)
+
+
+def printable(text: str) -> str:
+    """A file name as it may be printed: one line, no terminal control sequences (a hostile
+    name could hold a newline or an escape code); quoted and escaped only when needed."""
+    return text if text.isprintable() else ascii(text)
 
 
 class ModelError(UserError):

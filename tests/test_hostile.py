@@ -212,3 +212,76 @@ def test_no_operators(tmp_path, capsys):
     m = load("conv")
     m.graph.operators = []
     assert_refused(m, tmp_path, capsys, "never produced")
+
+
+# ------------------------------------------------------------------------- nothing injected
+
+HOSTILE = "evil */ #include <evil.h>\n#define X 1 \\\n ??/ \u00e9\u202e /*"
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+
+def hostile_model(kind: str = "add") -> tflite_edit.Model:
+    m = load(kind)
+    for t in m.graph.tensors:
+        t.name = HOSTILE.encode()
+    m.graph.name = HOSTILE.encode()
+    m.description = HOSTILE.encode()
+    return m
+
+
+def assert_clean_c(out):
+    """ASCII only, none of the hostile fragments, and every .c builds with -Werror (which also
+    catches a comment closed early or a `/*` inside one, through -Wcomment)."""
+    import shutil
+    import subprocess
+
+    for path in sorted(out.iterdir()):
+        data = path.read_bytes()
+        assert data.isascii(), path.name
+        for fragment in ["#include <evil", "#define X", "\\\n", "\u00e9"]:
+            assert fragment not in data.decode(), (path.name, fragment)
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler:
+        for source in sorted(out.glob("*.c")):
+            subprocess.run([compiler, *STRICT, "-c", str(source), "-I", str(out),
+                            "-o", str(source.with_suffix(".o"))], check=True)
+            source.with_suffix(".o").unlink()
+
+
+def test_hostile_tensor_and_graph_names_never_reach_the_c(tmp_path):
+    path = tflite_edit.save(hostile_model(), tmp_path / "model.tflite")
+    assert main(["compile", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert_clean_c(tmp_path / "out")
+    generated = "".join(p.read_text() for p in (tmp_path / "out").iterdir())
+    assert "evil" not in generated  # names are not used at all: symbols come from layer numbers
+
+
+def test_hostile_file_name_is_sanitized_in_the_banner(tmp_path):
+    import subprocess
+    import sys
+
+    name = "m * #include <evil.h>\n\\ \u00e9.tflite"  # no '/': it would be a folder
+    path = tmp_path / name
+    path.write_bytes(model_zoo.single_op_model("conv", 0).read_bytes())
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(path), "--out", str(out),
+                             "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert_clean_c(out)
+    banner = (out / "mnv2_model.c").read_text().split("*/", 1)[0]
+    assert "Model: m ? ?include <evil.h>?? ?.tflite" in banner and "Command: mnv2gen compile" in banner
+
+
+def test_hostile_file_name_in_an_error_stays_on_one_line(tmp_path, capsys):
+    path = tmp_path / "bad\n\x1b[31mname.tflite"
+    path.write_bytes(b"not a model at all, but long enough")
+    assert main(["compile", str(path), "--out", str(tmp_path / "out")]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "\x1b" not in message and "TFL3" in message
+
+
+def test_hostile_custom_op_name_in_an_error_stays_on_one_line(tmp_path, capsys):
+    m = load("conv")
+    m.operator_codes[0] = tflite_edit.OperatorCode(32, 32, b"Evil\n\x1b[2J", 1)  # CUSTOM
+    message = compile_error(m, tmp_path, capsys)
+    assert "CUSTOM(Evil??[2J)" in message and "\x1b" not in message

@@ -126,7 +126,9 @@ def _opcode_name(code) -> str:
     builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
     if builtin == tflite.BuiltinOperator.CUSTOM:
         custom = code.CustomCode()
-        return f"CUSTOM({custom.decode('ascii', 'replace') if custom else '?'})"
+        # The custom name lands in an error message: keep it printable and short.
+        name = "".join(c if c.isprintable() else "?" for c in (custom or b"").decode("ascii", "replace")[:64])
+        return f"CUSTOM({name if custom else '?'})"
     return tflite.BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
 
 
