@@ -101,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-layers", action="store_true",
                      help="skip the per-layer instruction counts (a second, traced build)")
     run.set_defaults(target=None)  # the board decides the core
+    demo = commands.add_parser("demo", help="on the trained digits model: compile, prove bit-exact on the host "
+                               "(and on an emulated Cortex-M4 if the Arm toolchain and QEMU are installed), "
+                               "compare the C's test accuracy with the .tflite's, show memory and sizes",
+                               description="Run the whole pipeline on the bundled trained model.")
+    demo.add_argument("--model", default="models/mobilenet_v2_035_96_digits.tflite",
+                      help="the model (default: the bundled digits model; run from the repository root)")
+    demo.add_argument("--tests", help="the quantized test set, .npz with x and y (default: digits_test.npz "
+                      "beside the model)")
+    demo.add_argument("--out", default="build/demo", help="folder for the generated C (default: build/demo)")
+    demo.add_argument("-n", "--inputs", type=_positive, default=20,
+                      help="random inputs to verify, besides the all-min and all-max ones (default: 20)")
+    demo.add_argument("--no-firmware", action="store_true", help="skip the emulated Cortex-M4")
+    demo.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    demo.add_argument("--quiet", action="store_true", help="print nothing on success (no progress either)")
     return parser
 
 
@@ -265,7 +279,20 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run, "report": cmd_report}
+def cmd_demo(args) -> int:
+    from .demo import Progress, format_demo, run_demo
+
+    demo = run_demo(args.model, args.tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
+                    progress=Progress(enabled=not args.quiet))
+    if args.json:
+        print(json.dumps(demo.to_dict(), indent=2))
+    elif not args.quiet or not demo.ok:
+        print(format_demo(demo))
+    return EXIT_OK if demo.ok else EXIT_MISMATCH
+
+
+COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run, "report": cmd_report,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
