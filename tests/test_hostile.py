@@ -285,3 +285,22 @@ def test_hostile_custom_op_name_in_an_error_stays_on_one_line(tmp_path, capsys):
     m.operator_codes[0] = tflite_edit.OperatorCode(32, 32, b"Evil\n\x1b[2J", 1)  # CUSTOM
     message = compile_error(m, tmp_path, capsys)
     assert "CUSTOM(Evil??[2J)" in message and "\x1b" not in message
+
+
+# ------------------------------------------------------------------------- found by fuzzing
+
+
+def test_scalar_softmax(tmp_path, capsys):
+    """bench/fuzz_frontend.py case 5488: a SOFTMAX on a 0-d tensor crashed the lowering."""
+    m = load("softmax")
+    for t in m.graph.tensors:
+        t.shape = []
+    assert_refused(m, tmp_path, capsys, "op 0 (SOFTMAX)", "scalar", "at least one dimension")
+
+
+def test_softmax_scale_tflite_cannot_handle(tmp_path, capsys):
+    """beta * scale * 2**26 <= 1 crashed the exp-table builder; TFLite aborts on it (see
+    test_degenerate.py, which checks that against TFLite)."""
+    m = load("softmax")
+    m.graph.tensors[0].quant.scale = [1e-9]
+    assert_refused(m, tmp_path, capsys, "op 0 (SOFTMAX)", "below 2**-26", "TFLite")

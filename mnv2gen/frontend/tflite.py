@@ -479,11 +479,22 @@ def _check_probability_output(ctx: _OpContext, out: ir.Tensor) -> None:
 
 def _softmax(ctx: _OpContext) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input")
+    if not x.shape:  # TFLite needs a last axis to normalize over
+        raise ctx.fail(f"input {x.name!r} is a scalar; SOFTMAX needs at least one dimension")
     out = ctx.activation(ctx.output(), "output")
     _check_probability_output(ctx, out)
     beta = float(ctx.option("Beta", 1.0))
     if not math.isfinite(beta) or beta <= 0:
         raise ctx.fail(f"softmax beta {beta}; expected a finite positive number")
+    # TFLite turns beta * scale into a fixed-point multiplier with
+    # QuantizeMultiplierGreaterThanOne, which asserts that it exceeds 1: below that, input
+    # differences are too small to tell apart and TFLite aborts the process at Prepare.
+    real = float(np.float32(beta)) * x.scale * float(1 << 26)
+    if real <= 1.0:
+        raise ctx.fail(f"input scale {x.scale:.3g} times beta {beta:g} is below 2**-26, so distinct "
+                       "inputs would be indistinguishable; TFLite's int8 SOFTMAX refuses such a "
+                       "model (it aborts), so mnv2gen has no reference to equal. Re-quantize the "
+                       "model with a representative data set")
     return ir.Softmax(input=x, output=out, index=ctx.op.index, beta=beta)
 
 
