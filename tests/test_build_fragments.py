@@ -29,13 +29,13 @@ def test_fragments_list_every_generated_source(generated):
     assert re.search(r"^MNV2_SOURCES :=(.*)$", make, re.M).group(1).split() == \
         [f"$(MNV2_DIR)/{name}" for name in sources]
     assert re.findall(r'"\$\{MNV2_DIR\}/(\w+\.c)"', generated["mnv2_model.cmake"]) == sources
-    assert "MNV2_TARGET ?= host" in make and "mnv2_run(void)" in generated["README_mnv2.md"]
+    assert "MNV2_TARGET ?= host" in make and "mnv2_run(void)" in generated["mnv2_README.md"]
 
 
 def test_prefix_renames_files_and_variables():
     files = compile_model(MODEL, Options(prefix="kws", target="cortex-m4")).files
-    assert {"kws_model.cmake", "kws_model.mk", "README_kws.md"} <= set(files)
-    for name in ("kws_model.cmake", "kws_model.mk", "README_kws.md"):
+    assert {"kws_model.cmake", "kws_model.mk", "kws_README.md"} <= set(files)
+    for name in ("kws_model.cmake", "kws_model.mk", "kws_README.md"):
         # Only the banner may say "mnv2gen"; every symbol and variable uses the prefix.
         assert not re.search(r"\bmnv2_|\bMNV2_", files[name]), name
     assert "KWS_TARGET ?= cortex-m4" in files["kws_model.mk"]

@@ -163,7 +163,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     # What a user's build needs besides the C: fragments listing the sources and flags, and
     # a README of the API. They list the sources of `files`, so they cannot drift from them.
     build_files = {f"{p}_model.cmake": "build.cmake.j2", f"{p}_model.mk": "build.mk.j2",
-                   f"README_{p}.md": "api_readme.md.j2"}
+                   f"{p}_README.md": "api_readme.md.j2"}
     sources = sorted(name for name in files if name.endswith(".c"))
     cpu_flags = {"host": [], **{core: ["-mthumb", *flags] for core, flags in CORE_FLAGS.items()}}
     for name, template in build_files.items():
