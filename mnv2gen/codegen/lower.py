@@ -109,7 +109,7 @@ def _bias_values(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, channel
 
 
 def _folded_bias(op: ir.Conv2D | ir.FullyConnected, weights: np.ndarray) -> np.ndarray:
-    """bias - x_zp * sum(w) per output channel: exact when no tap ever falls in padding.
+    """bias - x_zp * sum(w) per output channel (padded taps then read x_zp itself).
     Wrapped to int32 exactly as the reference's int32 accumulator would wrap."""
     sums = weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
     return quant.wrap32(_bias_values(op, weights.shape[0]) - op.input.zero_point * sums).astype(np.int32)
@@ -133,7 +133,9 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
     pointwise = not depthwise and (kh, kw) == (1, 1) and op.padding == ir.Padding()
     kind = "DEPTHWISE" if depthwise else ("CONV_1X1" if pointwise else "CONV")
     weights = op.weights.data
-    bias = _folded_bias(op, weights) if pointwise else _bias_values(op, out_c).astype(np.int32)
+    # Convolutions fold -x_zp * sum(w) into the bias (padded taps read the zero point);
+    # depthwise rows add the offset per tap and keep the model's bias.
+    bias = _bias_values(op, out_c).astype(np.int32) if depthwise else _folded_bias(op, weights)
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     fields = dict(

@@ -20,6 +20,8 @@ from ..plan.arena import ArenaPlan
 from .lower import CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
+# Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
+KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "dsp"}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 
@@ -138,6 +140,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     p, P = options.prefix, options.prefix.upper()
     layers = lower(plan, options.reference)
     arrays = [a for layer in layers for a in layer.arrays]
+    kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
+               for s in op.stages if not isinstance(s, ir.Add)]
     env = _environment()
     context = dict(
         p=p, P=P, banner=_banner(graph, options), arena_bytes=plan.arena_bytes,
@@ -145,18 +149,21 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         output=_endpoint(graph.output, plan.offset(graph.output)),
         layers=[_layer_view(layer, p) for layer in layers],
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
-        max_kernel_rows=max([s.kernel[0] for op in plan.steps if isinstance(op, ir.RowPipeline)
-                             for s in op.stages if not isinstance(s, ir.Add)], default=1),
+        max_kernel_rows=max([k[0] for k in kernels], default=1),
+        max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
+        max_conv_patch=max([s.weights.size // s.weights.shape[0] for op in plan.steps
+                            if isinstance(op, ir.RowPipeline) for s in op.stages
+                            if isinstance(s, ir.Conv2D)], default=1),
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
     )
-    variant = "ref"
+    variant = KERNEL_VARIANTS[options.target]
     files = {
         f"{p}_model.h": "model.h.j2",
         f"{p}_model.c": "model.c.j2",
         f"{p}_weights.h": "weights.h.j2",
         f"{p}_weights.c": "weights.c.j2",
-        f"{p}_kernels.h": f"{variant}/kernels.h.j2",
+        f"{p}_kernels.h": "ref/kernels.h.j2",  # one interface for every variant
         f"{p}_kernels.c": f"{variant}/kernels.c.j2",
     }
     rendered = {name: env.get_template(template).render(context) for name, template in files.items()}
@@ -170,5 +177,4 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
                                                            cpu_flags=cpu_flags)
     return rendered
-
 
