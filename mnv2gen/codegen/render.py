@@ -177,4 +177,3 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
                                                            cpu_flags=cpu_flags)
     return rendered
-
