@@ -26,8 +26,10 @@ def harness_source() -> Path:
 
 
 def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: bool = False,
-               sanitize: bool = False, compiler: str | None = None, opt: str = "-O2") -> Path:
-    """Compile every .c of `c_dir` plus the harness into `binary`."""
+               sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
+               extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compile every .c of `c_dir` plus the harness into `binary`; `extra_flags` go to the
+    compiler as they are (e.g. the generated C's -D<PREFIX>_DEBUG_CANARIES)."""
     c_dir, binary = Path(c_dir), Path(binary)
     sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
     P = prefix.upper()
@@ -39,7 +41,7 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
     ]
     if trace:
         defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
-    command = [find_compiler(compiler), opt, *WARNINGS, *(SANITIZERS if sanitize else []),
+    command = [find_compiler(compiler), opt, *WARNINGS, *(SANITIZERS if sanitize else []), *extra_flags,
                "-I", str(c_dir), *defines, *sources, "-o", str(binary)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
