@@ -234,7 +234,7 @@ def run_demo(model: str = DEFAULT_MODEL, tests: str | None = None, out: str = "b
         fw = demo.firmware
         demo.sizes = {"code_bytes": fw["text_bytes"], "weights_bytes": fw["weights_bytes"],
                       "other_constants_bytes": fw["code_bytes"] - fw["text_bytes"]}
-        demo.sizes_source = f"the {BOARD} firmware (Cortex-M4, -O2, including its test harness)"
+        demo.sizes_source = f"the {BOARD} firmware: Cortex-M4, -O2, with its test harness"
     else:
         with progress.stage("measuring code and weight sizes (host objects)"):
             demo.sizes = host_sizes(out_dir / "host")
