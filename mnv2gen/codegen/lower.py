@@ -147,7 +147,22 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
         bias=array("bias", "int32_t", bias),
     )
     fields.update(_requant_fields(op, array, multipliers, shifts))
+    fields["small_accumulators"] = int(_accumulators_are_small(op, bias, shifts))
     return kind, fields
+
+
+def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
+    """Whether every accumulator, shifted left by its channel's left shift, stays below 2^30
+    in magnitude for any input, so fast kernels may use a 32-bit output stage. A
+    convolution multiplies raw int8 inputs (|x| <= 128) with its zero point folded into the
+    bias; a depthwise one multiplies x - x_zp (|x - x_zp| <= 255)."""
+    weights = op.weights.data.astype(np.int64)
+    if isinstance(op, ir.DepthwiseConv2D):
+        per_channel = np.abs(weights).reshape(-1, weights.shape[-1]).sum(axis=0) * 255
+    else:
+        per_channel = np.abs(weights).reshape(weights.shape[0], -1).sum(axis=1) * 128
+    bound = (np.abs(bias.astype(np.int64)) + per_channel) << np.maximum(np.array(shifts, dtype=np.int64), 0)
+    return bool((bound < (1 << 30)).all())
 
 
 def _add_fields(op: ir.Add, size: int) -> dict:
