@@ -175,6 +175,21 @@ def test_activations_too_large_for_a_microcontroller(tmp_path, capsys):
     assert_refused(m, tmp_path, capsys, "activation", "bytes", "microcontroller")
 
 
+def test_mean_whose_int32_sum_could_overflow(tmp_path, capsys):
+    m = load("mean")
+    m.graph.tensors[0].shape = [1, 4096, 4096, 1]  # 16 Mi values of up to 255 in an int32 sum
+    m.graph.tensors[2].shape = [1, 1, 1, 1]
+    assert_refused(m, tmp_path, capsys, "op 0 (MEAN)", "4096x4096", "int32 sum")
+
+
+def test_weights_too_large_for_a_microcontroller(tmp_path, capsys):
+    m = load("fc")
+    w = m.graph.tensors[3]
+    w.shape = [4, 1000, 17_000]
+    m.buffers[w.buffer] = bytes(4 * 1000 * 17_000)
+    assert_refused(m, tmp_path, capsys, "constant (weight) tensors total 68,000,", "limit of 67,108,864")
+
+
 # ------------------------------------------------------------------------- graph structure
 
 
