@@ -3,7 +3,8 @@
 
 Seeds: every single-op fixture and the MobileNetV2 a=0.35/96/10-class network (one case in
 ten). Each case applies 1-3 random mutations (truncate, bit flip, byte overwrite, interesting
-int32/float32 values, splice with another model, duplicated chunk), mostly within the
+int32/float32 values, splice with another model, duplicated chunk, one schema field set to
+an interesting value and re-serialized), byte mutations mostly within the
 flatbuffer's structure, and compiles in a worker process (in-process there, through the
 CLI's `main`, with a per-case timeout). A worker that dies counts its case as a crash.
 Everything but `compiled` and `refused` is a bug; the script exits 1 if it saw any.

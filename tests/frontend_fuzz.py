@@ -12,7 +12,9 @@ through the CLI's `main` and returns one outcome:
 
 Random bytes mostly land in weight data, where they change nothing structural, so the
 positions are drawn from the flatbuffer's structure (everything outside buffer payloads)
-nine times out of ten.
+nine times out of ten. Byte mutations mostly exercise the reader; "field" mutations set one
+schema field (a dim, a type, an index, a scale, an option, an opcode) to an interesting
+value in a well-formed flatbuffer, which exercises the validator.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import tflite
 
+import tflite_edit
 from mnv2gen.cli import main
 
-MUTATIONS = ("truncate", "bitflip", "overwrite", "interesting", "splice", "duplicate")
+MUTATIONS = ("truncate", "bitflip", "overwrite", "interesting", "splice", "duplicate", "field", "field")
 # Values that tend to break size and index arithmetic when written over an int32 field.
 INTERESTING_INT32 = (0, 1, -1, 2, 3, 4, 7, 8, 16, 255, 256, 0x7FFF, 0x8000, 0xFFFF, 0x10000,
                      0x7FFFFFFF, -0x80000000, 0x40000000, 0x01000000)
@@ -78,6 +81,8 @@ def _mutate_once(data: bytearray, seed: Seed, other: Seed, rng: random.Random, k
     if not data:
         return bytes(data)
     at = _position(data, seed, rng)
+    if kind == "field":
+        return _mutate_field(bytes(data), rng)
     if kind == "truncate":
         return bytes(data[:at])
     if kind == "bitflip":
@@ -99,6 +104,43 @@ def _mutate_once(data: bytearray, seed: Seed, other: Seed, rng: random.Random, k
         source = rng.randrange(max(len(data) - length, 1))
         data[at:at + length] = data[source:source + length]
     return bytes(data)
+
+
+def _mutate_field(data: bytes, rng: random.Random) -> bytes:
+    """Set one schema field to an interesting value and re-serialize: a well-formed
+    flatbuffer whose content is wrong, which reaches the validator rather than the reader."""
+    try:
+        model = tflite_edit.loads(data)
+    except Exception:  # noqa: BLE001 - an earlier mutation broke it: leave it broken
+        return data
+    graph = model.graph
+    value = rng.choice(INTERESTING_INT32 + (5, 6, 9, 10, 16, 17, 32))
+    tensor = rng.choice(graph.tensors) if graph.tensors else None
+    op = rng.choice(graph.operators) if graph.operators else None
+    edits = {
+        "shape": lambda: tensor.shape.__setitem__(rng.randrange(len(tensor.shape)), value) if tensor.shape else None,
+        "rank": lambda: setattr(tensor, "shape", tensor.shape[:-1] if rng.random() < 0.5 else tensor.shape + [1]),
+        "type": lambda: setattr(tensor, "type", value % 20),
+        "buffer": lambda: setattr(tensor, "buffer", value % (len(model.buffers) + 2)),
+        "scale": lambda: tensor.quant and tensor.quant.scale.__setitem__(
+            0, rng.choice(INTERESTING_FLOAT32 + (1e-8, 1e-3, 1e3, 1e8))),
+        "zero_point": lambda: tensor.quant and tensor.quant.zero_point and tensor.quant.zero_point.__setitem__(0, value),
+        "axis": lambda: tensor.quant and setattr(tensor.quant, "axis", value % 6),
+        "op_input": lambda: op.inputs and op.inputs.__setitem__(rng.randrange(len(op.inputs)), value % 12 - 1),
+        "op_output": lambda: op.outputs and op.outputs.__setitem__(0, value % 12 - 1),
+        "option": lambda: op.options and op.options.__setitem__(rng.choice(sorted(op.options)), value % 300),
+        "opcode": lambda: model.operator_codes.__setitem__(
+            op.opcode_index, tflite_edit.OperatorCode(value % 210, min(value % 210, 127))),
+        "graph_io": lambda: setattr(graph, rng.choice(("inputs", "outputs")), [value % 12]),
+        "drop_op": lambda: graph.operators.remove(op),
+    }
+    if tensor is None or op is None:
+        return data
+    try:
+        edits[rng.choice(sorted(edits))]()
+        return tflite_edit.dumps(model)
+    except (OverflowError, ValueError, TypeError, struct.error, IndexError):
+        return data  # the value does not fit the field's type: no case
 
 
 class CaseTimeout(Exception):

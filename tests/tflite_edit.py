@@ -96,7 +96,10 @@ class Model:
 
 
 def load(path: str | Path) -> Model:
-    data = Path(path).read_bytes()
+    return loads(Path(path).read_bytes())
+
+
+def loads(data: bytes) -> Model:
     m = tflite.Model.GetRootAs(data, 0)
     return Model(
         version=m.Version(),
