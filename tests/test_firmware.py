@@ -160,3 +160,19 @@ def test_cli_run_without_toolchain_names_the_package(out_dir, tmp_path):
     result = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "-n", "1", env=env)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "apt-get install gcc-arm-none-eabi" in result.stderr
+
+
+# The DSP kernels' odd cases (channel counts not a multiple of 4, strides, padding, patches,
+# border pixels) on single-op models with random shapes; the host build runs the portable ones.
+DSP_KINDS = ("conv", "depthwise", "pad", "fc", "add")
+
+
+@needs_toolchain
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", DSP_KINDS)
+def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, tmp_path):
+    path = model_zoo.single_op_model(kind, seed)
+    result = compile_model(path, Options(target=BOARDS[M4].core))
+    write_files(result.files, tmp_path)
+    report = run_on_board(path, result, tmp_path, BOARDS[M4], count=4, seed=seed, per_layer=False)
+    assert report.bit_exact, f"{kind} seed {seed}: {report.matched}/{report.inputs}"

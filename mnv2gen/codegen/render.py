@@ -151,9 +151,10 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
-        max_conv_patch=max([s.weights.size // s.weights.shape[0] for op in plan.steps
-                            if isinstance(op, ir.RowPipeline) for s in op.stages
-                            if isinstance(s, ir.Conv2D)], default=1),
+        # Rounded up to whole words: the SIMD kernels load the patch a word at a time.
+        max_conv_patch=-(-max([s.weights.size // s.weights.shape[0] for op in plan.steps
+                               if isinstance(op, ir.RowPipeline) for s in op.stages
+                               if isinstance(s, ir.Conv2D)], default=4) // 4) * 4,
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
     )
