@@ -254,8 +254,9 @@ def _firmware_lines(report) -> list[str]:
     if report.layers:
         lines.append("instructions per layer (from a build that calls a trace hook after each layer):")
         total = sum(layer.instructions for layer in report.layers)
-        lines += [f"  layer {layer.layer:3d} {layer.instructions:>13,} "
-                  f"{100 * layer.instructions / total:5.1f}%  {layer.op}" for layer in report.layers]
+        lines += [f"  layer {layer.layer:3d} {layer.instructions:>13,} {100 * layer.instructions / total:5.1f}%  "
+                  + (f"{layer.instructions / layer.macs:5.2f} instr/MAC  " if layer.macs else " " * 17)
+                  + layer.op for layer in report.layers]
     reference = "TFLite Micro" if report.reference == "tflm" else "TFLite reference kernels"
     lines.append(f"{reference}: {report.matched}/{report.inputs} outputs identical")
     lines.append("bit-exact" if report.bit_exact else "MISMATCH")

@@ -39,7 +39,7 @@ class LayerCount:
     op: str
     instructions: int
     cycles_estimate_m4: int
-
+    macs: int = 0  # of the step, to show instructions per MAC
 
 @dataclass
 class FirmwareReport:
@@ -120,7 +120,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
         if per_layer:
             traced = build_firmware(c_dir, prefix, board, tmp, trace=True)
-            _add_layers(report, Path(c_dir), prefix, _run(traced, result, inputs[:1], f"{prefix}_trace"))
+            _add_layers(report, Path(c_dir), prefix, _run(traced, result, inputs[:1], f"{prefix}_trace"),
+                        result.plan.steps)
     return report
 
 
@@ -140,7 +141,7 @@ def _run(firmware, result: CompileResult, inputs, trace_hook: str | None = None)
     return run_qemu(firmware, inputs, _numpy_dtype(graph.output), graph.output.shape, trace_hook=trace_hook)
 
 
-def _add_layers(report: FirmwareReport, c_dir: Path, prefix: str, traced: QemuRun) -> None:
+def _add_layers(report: FirmwareReport, c_dir: Path, prefix: str, traced: QemuRun, steps) -> None:
     model_c = (c_dir / f"{prefix}_model.c").read_text()
     names = dict(_LAYER_COMMENT.findall(model_c))
     numbers = _TRACE_CALL.findall(model_c)
@@ -149,4 +150,5 @@ def _add_layers(report: FirmwareReport, c_dir: Path, prefix: str, traced: QemuRu
         report.layers_note = (f"the trace hook ran {len(spans)} times for {len(numbers)} TRACE() calls, "
                               "so the counts cannot be matched to layers")
         return
-    report.layers = [LayerCount(int(n), names.get(n, ""), s.instructions, s.cycles) for n, s in zip(numbers, spans)]
+    report.layers = [LayerCount(int(n), names.get(n, ""), s.instructions, s.cycles, steps[int(n)].macs())
+                     for n, s in zip(numbers, spans)]
