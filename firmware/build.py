@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
+from ..host_sim.build import model_defines
 from .boards import Board
 
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -72,20 +73,6 @@ class Firmware:
         return self.symbols[name][0]
 
 
-def _model_defines(prefix: str, trace: bool) -> list[str]:
-    P = prefix.upper()
-    defines = [
-        f'-DMODEL_HEADER="{prefix}_model.h"',
-        f"-DMODEL_INPUT={prefix}_input", f"-DMODEL_RUN={prefix}_run",
-        f"-DMODEL_OUTPUT={prefix}_output",
-        f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
-    ]
-    if trace:
-        # Not -DTRACE: the generated model.c defines a TRACE() macro of its own.
-        defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
-    return defines
-
-
 def _compile(source: Path, obj: Path, flags: list[str]) -> None:
     command = [tool("arm-none-eabi-gcc"), *flags, "-c", str(source), "-o", str(obj)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -106,7 +93,7 @@ def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool)
         obj = obj_dir / f"{source.stem}{'-trace' if trace and varies else ''}.o"
         objects.append(obj)
         if not obj.exists():
-            jobs.append((source, obj, base + (_model_defines(prefix, trace) if varies else [])))
+            jobs.append((source, obj, base + (model_defines(prefix, trace) if varies else [])))
     obj_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor() as pool:
         for future in [pool.submit(_compile, *job) for job in jobs]:

@@ -25,13 +25,8 @@ def harness_source() -> Path:
     return Path(str(importlib.resources.files("mnv2gen.host_sim").joinpath("harness.c")))
 
 
-def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: bool = False,
-               sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
-               extra_flags: tuple[str, ...] = ()) -> Path:
-    """Compile every .c of `c_dir` plus the harness into `binary`; `extra_flags` go to the
-    compiler as they are (e.g. the generated C's -D<PREFIX>_DEBUG_CANARIES)."""
-    c_dir, binary = Path(c_dir), Path(binary)
-    sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
+def model_defines(prefix: str, trace: bool) -> list[str]:
+    """How a harness (host or firmware) finds the generated API under any --prefix."""
     P = prefix.upper()
     defines = [
         f'-DMODEL_HEADER="{prefix}_model.h"',
@@ -40,9 +35,20 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
         f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
     ]
     if trace:
+        # Not -DTRACE: the generated model.c defines a TRACE() macro of its own.
         defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
+    return defines
+
+
+def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: bool = False,
+               sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
+               extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compile every .c of `c_dir` plus the harness into `binary`; `extra_flags` go to the
+    compiler as they are (e.g. the generated C's -D<PREFIX>_DEBUG_CANARIES)."""
+    c_dir, binary = Path(c_dir), Path(binary)
+    sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
     command = [find_compiler(compiler), opt, *WARNINGS, *(SANITIZERS if sanitize else []), *extra_flags,
-               "-I", str(c_dir), *defines, *sources, "-o", str(binary)]
+               "-I", str(c_dir), *model_defines(prefix, trace), *sources, "-o", str(binary)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
