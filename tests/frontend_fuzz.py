@@ -113,6 +113,8 @@ def _mutate_field(data: bytes, rng: random.Random) -> bytes:
         model = tflite_edit.loads(data)
     except Exception:  # noqa: BLE001 - an earlier mutation broke it: leave it broken
         return data
+    if not model.subgraphs:
+        return data
     graph = model.graph
     value = rng.choice(INTERESTING_INT32 + (5, 6, 9, 10, 16, 17, 32))
     tensor = rng.choice(graph.tensors) if graph.tensors else None
