@@ -175,6 +175,7 @@ def _add_fields(op: ir.Add, size: int) -> dict:
         output_offset=op.output.zero_point, left_shift=left_shift,
         input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
         output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
+        small_values=int(max(s1, s2, so) <= 0),
     )
 
 
