@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 def _compile(args) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
-    command = "mnv2gen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "mnv2gen " + " ".join(shlex.quote(a) for a in args.argv)
     options = Options(prefix=args.prefix, target=args.target, command=command, reference=args.reference,
                       optimize=args.optimize, memory_budget=args.memory_budget)
     start = time.perf_counter()
@@ -297,7 +297,9 @@ COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run, "repor
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = argv  # for the generated files' banner
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -1,8 +1,8 @@
 """The reference we must equal: TensorFlow Lite's interpreter with its reference kernels.
 
-TensorFlow is imported only here and only when called, so `mnv2gen compile` never loads it.
-`tf.lite.Interpreter` is deprecated in favour of the ai-edge-litert package; everything goes
-through `_interpreter()`, so switching is a one-function change.
+The interpreter is imported only here and only when called, so `mnv2gen compile` never
+loads TensorFlow. Everything goes through `_interpreter()`, which takes LiteRT's
+(ai-edge-litert, the successor of the deprecated `tf.lite.Interpreter`) when installed.
 """
 
 from __future__ import annotations
@@ -24,21 +24,36 @@ from .errors import UserError
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
-def _interpreter(model_path: str | Path, preserve_all_tensors: bool = False):
+def _interpreter_classes():
+    """TFLite's Python interpreter and its resolver enum: from the ai-edge-litert package
+    (LiteRT, the same kernels, and it imports in a fraction of a second) when installed,
+    else from TensorFlow. MNV2GEN_ORACLE=tensorflow forces TensorFlow's."""
+    if os.environ.get("MNV2GEN_ORACLE") != "tensorflow":
+        try:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            return Interpreter, OpResolverType
+        except ImportError:
+            pass
     for key, value in QUIET_TF.items():
         os.environ.setdefault(key, value)
-    import warnings
-
     try:
         import tensorflow as tf
     except ImportError:
-        raise UserError("verification needs TensorFlow: pip install 'mnv2gen[verify]' "
-                        "(or tensorflow-cpu)") from None
+        raise UserError("verification needs TFLite's interpreter: pip install 'mnv2gen[verify]' "
+                        "(ai-edge-litert or tensorflow-cpu)") from None
+    return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+
+
+def _interpreter(model_path: str | Path, preserve_all_tensors: bool = False):
+    import warnings
+
+    interpreter_class, resolver = _interpreter_classes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice of tf.lite.Interpreter
-        interpreter = tf.lite.Interpreter(
+        interpreter = interpreter_class(
             model_path=str(model_path),
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+            experimental_op_resolver_type=resolver.BUILTIN_REF,
             experimental_preserve_all_tensors=preserve_all_tensors,
         )
     interpreter.allocate_tensors()
