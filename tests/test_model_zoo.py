@@ -15,14 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import model_zoo  # noqa: E402  pylint: disable=wrong-import-position
 
-FLAGSHIP_OPS = {
-    "CONV_2D": 35,
-    "DEPTHWISE_CONV_2D": 17,
-    "ADD": 10,
-    "MEAN": 1,
-    "FULLY_CONNECTED": 1,
-    "SOFTMAX": 1,
-}
+FLAGSHIP_OPS = model_zoo.mb.FLAGSHIP_OPS
 
 
 def test_flagship_has_the_65_expected_ops():

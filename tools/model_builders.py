@@ -315,6 +315,10 @@ def all_layers(model) -> list:
 # MobileNet builders
 # ---------------------------------------------------------------------------
 
+# The op counts of the flagship (MobileNetV2 a=0.35, 96x96, 1000 classes) as TensorFlow's
+# converter writes it: 65 ops.
+FLAGSHIP_OPS = {"CONV_2D": 35, "DEPTHWISE_CONV_2D": 17, "ADD": 10, "MEAN": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1}
+
 CALIB_COUNT = 16  # images for batch-norm / classifier calibration
 REP_COUNT = 24  # images for the converter's representative dataset
 
