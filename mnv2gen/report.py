@@ -68,15 +68,13 @@ def _step_rows(result: CompileResult) -> list[StepRow]:
     return rows
 
 
-def _tflm_arena(model_path) -> tuple[int | None, int | None]:
+def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     """TFLite Micro's arena for this model, if its package is installed (no TensorFlow needed)."""
     from . import oracle
     from .verify import make_inputs
 
     if not oracle.tflm_available():
         return None, None
-    result = compile_model(model_path, Options(optimize="speed"))
-    graph = result.graph
     run = oracle.tflm_outputs(model_path, make_inputs(graph, 1)[:1], graph.output.shape,
                               ir.DTYPES[graph.output.dtype][0])
     return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
@@ -84,7 +82,7 @@ def _tflm_arena(model_path) -> tuple[int | None, int | None]:
 
 def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
     result = compile_model(model_path, options)
-    tflm_total, tflm_head = _tflm_arena(model_path) if with_tflm else (None, None)
+    tflm_total, tflm_head = _tflm_arena(model_path, result.graph) if with_tflm else (None, None)
     schedules = []
     for level in OPTIMIZE_LEVELS:
         other = result if level == options.optimize else compile_model(model_path, Options(optimize=level))
