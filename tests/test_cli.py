@@ -114,3 +114,26 @@ def test_compile_json_output(tmp_path):
     assert result.returncode == 0
     summary = json.loads(result.stdout)
     assert summary["arena_bytes"] > 0 and "mnv2_model.c" in summary["files"]
+
+
+def test_verify_names_the_first_layer_that_differs(tmp_path):
+    """Sabotage one bias of step 5; verify must fail and point at step 5, not later."""
+    import re as regex
+
+    from mnv2gen.compiler import compile_model as compile_
+    from mnv2gen.compiler import write_files as write
+    from mnv2gen.verify import verify as verify_
+
+    model = model_zoo.get_model("mnv2_a035_96_c10")
+    result = compile_(model)
+    write(result.files, tmp_path)
+    weights = tmp_path / "mnv2_weights.c"
+    text = weights.read_text()
+    start = text.index("mnv2_layer5_s0_bias[")
+    body = text.index("{", start) + 1
+    first_value = regex.match(r"\s*(-?\d+)", text[body:])
+    corrupted = str(int(first_value.group(1)) + 100000)
+    weights.write_text(text[:body] + text[body:].replace(first_value.group(1), corrupted, 1))
+    report = verify_(model, result, tmp_path, count=2, use_tflm=False)
+    assert report.matched_tflite < report.inputs
+    assert report.first_mismatch.startswith("layer 5 "), report.first_mismatch
