@@ -80,9 +80,6 @@ class Layer:
         return symbol
 
 
-REFERENCES = ("tflite", "tflm")
-
-
 def lower(plan: ArenaPlan, reference: str = "tflite") -> list[Layer]:
     """`reference` picks whose rounding to follow where TFLite's reference kernels and
     TFLite Micro disagree (only per-channel FULLY_CONNECTED so far)."""

@@ -73,13 +73,13 @@ class _Replay:
                                 "was overwritten before this read")
 
     def _owner_name(self, byte: int) -> str:
-        names = {ident: f"row {row} of buffer {buffer_id}" for (buffer_id, row), ident in self.ids.items()}
-        by_id = {id(b): b.name for b in self.plan.lifetimes.buffers}
+        """Which row of which buffer a byte holds, for the error message."""
+        names = {id(b): b.name for b in self.plan.lifetimes.buffers}
         ident = int(self.owner[byte])
         for (buffer_id, row), i in self.ids.items():
             if i == ident:
-                return f"row {row} of {by_id.get(buffer_id, '?')!r}"
-        return names.get(ident, "live data")
+                return f"row {row} of {names.get(buffer_id, '?')!r}"
+        return "live data"
 
     def run(self) -> None:
         graph_input, graph_output = self.plan.graph_input, self.plan.graph_output
