@@ -162,17 +162,18 @@ def test_cli_run_without_toolchain_names_the_package(out_dir, tmp_path):
     assert "Traceback" not in result.stderr and "apt-get install gcc-arm-none-eabi" in result.stderr
 
 
-# The DSP kernels' odd cases (channel counts not a multiple of 4, strides, padding, patches,
+# The DSP and Helium kernels' odd cases (channel counts not a multiple of 4, strides, padding, patches,
 # border pixels) on single-op models with random shapes; the host build runs the portable ones.
 DSP_KINDS = ("conv", "depthwise", "pad", "fc", "add")
 
 
 @needs_toolchain
+@pytest.mark.parametrize("board", [M4, M55])  # the DSP kernels, and the Helium ones
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("kind", DSP_KINDS)
-def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, tmp_path):
+def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
     path = model_zoo.single_op_model(kind, seed)
-    result = compile_model(path, Options(target=BOARDS[M4].core))
+    result = compile_model(path, Options(target=BOARDS[board].core))
     write_files(result.files, tmp_path)
-    report = run_on_board(path, result, tmp_path, BOARDS[M4], count=4, seed=seed, per_layer=False)
+    report = run_on_board(path, result, tmp_path, BOARDS[board], count=4, seed=seed, per_layer=False)
     assert report.bit_exact, f"{kind} seed {seed}: {report.matched}/{report.inputs}"

@@ -21,7 +21,7 @@ from .lower import CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
-KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "dsp"}
+KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "mve"}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 
