@@ -11,6 +11,7 @@ where QUANTIZE/DEQUANTIZE convert from/to uint8 or float32.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,9 @@ DTYPES: dict[str, tuple[type, str]] = {
     "int64": (np.int64, "int64_t"),
     "float32": (np.float32, "float"),
 }
+
+
+ITEMSIZES = {name: np.dtype(numpy_type).itemsize for name, (numpy_type, _) in DTYPES.items()}
 
 
 class IRError(Exception):
@@ -58,11 +62,11 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python integers: exact, and fast for the planner's many calls
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(DTYPES[self.dtype][0]).itemsize
+        return ITEMSIZES[self.dtype]
 
     @property
     def nbytes(self) -> int:
