@@ -16,7 +16,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from . import __version__
 from .codegen.render import PREFIX_PATTERN, TARGETS, Options

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_bit_exact
 
 import model_zoo
 from mnv2gen.cli import main
