@@ -144,8 +144,39 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
         bias=array("bias", "int32_t", bias),
     )
     fields.update(_requant_fields(op, array, multipliers, shifts))
-    fields["small_accumulators"] = int(_accumulators_are_small(op, bias, shifts))
+    small = _accumulators_are_small(op, bias, shifts)
+    fields["small_accumulators"] = int(small)
+    fields["rounding"] = _output_rounding(op, array, small, shifts)
+    fields["folded_bias"] = _depthwise_folded_bias(op, array, bias) if depthwise else "NULL"
     return kind, fields
+
+
+def _depthwise_folded_bias(op: ir.DepthwiseConv2D, array, bias: np.ndarray):
+    """bias - x_zp * (sum of the channel's kernel): the bias of a depthwise output whose window
+    lies wholly inside the input, so fast kernels multiply raw inputs. Wrapped to int32 like
+    the reference's accumulator."""
+    sums = op.weights.data.astype(np.int64).reshape(-1, op.weights.data.shape[-1]).sum(axis=0)
+    folded = quant.wrap32(bias.astype(np.int64) - op.input.zero_point * sums)
+    return array("folded_bias", "int32_t", folded.astype(np.int32))
+
+
+# The largest right shift the 32-bit output stage takes: with |high| <= 2^30, adding
+# 2^(r-1) + 128 * 2^r must stay inside int32.
+MAX_FAST_RIGHT_SHIFT = 22
+
+
+def _output_rounding(op: ir.Conv2D | ir.DepthwiseConv2D, array, small: bool, shifts: list[int]):
+    """Per channel 2^(r-1) + zero_point * 2^r, where r = -shift is the channel's right shift,
+    or NULL. With it the fast kernels finish an output in 32-bit arithmetic:
+    (high + (high < 0 ? -1 : 0) + rounding) >> r is exactly TFLite's rounding division by
+    2^r (halves away from zero) plus the zero point. Only when every accumulator is small
+    (no left shift, so SMMULR of 2 * acc is the doubling high multiply) and every channel
+    divides, 1 <= r <= MAX_FAST_RIGHT_SHIFT; other layers keep the general output stage."""
+    rights = -np.array(shifts, dtype=np.int64)
+    if not small or not ((rights >= 1) & (rights <= MAX_FAST_RIGHT_SHIFT)).all():
+        return "NULL"
+    rounding = (np.int64(1) << (rights - 1)) + np.int64(op.output.zero_point) * (np.int64(1) << rights)
+    return array("rounding", "int32_t", rounding.astype(np.int32))
 
 
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
