@@ -146,6 +146,23 @@ def saturating_rounding_multiply_by_pot(x, exponent: int):
     return np.where(x > limit, INT32_MAX, np.where(x < -limit, INT32_MIN, wrap32(x << exponent)))
 
 
+# The largest right shift the SIMD kernels' 32-bit output stage takes: with |high| <= 2^30,
+# adding 2^(r-1) + 128 * 2^r must stay inside int32.
+MAX_FAST_RIGHT_SHIFT = 22
+
+
+def fast_output_rounding(shifts, zero_point: int) -> np.ndarray | None:
+    """Per channel 2^(r-1) + zero_point * 2^r with r = -shift, or None unless every r is in
+    1..MAX_FAST_RIGHT_SHIFT. For such r and any int32 `high`,
+    (high + (high < 0 ? -1 : 0) + rounding) >> r (arithmetic) equals
+    rounding_divide_by_pot(high, r) + zero_point: the rounding division and the zero point
+    in one add and one shift."""
+    rights = -np.asarray(shifts, dtype=np.int64)
+    if not ((rights >= 1) & (rights <= MAX_FAST_RIGHT_SHIFT)).all():
+        return None
+    return ((np.int64(1) << (rights - 1)) + np.int64(zero_point) * (np.int64(1) << rights)).astype(np.int32)
+
+
 def multiply_by_quantized_multiplier(x, multiplier, shift):
     """TFLite's MultiplyByQuantizedMultiplier, double rounding (the reference build's)."""
     shift = _i64(shift)

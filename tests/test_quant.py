@@ -58,3 +58,30 @@ def test_softmax_table_starts_at_one_and_decreases():
     table = quant.softmax_exp_table(0.1, 1.0)
     assert table[0] == 2**31 - 1
     assert all(a >= b for a, b in zip(table, table[1:]))
+
+
+def _fast_output_stage(acc, multiplier, right, rounding):
+    """The DSP kernels' output stage, as the C computes it: SMMULR of 2 * acc, then one add
+    of the sign and the rounding term and one arithmetic shift."""
+    high = (2 * acc * multiplier + (1 << 31)) >> 32
+    return (high + (high >> 31) + rounding) >> right
+
+
+def test_fast_output_stage_equals_tflite_for_every_fast_shift():
+    rng = np.random.default_rng(7)
+    for right in range(1, quant.MAX_FAST_RIGHT_SHIFT + 1):
+        multipliers = rng.integers(1 << 30, 1 << 31, size=400, dtype=np.int64)
+        zero_points = rng.integers(-128, 128, size=400)
+        accs = rng.integers(-(1 << 30) + 1, 1 << 30, size=400, dtype=np.int64)
+        accs[:8] = [0, 1, -1, (1 << 30) - 1, -(1 << 30) + 1, 1 << right, -(1 << right), 3 << (right - 1)]
+        for acc, m, zp in zip(accs.tolist(), multipliers.tolist(), zero_points.tolist()):
+            rounding = int(quant.fast_output_rounding([-right], zp)[0])
+            expected = int(quant.multiply_by_quantized_multiplier(acc, m, -right)) + zp
+            assert _fast_output_stage(acc, m, right, rounding) == expected, (acc, m, right, zp)
+
+
+def test_fast_output_stage_refuses_shifts_it_cannot_do():
+    assert quant.fast_output_rounding([-1, -22], 5) is not None
+    assert quant.fast_output_rounding([-1, 0], 5) is None  # no division: the sign trick is off by one
+    assert quant.fast_output_rounding([-23], 5) is None  # the rounding term could overflow
+    assert quant.fast_output_rounding([2], 5) is None  # a left shift

@@ -160,23 +160,17 @@ def _depthwise_folded_bias(op: ir.DepthwiseConv2D, array, bias: np.ndarray):
     return array("folded_bias", "int32_t", folded.astype(np.int32))
 
 
-# The largest right shift the 32-bit output stage takes: with |high| <= 2^30, adding
-# 2^(r-1) + 128 * 2^r must stay inside int32.
-MAX_FAST_RIGHT_SHIFT = 22
-
-
 def _output_rounding(op: ir.Conv2D | ir.DepthwiseConv2D, array, small: bool, shifts: list[int]):
     """Per channel 2^(r-1) + zero_point * 2^r, where r = -shift is the channel's right shift,
     or NULL. With it the fast kernels finish an output in 32-bit arithmetic:
     (high + (high < 0 ? -1 : 0) + rounding) >> r is exactly TFLite's rounding division by
     2^r (halves away from zero) plus the zero point. Only when every accumulator is small
     (no left shift, so SMMULR of 2 * acc is the doubling high multiply) and every channel
-    divides, 1 <= r <= MAX_FAST_RIGHT_SHIFT; other layers keep the general output stage."""
-    rights = -np.array(shifts, dtype=np.int64)
-    if not small or not ((rights >= 1) & (rights <= MAX_FAST_RIGHT_SHIFT)).all():
+    divides, 1 <= r <= quant.MAX_FAST_RIGHT_SHIFT; other layers keep the general output stage."""
+    rounding = quant.fast_output_rounding(shifts, op.output.zero_point)
+    if not small or rounding is None:
         return "NULL"
-    rounding = (np.int64(1) << (rights - 1)) + np.int64(op.output.zero_point) * (np.int64(1) << rights)
-    return array("rounding", "int32_t", rounding.astype(np.int32))
+    return array("rounding", "int32_t", rounding)
 
 
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
