@@ -279,6 +279,12 @@ def _spec(name, builder, expect_ops=None, **params) -> ModelSpec:
     return ModelSpec(name, builder, params, expect_ops or {})
 
 
+def _mnv2_spec(name, alpha, height, width, classes, extra_ops=None, **params) -> ModelSpec:
+    """A stock keras.applications MobileNetV2 (body and top), plus any operators the options add."""
+    return _spec(name, build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP, extra_ops or {}),
+                 alpha=alpha, height=height, width=width, classes=classes, **params)
+
+
 # Operator counts of the keras.applications bodies, without their tops.
 _MNV2_BODY = {"CONV_2D": 35, "DEPTHWISE_CONV_2D": 17, "ADD": 10}
 _MNV1_BODY = {"CONV_2D": 14, "DEPTHWISE_CONV_2D": 13}
@@ -302,24 +308,17 @@ MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         # The flagship: 65 ops.
-        _spec("mnv2_a035_96_c1000", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=96, width=96, classes=1000),
-        _spec("mnv2_a035_96_c10", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=96, width=96, classes=10),
-        _spec("mnv2_a05_128_c2", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.5, height=128, width=128, classes=2),
-        _spec("mnv2_a10_96_c10", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=1.0, height=96, width=96, classes=10),
-        _spec("mnv2_a035_160_c10", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=160, width=160, classes=10),
-        _spec("mnv2_a035_nonsquare_c10", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=96, width=128, classes=10),
+        _mnv2_spec("mnv2_a035_96_c1000", 0.35, 96, 96, 1000),
+        _mnv2_spec("mnv2_a035_96_c10", 0.35, 96, 96, 10),
+        _mnv2_spec("mnv2_a05_128_c2", 0.5, 128, 128, 2),
+        _mnv2_spec("mnv2_a10_96_c10", 1.0, 96, 96, 10),
+        _mnv2_spec("mnv2_a035_160_c10", 0.35, 160, 160, 10),
+        _mnv2_spec("mnv2_a035_nonsquare_c10", 0.35, 96, 128, 10),
         _spec("mnv2_a035_96_c1_sigmoid", build_mnv2_head,
               _ops(_MNV2_BODY, {"MEAN": 1, "FULLY_CONNECTED": 1, "LOGISTIC": 1}),
               alpha=0.35, size=96, head="sigmoid"),
-        _spec("mnv2_a035_96_uint8_float", build_mnv2,
-              _ops(_MNV2_BODY, _MNV2_TOP, {"QUANTIZE": 1, "DEQUANTIZE": 1}),
-              alpha=0.35, height=96, width=96, classes=10, input_type="uint8", output_type="float32"),
+        _mnv2_spec("mnv2_a035_96_uint8_float", 0.35, 96, 96, 10, {"QUANTIZE": 1, "DEQUANTIZE": 1},
+                   input_type="uint8", output_type="float32"),
         _spec("mnv2_a035_96_zeropad", build_mnv2_head,
               _ops(_MNV2_BODY, _MNV2_TOP, {"PAD": 2, "CONV_2D": 1}),
               alpha=0.35, size=96, head="zeropad"),
@@ -357,12 +356,9 @@ UNSUPPORTED_MODELS: dict[str, ModelSpec] = {
 BENCH_MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        _spec("mnv2_a035_128_c1000", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=128, width=128, classes=1000),
-        _spec("mnv2_a035_224_c1000", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=0.35, height=224, width=224, classes=1000),
-        _spec("mnv2_a10_224_c1000", build_mnv2, _ops(_MNV2_BODY, _MNV2_TOP),
-              alpha=1.0, height=224, width=224, classes=1000),
+        _mnv2_spec("mnv2_a035_128_c1000", 0.35, 128, 128, 1000),
+        _mnv2_spec("mnv2_a035_224_c1000", 0.35, 224, 224, 1000),
+        _mnv2_spec("mnv2_a10_224_c1000", 1.0, 224, 224, 1000),
     ]
 }
 

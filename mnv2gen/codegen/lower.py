@@ -80,13 +80,14 @@ class Layer:
         return symbol
 
 
-def lower(plan: ArenaPlan, reference: str = "tflite") -> list[Layer]:
+def lower(plan: ArenaPlan, reference: str = "tflite", simd: bool = False) -> list[Layer]:
     """`reference` picks whose rounding to follow where TFLite's reference kernels and
-    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far)."""
+    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far). `simd`: the kernels are
+    the DSP or Helium ones, which also take the constants of their fast paths."""
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
-            layer = _pipeline(plan, op, number)
+            layer = _pipeline(plan, op, number, simd)
         else:
             layer = LOWERINGS[type(op)](op, number, reference)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
@@ -105,11 +106,17 @@ def _bias_values(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, channel
     return op.bias.data.reshape(-1).astype(np.int64)
 
 
-def _folded_bias(op: ir.Conv2D | ir.FullyConnected, weights: np.ndarray) -> np.ndarray:
-    """bias - x_zp * sum(w) per output channel (padded taps then read x_zp itself).
-    Wrapped to int32 exactly as the reference's int32 accumulator would wrap."""
-    sums = weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
-    return quant.wrap32(_bias_values(op, weights.shape[0]) - op.input.zero_point * sums).astype(np.int32)
+def _folded_bias(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, weight_sums: np.ndarray) -> np.ndarray:
+    """bias - x_zp * sum(w) per output channel, given each channel's sum of weights (padded
+    taps then read x_zp itself). Wrapped to int32 exactly as the reference's int32
+    accumulator would wrap."""
+    bias = _bias_values(op, len(weight_sums))
+    return quant.wrap32(bias - op.input.zero_point * weight_sums.astype(np.int64)).astype(np.int32)
+
+
+def _row_sums(weights: np.ndarray) -> np.ndarray:
+    """Each output channel's sum of weights, for [out_c, ...] weights."""
+    return weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
 
 
 def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dict:
@@ -121,8 +128,9 @@ def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dic
     )
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
-    """The stage kind and the conv_params fields of a (depthwise) convolution."""
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[str, dict]:
+    """The stage kind and the conv_params fields of a (depthwise) convolution; the fast paths'
+    constants (`rounding`, `folded_bias`) only for SIMD kernels: the portable ones never read them."""
     _, in_h, in_w, in_c = op.input.shape
     _, out_h, out_w, out_c = op.output.shape
     kh, kw = op.kernel
@@ -132,7 +140,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
     weights = op.weights.data
     # Convolutions fold -x_zp * sum(w) into the bias (padded taps read the zero point);
     # depthwise rows add the offset per tap and keep the model's bias.
-    bias = _bias_values(op, out_c).astype(np.int32) if depthwise else _folded_bias(op, weights)
+    bias = _bias_values(op, out_c).astype(np.int32) if depthwise else _folded_bias(op, _row_sums(weights))
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     fields = dict(
@@ -146,27 +154,18 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array) -> tuple[str, dict]:
     fields.update(_requant_fields(op, array, multipliers, shifts))
     small = _accumulators_are_small(op, bias, shifts)
     fields["small_accumulators"] = int(small)
-    fields["rounding"] = _output_rounding(op, array, small, shifts)
-    fields["folded_bias"] = _depthwise_folded_bias(op, array, bias) if depthwise else "NULL"
+    fields["rounding"] = _output_rounding(op, array, small, shifts) if simd else "NULL"
+    if simd and depthwise:  # [1, kh, kw, channels]: the bias of a window wholly inside the input
+        sums = weights.reshape(-1, out_c).astype(np.int64).sum(axis=0)
+        fields["folded_bias"] = array("folded_bias", "int32_t", _folded_bias(op, sums))
+    else:
+        fields["folded_bias"] = "NULL"
     return kind, fields
 
 
-def _depthwise_folded_bias(op: ir.DepthwiseConv2D, array, bias: np.ndarray):
-    """bias - x_zp * (sum of the channel's kernel): the bias of a depthwise output whose window
-    lies wholly inside the input, so fast kernels multiply raw inputs. Wrapped to int32 like
-    the reference's accumulator."""
-    sums = op.weights.data.astype(np.int64).reshape(-1, op.weights.data.shape[-1]).sum(axis=0)
-    folded = quant.wrap32(bias.astype(np.int64) - op.input.zero_point * sums)
-    return array("folded_bias", "int32_t", folded.astype(np.int32))
-
-
 def _output_rounding(op: ir.Conv2D | ir.DepthwiseConv2D, array, small: bool, shifts: list[int]):
-    """Per channel 2^(r-1) + zero_point * 2^r, where r = -shift is the channel's right shift,
-    or NULL. With it the fast kernels finish an output in 32-bit arithmetic:
-    (high + (high < 0 ? -1 : 0) + rounding) >> r is exactly TFLite's rounding division by
-    2^r (halves away from zero) plus the zero point. Only when every accumulator is small
-    (no left shift, so SMMULR of 2 * acc is the doubling high multiply) and every channel
-    divides, 1 <= r <= quant.MAX_FAST_RIGHT_SHIFT; other layers keep the general output stage."""
+    """quant.fast_output_rounding's terms, or NULL: the fast output stage also needs every
+    accumulator small (SMMULR of 2 * acc is then the doubling high multiply)."""
     rounding = quant.fast_output_rounding(shifts, op.output.zero_point)
     if not small or rounding is None:
         return "NULL"
@@ -210,7 +209,7 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
-def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int) -> Layer:
+def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, simd: bool) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
@@ -229,7 +228,7 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int) -> Layer:
         if isinstance(stage, ir.Add):
             kind, fields, ctype = "ADD", _add_fields(stage, row_bytes(stage.output)), "add_params"
         else:
-            (kind, fields), ctype = _conv_stage(stage, array), "conv_params"
+            (kind, fields), ctype = _conv_stage(stage, array, simd), "conv_params"
         comment = f"stage {k}: {_stage_summary(stage)}"
         layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()
@@ -250,7 +249,7 @@ def _fully_connected(op: ir.FullyConnected, number: int, reference: str) -> Laye
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and reference == "tflite"),
         weights=layer.array("weights", "int8_t", op.weights.data),
-        bias=layer.array("bias", "int32_t", _folded_bias(op, op.weights.data)),
+        bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
     )
     multipliers, shifts = quant.fully_connected_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, units)

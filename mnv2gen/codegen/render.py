@@ -138,7 +138,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    layers = lower(plan, options.reference)
+    variant = KERNEL_VARIANTS[options.target]
+    layers = lower(plan, options.reference, simd=variant != "ref")
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
@@ -158,7 +159,6 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
     )
-    variant = KERNEL_VARIANTS[options.target]
     files = {
         f"{p}_model.h": "model.h.j2",
         f"{p}_model.c": "model.c.j2",
