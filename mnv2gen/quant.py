@@ -89,6 +89,14 @@ def add_multipliers(scale1: float, scale2: float, output_scale: float, left_shif
             quantize_multiplier(twice_max / ((1 << left_shift) * output_scale)))
 
 
+def add_input_table(zero_point: int, multiplier: int, shift: int, left_shift: int = 20) -> np.ndarray:
+    """ADD's rescaled input for every byte, indexed by the byte read as unsigned: what the
+    reference computes per element, ((x - zero_point) << left_shift) rescaled, as int32."""
+    values = np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8).astype(np.int64)
+    shifted = (values - zero_point) << left_shift
+    return multiply_by_quantized_multiplier(shifted, multiplier, shift).astype(np.int32)
+
+
 # --------------------------------------------------------------------------- activation range
 
 
@@ -153,14 +161,27 @@ MAX_FAST_RIGHT_SHIFT = 22
 
 def fast_output_rounding(shifts, zero_point: int) -> np.ndarray | None:
     """Per channel 2^(r-1) + zero_point * 2^r with r = -shift, or None unless every r is in
-    1..MAX_FAST_RIGHT_SHIFT. For such r and any int32 `high`,
-    (high + (high < 0 ? -1 : 0) + rounding) >> r (arithmetic) equals
+    1..MAX_FAST_RIGHT_SHIFT. For such r, any multiplier >= 0 and |acc| < 2^30, with
+    high = (2 * acc * multiplier + 2^31) >> 32 (SMMULR's doubling high multiply),
+    (high + rounding + (acc < 0 ? -1 : 0)) >> r (arithmetic) equals
     rounding_divide_by_pot(high, r) + zero_point: the rounding division and the zero point
-    in one add and one shift."""
+    in one add and one shift. The sign is acc's rather than high's: they differ only where
+    high is 0, and there both sums shift down to the zero point."""
     rights = -np.asarray(shifts, dtype=np.int64)
     if not ((rights >= 1) & (rights <= MAX_FAST_RIGHT_SHIFT)).all():
         return None
     return ((np.int64(1) << (rights - 1)) + np.int64(zero_point) * (np.int64(1) << rights)).astype(np.int32)
+
+
+def fast_output_scales(multipliers, shifts, zero_point: int) -> np.ndarray | None:
+    """The SIMD kernels' per-channel output constants, [channels, 3] int32 rows of
+    (multiplier, rounding, right shift) so one pointer walks them; None where
+    fast_output_rounding is."""
+    rounding = fast_output_rounding(shifts, zero_point)
+    if rounding is None or min(multipliers, default=0) < 0:
+        return None
+    rights = -np.asarray(shifts, dtype=np.int64)
+    return np.stack([np.asarray(multipliers, dtype=np.int64), rounding.astype(np.int64), rights], axis=1).astype(np.int32)
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift):

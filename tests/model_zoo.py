@@ -631,6 +631,42 @@ def single_op_model(kind: str, seed: int) -> Path:
     return _cached_build(f"op_{kind}_s{seed}", key, lambda: build_single_op(params))
 
 
+# Hand-picked single ops for the SIMD kernels' fast paths, which random draws reach only now
+# and then: depthwise convolutions with channels in groups of four (3x3 stride 1 and 2, SAME
+# and VALID, a 5x5 window, more channels than a border window's copy holds, a map with no
+# inside window at all), narrow 1x1 convolutions (4..16 input channels, stride 1 and 2), an
+# ADD on its input tables.
+_FAST_PATH_BASE = {"input_range": [-1.5, 2.5], "weight_gain": 0.7, "activation": "relu6"}
+FAST_PATH_OPS: dict[str, dict[str, Any]] = {
+    "dw3_s1_same_c12": {"kind": "depthwise", "height": 7, "width": 9, "in_ch": 12, "kernel": [3, 3], "stride": 1,
+                        "padding": "same"},
+    "dw3_s2_same_c8": {"kind": "depthwise", "height": 8, "width": 10, "in_ch": 8, "kernel": [3, 3], "stride": 2,
+                       "padding": "same", "activation": "none"},
+    "dw3_s2_valid_c16": {"kind": "depthwise", "height": 9, "width": 11, "in_ch": 16, "kernel": [3, 3],
+                         "stride": 2, "padding": "valid"},
+    "dw5_s1_same_c8": {"kind": "depthwise", "height": 8, "width": 7, "in_ch": 8, "kernel": [5, 5], "stride": 1,
+                       "padding": "same"},
+    "dw3_s1_same_c36_3x3": {"kind": "depthwise", "height": 3, "width": 3, "in_ch": 36, "kernel": [3, 3],
+                            "stride": 1, "padding": "same", "input_range": [-40.0, 3.0]},
+    "pw_c4_s1": {"kind": "conv", "height": 5, "width": 7, "in_ch": 4, "out_ch": 6, "kernel": [1, 1], "stride": 1,
+                 "padding": "valid"},
+    "pw_c8_s1": {"kind": "conv", "height": 6, "width": 5, "in_ch": 8, "out_ch": 24, "kernel": [1, 1], "stride": 1,
+                 "padding": "valid", "activation": "none"},
+    "pw_c12_s2": {"kind": "conv", "height": 7, "width": 9, "in_ch": 12, "out_ch": 5, "kernel": [1, 1], "stride": 2,
+                  "padding": "valid"},
+    "pw_c16_s1": {"kind": "conv", "height": 4, "width": 6, "in_ch": 16, "out_ch": 32, "kernel": [1, 1], "stride": 1,
+                  "padding": "valid", "weight_gain": 3.0},
+    "add_c8": {"kind": "add", "height": 5, "width": 6, "in_ch": 8, "weight_gain": 20.0, "activation": "none"},
+}
+
+
+def fast_path_model(name: str) -> Path:
+    """Path of the cached model FAST_PATH_OPS[name], built if absent."""
+    params = {**_FAST_PATH_BASE, "seed": 1000 + sorted(FAST_PATH_OPS).index(name), **FAST_PATH_OPS[name]}
+    key = _cache_key("single_op", params)
+    return _cached_build(f"fast_{name}", key, lambda: build_single_op(params))
+
+
 # ---------------------------------------------------------------------------
 # Command line: pre-build the cache and show what is in it
 # ---------------------------------------------------------------------------

@@ -177,3 +177,17 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=4, seed=seed, per_layer=False)
     assert report.bit_exact, f"{kind} seed {seed}: {report.matched}/{report.inputs}"
+
+
+@needs_toolchain
+@pytest.mark.parametrize("board", [M4, M55])
+@pytest.mark.parametrize("name", sorted(model_zoo.FAST_PATH_OPS))
+def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
+    path = model_zoo.fast_path_model(name)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    fast_constants = "input_tables" if name.startswith("add") else "blocks"
+    assert re.search(rf"\.{fast_constants} = mnv2_layer\d+_s\d+_{fast_constants},", result.files["mnv2_model.c"]), \
+        "the fast path was not taken"
+    write_files(result.files, tmp_path)
+    report = run_on_board(path, result, tmp_path, BOARDS[board], count=6, seed=3, per_layer=False)
+    assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"

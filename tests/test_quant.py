@@ -61,23 +61,27 @@ def test_softmax_table_starts_at_one_and_decreases():
 
 
 def _fast_output_stage(acc, multiplier, right, rounding):
-    """The DSP kernels' output stage, as the C computes it: SMMULR of 2 * acc, then one add
-    of the sign and the rounding term and one arithmetic shift."""
-    high = (2 * acc * multiplier + (1 << 31)) >> 32
-    return (high + (high >> 31) + rounding) >> right
+    """The SIMD kernels' output stage, as the C computes it: SMMLAR of 2 * acc with the
+    rounding term as its accumulate (the doubling high multiply plus the term), then one add
+    of acc's sign and one arithmetic shift."""
+    high_plus_rounding = ((rounding << 32) + 2 * acc * multiplier + (1 << 31)) >> 32
+    return (high_plus_rounding + (acc >> 31)) >> right
 
 
 def test_fast_output_stage_equals_tflite_for_every_fast_shift():
     rng = np.random.default_rng(7)
     for right in range(1, quant.MAX_FAST_RIGHT_SHIFT + 1):
         multipliers = rng.integers(1 << 30, 1 << 31, size=400, dtype=np.int64)
+        multipliers[:2] = [1 << 30, 0]  # the smallest normalized multiplier, and a zero scale
         zero_points = rng.integers(-128, 128, size=400)
         accs = rng.integers(-(1 << 30) + 1, 1 << 30, size=400, dtype=np.int64)
-        accs[:8] = [0, 1, -1, (1 << 30) - 1, -(1 << 30) + 1, 1 << right, -(1 << right), 3 << (right - 1)]
+        accs[:8] = [-1, -1, 0, 1, (1 << 30) - 1, -(1 << 30) + 1, -(1 << right), 3 << (right - 1)]
         for acc, m, zp in zip(accs.tolist(), multipliers.tolist(), zero_points.tolist()):
-            rounding = int(quant.fast_output_rounding([-right], zp)[0])
+            scales = quant.fast_output_scales([m], [-right], zp)
+            multiplier, rounding, shift_right = (int(v) for v in scales[0])
+            assert (multiplier, shift_right) == (m, right)
             expected = int(quant.multiply_by_quantized_multiplier(acc, m, -right)) + zp
-            assert _fast_output_stage(acc, m, right, rounding) == expected, (acc, m, right, zp)
+            assert _fast_output_stage(acc, multiplier, shift_right, rounding) == expected, (acc, m, right, zp)
 
 
 def test_fast_output_stage_refuses_shifts_it_cannot_do():
@@ -85,3 +89,4 @@ def test_fast_output_stage_refuses_shifts_it_cannot_do():
     assert quant.fast_output_rounding([-1, 0], 5) is None  # no division: the sign trick is off by one
     assert quant.fast_output_rounding([-23], 5) is None  # the rounding term could overflow
     assert quant.fast_output_rounding([2], 5) is None  # a left shift
+    assert quant.fast_output_scales([1 << 30, -1], [-3, -3], 5) is None  # the sign trick needs multipliers >= 0

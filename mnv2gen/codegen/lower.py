@@ -130,7 +130,8 @@ def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dic
 
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[str, dict]:
     """The stage kind and the conv_params fields of a (depthwise) convolution; the fast paths'
-    constants (`rounding`, `folded_bias`) only for SIMD kernels: the portable ones never read them."""
+    constants (`scales`, `blocks`) only for SIMD kernels: the
+    portable ones never read them."""
     _, in_h, in_w, in_c = op.input.shape
     _, out_h, out_w, out_c = op.output.shape
     kh, kw = op.kernel
@@ -154,22 +155,63 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[
     fields.update(_requant_fields(op, array, multipliers, shifts))
     small = _accumulators_are_small(op, bias, shifts)
     fields["small_accumulators"] = int(small)
-    fields["rounding"] = _output_rounding(op, array, small, shifts) if simd else "NULL"
-    if simd and depthwise:  # [1, kh, kw, channels]: the bias of a window wholly inside the input
-        sums = weights.reshape(-1, out_c).astype(np.int64).sum(axis=0)
-        fields["folded_bias"] = array("folded_bias", "int32_t", _folded_bias(op, sums))
-    else:
-        fields["folded_bias"] = "NULL"
+    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if simd and small else None
+    fields["scales"] = "NULL" if scales is None else array("scales", "int32_t", scales)
+    fields["blocks"] = "NULL"
+    if scales is not None and depthwise and out_c % 4 == 0:
+        fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
+    elif scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
+        fields["blocks"] = array("blocks", "int32_t", _pointwise_blocks(bias, weights, scales))
     return kind, fields
 
 
-def _output_rounding(op: ir.Conv2D | ir.DepthwiseConv2D, array, small: bool, shifts: list[int]):
-    """quant.fast_output_rounding's terms, or NULL: the fast output stage also needs every
-    accumulator small (SMMULR of 2 * acc is then the doubling high multiply)."""
-    rounding = quant.fast_output_rounding(shifts, op.output.zero_point)
-    if not small or rounding is None:
-        return "NULL"
-    return array("rounding", "int32_t", rounding)
+# 1x1 convolutions with at most this many input channels (MobileNetV2's narrow bottlenecks
+# expanding) get doubled 16-bit weights: a pixel's input then fits in registers as SMLAD
+# pairs. Wider layers keep int8 weights: doubling them all would double the flash.
+MAX_PACKED_POINTWISE_INPUTS = 16
+
+
+def _doubled_pairs(weights: np.ndarray) -> np.ndarray:
+    """Weights [..., n] (n a multiple of 4), doubled, as int32 words of two int16 halves in
+    the order SXTB16 splits four input bytes into: per four inputs, (0, 2) then (1, 3)."""
+    doubled = 2 * weights.reshape(*weights.shape[:-1], -1, 4).astype(np.int64)
+    halves = doubled & 0xFFFF
+    pairs = np.stack([halves[..., 0] | halves[..., 2] << 16, halves[..., 1] | halves[..., 3] << 16], axis=-1)
+    return pairs.reshape(*weights.shape[:-1], -1)
+
+
+def _as_int32_words(values: np.ndarray) -> np.ndarray:
+    return (values.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def _pointwise_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The SIMD kernels' constants of a narrow 1x1 convolution, one block per output channel
+    so a single pointer walks them: twice the folded bias (the doubled accumulator's start),
+    the channel's weights as _doubled_pairs, then its row of `scales`."""
+    out_c = weights.shape[0]
+    return _as_int32_words(np.concatenate([
+        2 * folded_bias.astype(np.int64).reshape(out_c, 1),
+        _doubled_pairs(weights.reshape(out_c, -1)),
+        scales.astype(np.int64),
+    ], axis=1))
+
+
+def _depthwise_blocks(op: ir.DepthwiseConv2D, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The SIMD depthwise kernels' constants, one block per group of four channels so a single
+    pointer walks them:
+    * 4 words: twice (bias - x_zp * sum of the channel's kernel), the doubled accumulator's
+      start, every tap read (border windows read the zero point where they leave the input);
+    * 2 words per tap: the group's weights as _doubled_pairs;
+    * 12 words: the four channels' rows of `scales`."""
+    taps, channels = weights.shape[1] * weights.shape[2], weights.shape[3]
+    groups = channels // 4
+    sums = weights.reshape(taps, channels).astype(np.int64).sum(axis=0)
+    pairs = _doubled_pairs(weights.reshape(taps, groups, 4))  # [tap, group, 2]
+    return _as_int32_words(np.concatenate([
+        2 * _folded_bias(op, sums).astype(np.int64).reshape(groups, 4),
+        pairs.transpose(1, 0, 2).reshape(groups, 2 * taps),
+        scales.astype(np.int64).reshape(groups, 12),
+    ], axis=1))
 
 
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
@@ -186,18 +228,31 @@ def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray
     return bool((bound < (1 << 30)).all())
 
 
-def _add_fields(op: ir.Add, size: int) -> dict:
+def _add_fields(op: ir.Add, size: int, array=None) -> dict:
+    """ADD's params; with `array` (SIMD kernels) also the fast path's input tables where the
+    output rescaling takes the 32-bit output stage."""
     left_shift = 20
     (m1, s1), (m2, s2), (mo, so) = quant.add_multipliers(
         op.input.scale, op.other.scale, op.output.scale, left_shift)
     act_min, act_max = quant.activation_range(op.activation, op.output)
-    return dict(
+    fields = dict(
         size=size, input1_offset=-op.input.zero_point, input2_offset=-op.other.zero_point,
         output_offset=op.output.zero_point, left_shift=left_shift,
         input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
         output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
         small_values=int(max(s1, s2, so) <= 0),
+        input_tables="NULL", output_rounding=0,
     )
+    output_scale = quant.fast_output_scales([mo], [so], op.output.zero_point)
+    if array is not None and output_scale is not None:
+        tables = [quant.add_input_table(op.input.zero_point, m1, s1, left_shift),
+                  quant.add_input_table(op.other.zero_point, m2, s2, left_shift)]
+        # The fast output stage wants |sum| < 2^30: each rescaled input below 2^29 (they are
+        # below 2^28: |x - zp| <= 255, shifted by 20, times a multiplier of at most one half).
+        if max(int(np.abs(t.astype(np.int64)).max()) for t in tables) < (1 << 29):
+            fields["input_tables"] = array("input_tables", "int32_t", np.concatenate(tables))
+            fields["output_rounding"] = int(output_scale[0, 1])
+    return fields
 
 
 def _stage_summary(stage: ir.Op) -> str:
@@ -226,7 +281,8 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, simd: bool) -> L
             return layer.array(f"s{k}_{role}", ctype, values)
 
         if isinstance(stage, ir.Add):
-            kind, fields, ctype = "ADD", _add_fields(stage, row_bytes(stage.output)), "add_params"
+            fields = _add_fields(stage, row_bytes(stage.output), array if simd else None)
+            kind, ctype = "ADD", "add_params"
         else:
             (kind, fields), ctype = _conv_stage(stage, array, simd), "conv_params"
         comment = f"stage {k}: {_stage_summary(stage)}"
