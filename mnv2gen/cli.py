@@ -97,8 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--inputs", type=_positive, default=10,
                      help="random inputs to compare, besides the all-min and all-max ones (default: 10)")
     run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    run.add_argument("--no-layers", action="store_true",
-                     help="skip the per-layer instruction counts (a second, traced build)")
+    layers = run.add_mutually_exclusive_group()
+    layers.add_argument("--profile", action="store_true",
+                        help="after the per-layer instruction counts, the costliest layers first with their "
+                             "running share of the inference")
+    layers.add_argument("--no-layers", action="store_true",
+                        help="skip the per-layer instruction counts (a second, traced build)")
     run.set_defaults(target=None)  # the board decides the core
     demo = commands.add_parser("demo", help="on the trained digits model: compile, prove bit-exact on the host "
                                "(and on an emulated Cortex-M4 if the Arm toolchain and QEMU are installed), "
@@ -227,8 +231,27 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet or report.bit_exact is False:
-        print("\n".join(_firmware_lines(report)))
+        print("\n".join(_firmware_lines(report) + (_profile_lines(report) if args.profile else [])))
     return EXIT_MISMATCH if report.bit_exact is False else EXIT_OK
+
+
+PROFILE_LAYERS = 10
+
+
+def _profile_lines(report) -> list[str]:
+    """The layers that cost the most, with the running share of the whole inference: where
+    the instructions go, and how many layers hold most of them."""
+    if not report.layers:
+        return []
+    total = sum(layer.instructions for layer in report.layers)
+    lines = [f"costliest layers ({min(PROFILE_LAYERS, len(report.layers))} of {len(report.layers)}):"]
+    running = 0
+    for layer in sorted(report.layers, key=lambda l: -l.instructions)[:PROFILE_LAYERS]:
+        running += layer.instructions
+        per_mac = f"{layer.instructions / layer.macs:5.2f} instr/MAC  " if layer.macs else " " * 17
+        lines.append(f"  layer {layer.layer:3d} {layer.instructions:>13,}  running {100 * running / total:5.1f}%  "
+                     f"{per_mac}{layer.op}")
+    return lines
 
 
 def _firmware_lines(report) -> list[str]:

@@ -155,6 +155,19 @@ def test_cli_run_json(out_dir):
     assert summary["instructions_per_inference"] > 0 and summary["weights_bytes"] > 0
 
 
+@needs_toolchain
+def test_cli_run_profile_lists_the_costliest_layers_first(out_dir):
+    result = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "-n", "1",
+                     "--optimize", "speed", "--profile")
+    assert result.returncode == 0, result.stderr
+    profile = result.stdout.split("costliest layers (10 of ")[1].splitlines()[1:]
+    counts = [int(line.split()[2].replace(",", "")) for line in profile]
+    shares = [float(line.split("running")[1].split("%")[0]) for line in profile]
+    assert len(counts) == 10 and counts == sorted(counts, reverse=True)
+    assert shares == sorted(shares) and 0 < shares[-1] <= 100.0
+    both = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "--profile", "--no-layers")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
 def test_cli_run_without_toolchain_names_the_package(out_dir, tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}  # no cross compiler, no QEMU
     result = run_cli("run", str(model_path("mnv1_a025_96_c10")), "--out", str(out_dir), "-n", "1", env=env)

@@ -119,19 +119,25 @@ def _row_sums(weights: np.ndarray) -> np.ndarray:
     return weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
 
 
-def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dict:
+def _activation_fields(op) -> dict:
     act_min, act_max = quant.activation_range(op.activation, op.output)
+    return dict(output_offset=op.output.zero_point, act_min=act_min, act_max=act_max)
+
+
+def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dict:
     return dict(
-        output_offset=op.output.zero_point, act_min=act_min, act_max=act_max,
+        _activation_fields(op),
         multiplier=array("multiplier", "int32_t", np.array(multipliers, dtype=np.int32)),
         shift=array("shift", "int32_t", np.array(shifts, dtype=np.int32)),
     )
 
 
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[str, dict]:
-    """The stage kind and the conv_params fields of a (depthwise) convolution; the fast paths'
-    constants (`scales`, `blocks`) only for SIMD kernels: the
-    portable ones never read them."""
+    """The stage kind and the conv_params fields of a (depthwise) convolution. The fast
+    paths' constants (`scales`, `blocks`) are made only for SIMD kernels (the portable ones
+    never read them), and where they are made they replace the arrays they supersede: flash
+    is the scarce resource, and the SIMD kernels read `scales` instead of `multiplier` and
+    `shift`, and `blocks` instead of all of the per-channel arrays."""
     _, in_h, in_w, in_c = op.input.shape
     _, out_h, out_w, out_c = op.output.shape
     kh, kw = op.kernel
@@ -144,24 +150,27 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[
     bias = _bias_values(op, out_c).astype(np.int32) if depthwise else _folded_bias(op, _row_sums(weights))
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
+    small = _accumulators_are_small(op, bias, shifts)
     fields = dict(
         in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
         kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
         pad_top=op.padding.top, pad_left=op.padding.left,
-        input_offset=-op.input.zero_point,
-        weights=array("weights", "int8_t", weights),
-        bias=array("bias", "int32_t", bias),
+        input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
+        weights="NULL", bias="NULL", multiplier="NULL", shift="NULL", scales="NULL", blocks="NULL",
     )
-    fields.update(_requant_fields(op, array, multipliers, shifts))
-    small = _accumulators_are_small(op, bias, shifts)
-    fields["small_accumulators"] = int(small)
     scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if simd and small else None
-    fields["scales"] = "NULL" if scales is None else array("scales", "int32_t", scales)
-    fields["blocks"] = "NULL"
     if scales is not None and depthwise and out_c % 4 == 0:
         fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
-    elif scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
+        return kind, fields
+    if scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
         fields["blocks"] = array("blocks", "int32_t", _pointwise_blocks(bias, weights, scales))
+        return kind, fields
+    fields["weights"] = array("weights", "int8_t", weights)
+    fields["bias"] = array("bias", "int32_t", bias)
+    if scales is not None:
+        fields["scales"] = array("scales", "int32_t", scales)
+    else:
+        fields.update(_requant_fields(op, array, multipliers, shifts))
     return kind, fields
 
 
