@@ -634,8 +634,9 @@ def single_op_model(kind: str, seed: int) -> Path:
 # Hand-picked single ops for the SIMD kernels' fast paths, which random draws reach only now
 # and then: depthwise convolutions with channels in groups of four (3x3 stride 1 and 2, SAME
 # and VALID, a 5x5 window, more channels than a border window's copy holds, a map with no
-# inside window at all), narrow 1x1 convolutions (4..16 input channels, stride 1 and 2), an
-# ADD on its input tables.
+# inside window at all), narrow 1x1 convolutions (4..16 input channels, stride 1 and 2),
+# convolutions on small receptive fields (the stem's, an odd one with an odd channel count),
+# an ADD on its input tables.
 _FAST_PATH_BASE = {"input_range": [-1.5, 2.5], "weight_gain": 0.7, "activation": "relu6"}
 FAST_PATH_OPS: dict[str, dict[str, Any]] = {
     "dw3_s1_same_c12": {"kind": "depthwise", "height": 7, "width": 9, "in_ch": 12, "kernel": [3, 3], "stride": 1,
@@ -657,6 +658,10 @@ FAST_PATH_OPS: dict[str, dict[str, Any]] = {
     "pw_c16_s1": {"kind": "conv", "height": 4, "width": 6, "in_ch": 16, "out_ch": 32, "kernel": [1, 1], "stride": 1,
                   "padding": "valid", "weight_gain": 3.0},
     "add_c8": {"kind": "add", "height": 5, "width": 6, "in_ch": 8, "weight_gain": 20.0, "activation": "none"},
+    "conv3_s2_same_c3": {"kind": "conv", "height": 9, "width": 11, "in_ch": 3, "out_ch": 16, "kernel": [3, 3],
+                         "stride": 2, "padding": "same"},
+    "conv2x3_s1_valid_c7_o5": {"kind": "conv", "height": 6, "width": 7, "in_ch": 7, "out_ch": 5, "kernel": [2, 3],
+                               "stride": 1, "padding": "valid", "activation": "none"},
 }
 
 

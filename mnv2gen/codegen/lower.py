@@ -163,7 +163,10 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[
         fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
         return kind, fields
     if scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
-        fields["blocks"] = array("blocks", "int32_t", _pointwise_blocks(bias, weights, scales))
+        fields["blocks"] = array("blocks", "int32_t", _channel_blocks(bias, weights, scales))
+        return kind, fields
+    if scales is not None and kind == "CONV" and kh * kw * in_c <= MAX_PACKED_PATCH:
+        fields["blocks"] = array("blocks", "int32_t", _channel_pair_blocks(bias, _padded_rows(weights), scales))
         return kind, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -178,6 +181,16 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[
 # expanding) get doubled 16-bit weights: a pixel's input then fits in registers as SMLAD
 # pairs. Wider layers keep int8 weights: doubling them all would double the flash.
 MAX_PACKED_POINTWISE_INPUTS = 16
+# Likewise other convolutions whose receptive field has at most this many bytes (the stem's
+# 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
+MAX_PACKED_PATCH = 64
+
+
+def _padded_rows(weights: np.ndarray) -> np.ndarray:
+    """Weights [out_c, ...] flattened per output channel and padded with zeros to a multiple
+    of four: the kernels read whole words of a patch, whose extra bytes then count for 0."""
+    rows = weights.reshape(weights.shape[0], -1)
+    return np.pad(rows, ((0, 0), (0, -rows.shape[1] % 4)))
 
 
 def _doubled_pairs(weights: np.ndarray) -> np.ndarray:
@@ -193,15 +206,34 @@ def _as_int32_words(values: np.ndarray) -> np.ndarray:
     return (values.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
-def _pointwise_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The SIMD kernels' constants of a narrow 1x1 convolution, one block per output channel
-    so a single pointer walks them: twice the folded bias (the doubled accumulator's start),
-    the channel's weights as _doubled_pairs, then its row of `scales`."""
+def _channel_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The SIMD kernels' constants of a convolution, one block per output channel so a single
+    pointer walks them: twice the folded bias (the doubled accumulator's start), the channel's
+    weights ([out_c, ...], a multiple of four per channel) as _doubled_pairs, then its row of
+    `scales`."""
     out_c = weights.shape[0]
     return _as_int32_words(np.concatenate([
         2 * folded_bias.astype(np.int64).reshape(out_c, 1),
         _doubled_pairs(weights.reshape(out_c, -1)),
         scales.astype(np.int64),
+    ], axis=1))
+
+
+def _channel_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Like _channel_blocks, one block per pair of output channels (an odd last one paired
+    with a zero channel whose outputs are not stored): the two doubled biases, the two
+    channels' weight pairs interleaved (one LDRD loads both channels' pair), the two rows of
+    `scales`."""
+    if weights.shape[0] % 2:
+        weights = np.concatenate([weights, np.zeros_like(weights[:1])])
+        folded_bias = np.append(folded_bias, 0)
+        scales = np.concatenate([scales, scales[-1:]])
+    channel_pairs = weights.shape[0] // 2
+    pairs = _doubled_pairs(weights.reshape(weights.shape[0], -1))  # [out_c, input pairs]
+    return _as_int32_words(np.concatenate([
+        2 * folded_bias.astype(np.int64).reshape(channel_pairs, 2),
+        pairs.reshape(channel_pairs, 2, -1).transpose(0, 2, 1).reshape(channel_pairs, -1),
+        scales.astype(np.int64).reshape(channel_pairs, 6),
     ], axis=1))
 
 

@@ -22,6 +22,10 @@ from .lower import CExpr, Layer, Symbol, lower
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
 KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "mve"}
+# The variants each core can run (the Cortex-M55 has the DSP extension besides Helium), for
+# benchmarks that compare them on one core.
+CORE_VARIANTS = {"host": ("ref",), "cortex-m4": ("ref", "dsp"), "cortex-m7": ("ref", "dsp"),
+                 "cortex-m55": ("ref", "dsp", "mve")}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 
@@ -34,6 +38,7 @@ class Options:
     reference: str = "tflite"  # whose rounding to follow where TFLite and TFLite Micro differ
     optimize: str = "memory"  # memory | balanced | speed (see passes.run_passes)
     memory_budget: int | None = None  # fail the compile if the arena would be larger
+    kernels: str | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -138,7 +143,9 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    variant = KERNEL_VARIANTS[options.target]
+    variant = options.kernels or KERNEL_VARIANTS[options.target]
+    if variant not in CORE_VARIANTS[options.target]:
+        raise ValueError(f"{options.target} cannot run the {variant} kernels")
     layers = lower(plan, options.reference, simd=variant != "ref")
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
