@@ -635,7 +635,8 @@ def single_op_model(kind: str, seed: int) -> Path:
 # and then: depthwise convolutions with channels in groups of four (3x3 stride 1 and 2, SAME
 # and VALID, a 5x5 window, more channels than a border window's copy holds, a map with no
 # inside window at all), narrow 1x1 convolutions (4..16 input channels, stride 1 and 2),
-# convolutions on small receptive fields (the stem's, an odd one with an odd channel count),
+# wide ones (output channels not in groups of four, stride 2), convolutions on small
+# receptive fields (the stem's, an odd one with an odd channel count) and on a larger one,
 # an ADD on its input tables.
 _FAST_PATH_BASE = {"input_range": [-1.5, 2.5], "weight_gain": 0.7, "activation": "relu6"}
 FAST_PATH_OPS: dict[str, dict[str, Any]] = {
@@ -662,6 +663,12 @@ FAST_PATH_OPS: dict[str, dict[str, Any]] = {
                          "stride": 2, "padding": "same"},
     "conv2x3_s1_valid_c7_o5": {"kind": "conv", "height": 6, "width": 7, "in_ch": 7, "out_ch": 5, "kernel": [2, 3],
                                "stride": 1, "padding": "valid", "activation": "none"},
+    "conv3_s1_same_c12_o6": {"kind": "conv", "height": 6, "width": 5, "in_ch": 12, "out_ch": 6, "kernel": [3, 3],
+                             "stride": 1, "padding": "same"},
+    "pw_c24_o10_s2": {"kind": "conv", "height": 5, "width": 7, "in_ch": 24, "out_ch": 10, "kernel": [1, 1],
+                      "stride": 2, "padding": "valid"},
+    "pw_c40_o16_s1": {"kind": "conv", "height": 3, "width": 4, "in_ch": 40, "out_ch": 16, "kernel": [1, 1],
+                      "stride": 1, "padding": "valid", "activation": "none", "weight_gain": 4.0},
 }
 
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 import model_zoo
+from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion",
@@ -57,3 +58,19 @@ def test_floating_point_only_at_the_edges(generated):
     run_body = model_c[model_c.index("int mnv2_run(void)"):]
     float_calls = [line for line in run_body.splitlines() if "f32" in line]
     assert len(float_calls) == 1 and "dequantize" in float_calls[0]
+
+
+SIMD_CORES = {"cortex-m4": ["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+              "cortex-m55": ["-mcpu=cortex-m55", "-mfloat-abi=hard"]}
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc is not installed")
+@pytest.mark.parametrize("target", sorted(SIMD_CORES))
+def test_simd_kernels_compile_at_every_optimization_level(target, tmp_path):
+    """The DSP and Helium kernels' inline assembly must find its registers in a debug build
+    (-O0 keeps a frame pointer) as in an optimized one, warning-clean."""
+    write_files(compile_model(model_zoo.get_model("mnv2_a035_96_c10"), Options(target=target)).files, tmp_path)
+    for level in ("-O0", "-Og", "-Os", "-O2", "-O3"):
+        subprocess.run(["arm-none-eabi-gcc", "-mthumb", *SIMD_CORES[target], *STRICT, level, "-c",
+                        str(tmp_path / "mnv2_kernels.c"), "-I", str(tmp_path), "-o", str(tmp_path / "k.o")],
+                       check=True)

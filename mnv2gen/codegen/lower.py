@@ -80,14 +80,15 @@ class Layer:
         return symbol
 
 
-def lower(plan: ArenaPlan, reference: str = "tflite", simd: bool = False) -> list[Layer]:
+def lower(plan: ArenaPlan, reference: str = "tflite", kernels: str = "ref") -> list[Layer]:
     """`reference` picks whose rounding to follow where TFLite's reference kernels and
-    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far). `simd`: the kernels are
-    the DSP or Helium ones, which also take the constants of their fast paths."""
+    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far). `kernels`: the variant
+    the C will be built with, "ref" (portable), "dsp" or "mve"; the SIMD ones also take the
+    constants of their fast paths."""
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
-            layer = _pipeline(plan, op, number, simd)
+            layer = _pipeline(plan, op, number, kernels)
         else:
             layer = LOWERINGS[type(op)](op, number, reference)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
@@ -132,7 +133,7 @@ def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dic
     )
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[str, dict]:
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tuple[str, dict]:
     """The stage kind and the conv_params fields of a (depthwise) convolution. The fast
     paths' constants (`scales`, `blocks`) are made only for SIMD kernels (the portable ones
     never read them), and where they are made they replace the arrays they supersede: flash
@@ -158,12 +159,16 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, simd: bool) -> tuple[
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
         weights="NULL", bias="NULL", multiplier="NULL", shift="NULL", scales="NULL", blocks="NULL",
     )
+    simd = kernels != "ref"
     scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if simd and small else None
     if scales is not None and depthwise and out_c % 4 == 0:
         fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
         return kind, fields
     if scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
         fields["blocks"] = array("blocks", "int32_t", _channel_blocks(bias, weights, scales))
+        return kind, fields
+    if scales is not None and pointwise and in_c % 4 == 0 and kernels == "dsp":
+        fields["blocks"] = array("blocks", "int32_t", _channel_quad_blocks(bias, weights, scales))
         return kind, fields
     if scales is not None and kind == "CONV" and kh * kw * in_c <= MAX_PACKED_PATCH:
         fields["blocks"] = array("blocks", "int32_t", _channel_pair_blocks(bias, _padded_rows(weights), scales))
@@ -237,6 +242,27 @@ def _channel_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: n
     ], axis=1))
 
 
+def _channel_quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The DSP kernels' constants of a wide 1x1 convolution, one block per group of four
+    output channels (the last group filled up with zero channels whose outputs are not
+    stored): the four folded biases, then per word of the input the four channels' words of
+    int8 weights (the model's own bytes, reordered so one pointer walks them), then the four
+    rows of `scales`."""
+    out_c, in_c = weights.shape[0], weights.reshape(weights.shape[0], -1).shape[1]
+    padding = -out_c % 4
+    rows = np.concatenate([weights.reshape(out_c, in_c), np.zeros((padding, in_c), dtype=weights.dtype)])
+    bias = np.append(folded_bias, np.zeros(padding, dtype=folded_bias.dtype))
+    scales = np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)])
+    groups = (out_c + padding) // 4
+    words = rows.astype(np.int8).view(np.uint8).reshape(groups, 4, in_c // 4, 4).astype(np.int64)
+    words = words[..., 0] | words[..., 1] << 8 | words[..., 2] << 16 | words[..., 3] << 24  # [group, ch, word]
+    return _as_int32_words(np.concatenate([
+        bias.astype(np.int64).reshape(groups, 4),
+        words.transpose(0, 2, 1).reshape(groups, in_c),
+        scales.astype(np.int64).reshape(groups, 12),
+    ], axis=1))
+
+
 def _depthwise_blocks(op: ir.DepthwiseConv2D, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """The SIMD depthwise kernels' constants, one block per group of four channels so a single
     pointer walks them:
@@ -305,7 +331,7 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
-def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, simd: bool) -> Layer:
+def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, kernels: str) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
@@ -322,10 +348,10 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, simd: bool) -> L
             return layer.array(f"s{k}_{role}", ctype, values)
 
         if isinstance(stage, ir.Add):
-            fields = _add_fields(stage, row_bytes(stage.output), array if simd else None)
+            fields = _add_fields(stage, row_bytes(stage.output), array if kernels != "ref" else None)
             kind, ctype = "ADD", "add_params"
         else:
-            (kind, fields), ctype = _conv_stage(stage, array, simd), "conv_params"
+            (kind, fields), ctype = _conv_stage(stage, array, kernels), "conv_params"
         comment = f"stage {k}: {_stage_summary(stage)}"
         layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()

@@ -17,7 +17,7 @@ import jinja2
 from .. import __version__, ir
 from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
-from .lower import CExpr, Layer, Symbol, lower
+from .lower import MAX_PACKED_PATCH, MAX_PACKED_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
@@ -146,7 +146,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     variant = options.kernels or KERNEL_VARIANTS[options.target]
     if variant not in CORE_VARIANTS[options.target]:
         raise ValueError(f"{options.target} cannot run the {variant} kernels")
-    layers = lower(plan, options.reference, simd=variant != "ref")
+    layers = lower(plan, options.reference, kernels=variant)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
@@ -165,6 +165,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                if isinstance(s, ir.Conv2D)], default=4) // 4) * 4,
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
+        # Which convolutions lower.py gave which layout of conv_params.blocks.
+        max_packed_pointwise_inputs=MAX_PACKED_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
     )
     files = {
         f"{p}_model.h": "model.h.j2",
