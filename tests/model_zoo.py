@@ -637,7 +637,8 @@ def single_op_model(kind: str, seed: int) -> Path:
 # inside window at all), narrow 1x1 convolutions (4..16 input channels, stride 1 and 2),
 # wide ones (output channels not in groups of four, stride 2), convolutions on small
 # receptive fields (the stem's, an odd one with an odd channel count) and on a larger one,
-# an ADD on its input tables.
+# fully connected layers (units not in groups of four, several rows), an ADD on its input
+# tables.
 _FAST_PATH_BASE = {"input_range": [-1.5, 2.5], "weight_gain": 0.7, "activation": "relu6"}
 FAST_PATH_OPS: dict[str, dict[str, Any]] = {
     "dw3_s1_same_c12": {"kind": "depthwise", "height": 7, "width": 9, "in_ch": 12, "kernel": [3, 3], "stride": 1,
@@ -669,6 +670,8 @@ FAST_PATH_OPS: dict[str, dict[str, Any]] = {
                       "stride": 2, "padding": "valid"},
     "pw_c40_o16_s1": {"kind": "conv", "height": 3, "width": 4, "in_ch": 40, "out_ch": 16, "kernel": [1, 1],
                       "stride": 1, "padding": "valid", "activation": "none", "weight_gain": 4.0},
+    "fc_d64_u10": {"kind": "fc", "rows": 1, "in_features": 64, "units": 10},
+    "fc_rows3_d32_u5": {"kind": "fc", "rows": 3, "in_features": 32, "units": 5, "activation": "none"},
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import model_zoo
+from mnv2gen.codegen.lower import NARROW_POINTWISE_INPUTS
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.errors import UserError
@@ -199,11 +200,13 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
 def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
     path = model_zoo.fast_path_model(name)
     result = compile_model(path, Options(target=BOARDS[board].core))
-    fast_constants = "input_tables" if name.startswith("add") else "blocks"
-    fast = re.search(rf"\.{fast_constants} = mnv2_layer\d+_s\d+_{fast_constants},", result.files["mnv2_model.c"])
-    # Receptive fields over 64 bytes take the portable path; wide 1x1 convolutions the
-    # Helium one on the M55.
-    slow = name.startswith("conv3_s1_same_c12") or (board == M55 and name in ("pw_c24_o10_s2", "pw_c40_o16_s1"))
+    fast_constants = {"add": "input_tables", "fc_": "weight_quads"}.get(name[:3], "blocks")
+    fast = re.search(rf"\.{fast_constants} = mnv2_layer\d+(_s\d+)?_{fast_constants},", result.files["mnv2_model.c"])
+    # Receptive fields over 64 bytes take the portable path; on the M55, fully connected
+    # layers and 1x1 convolutions other than the narrow ones the Helium path.
+    params = model_zoo.FAST_PATH_OPS[name]
+    slow = name.startswith("conv3_s1_same_c12") or (board == M55 and name.startswith("fc_")) or (
+        board == M55 and name.startswith("pw_") and params["in_ch"] not in NARROW_POINTWISE_INPUTS)
     assert bool(fast) != slow, "not the kernel the test is for"
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=6, seed=3, per_layer=False)

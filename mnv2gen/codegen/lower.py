@@ -80,17 +80,26 @@ class Layer:
         return symbol
 
 
+@dataclass(frozen=True)
+class Build:
+    """What the C is made for. `reference`: whose rounding to follow where TFLite's reference
+    kernels and TFLite Micro disagree (only per-channel FULLY_CONNECTED so far), "tflite" or
+    "tflm". `kernels`: the variant it will be built with, "ref" (portable), "dsp" or "mve";
+    the SIMD ones also take the constants of their fast paths."""
+
+    reference: str = "tflite"
+    kernels: str = "ref"
+
+
 def lower(plan: ArenaPlan, reference: str = "tflite", kernels: str = "ref") -> list[Layer]:
-    """`reference` picks whose rounding to follow where TFLite's reference kernels and
-    TFLite Micro disagree (only per-channel FULLY_CONNECTED so far). `kernels`: the variant
-    the C will be built with, "ref" (portable), "dsp" or "mve"; the SIMD ones also take the
-    constants of their fast paths."""
+    """The layers of the plan with their params and constants, for Build(reference, kernels)."""
+    build = Build(reference, kernels)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
             layer = _pipeline(plan, op, number, kernels)
         else:
-            layer = LOWERINGS[type(op)](op, number, reference)
+            layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
         layer.output = _operand(plan, op.output)
         layers.append(layer)
@@ -164,7 +173,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     if scales is not None and depthwise and out_c % 4 == 0:
         fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
         return kind, fields
-    if scales is not None and pointwise and in_c % 4 == 0 and in_c <= MAX_PACKED_POINTWISE_INPUTS:
+    if scales is not None and pointwise and in_c in NARROW_POINTWISE_INPUTS:
         fields["blocks"] = array("blocks", "int32_t", _channel_blocks(bias, weights, scales))
         return kind, fields
     if scales is not None and pointwise and in_c % 4 == 0 and kernels == "dsp":
@@ -182,10 +191,11 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     return kind, fields
 
 
-# 1x1 convolutions with at most this many input channels (MobileNetV2's narrow bottlenecks
-# expanding) get doubled 16-bit weights: a pixel's input then fits in registers as SMLAD
-# pairs. Wider layers keep int8 weights: doubling them all would double the flash.
-MAX_PACKED_POINTWISE_INPUTS = 16
+# 1x1 convolutions with these many input channels (MobileNetV2's narrow bottlenecks
+# expanding) get doubled 16-bit weights: two pixels' inputs then fit in registers as SMLAD
+# pairs. Each count has its own unrolled kernel, hence a short list; wider layers keep
+# int8 weights: doubling them all would double the flash.
+NARROW_POINTWISE_INPUTS = (8, 16)
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
@@ -242,23 +252,30 @@ def _channel_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: n
     ], axis=1))
 
 
+def _interleaved_quads(rows: np.ndarray) -> np.ndarray:
+    """int8 weight rows [n, depth] (depth a multiple of four) regrouped for the DSP kernels'
+    four-at-a-time dot products: per group of four rows (the last filled up with zero rows),
+    per word of input the four rows' words, so one pointer walks them. [groups, depth] words."""
+    n, depth = rows.shape
+    padded = np.concatenate([rows, np.zeros((-n % 4, depth), dtype=rows.dtype)]).astype(np.int8)
+    octets = padded.view(np.uint8).reshape(-1, 4, depth // 4, 4).astype(np.int64)  # [group, row, word, byte]
+    words = octets[..., 0] | octets[..., 1] << 8 | octets[..., 2] << 16 | octets[..., 3] << 24
+    return words.transpose(0, 2, 1).reshape(-1, depth)
+
+
 def _channel_quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The DSP kernels' constants of a wide 1x1 convolution, one block per group of four
-    output channels (the last group filled up with zero channels whose outputs are not
-    stored): the four folded biases, then per word of the input the four channels' words of
-    int8 weights (the model's own bytes, reordered so one pointer walks them), then the four
-    rows of `scales`."""
-    out_c, in_c = weights.shape[0], weights.reshape(weights.shape[0], -1).shape[1]
+    """The DSP kernels' constants of a wider 1x1 convolution, one block per group of four
+    output channels (the last filled up with zero channels whose outputs are not stored):
+    the four folded biases, the four channels' _interleaved_quads, the four rows of
+    `scales`."""
+    out_c = weights.shape[0]
     padding = -out_c % 4
-    rows = np.concatenate([weights.reshape(out_c, in_c), np.zeros((padding, in_c), dtype=weights.dtype)])
-    bias = np.append(folded_bias, np.zeros(padding, dtype=folded_bias.dtype))
-    scales = np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)])
     groups = (out_c + padding) // 4
-    words = rows.astype(np.int8).view(np.uint8).reshape(groups, 4, in_c // 4, 4).astype(np.int64)
-    words = words[..., 0] | words[..., 1] << 8 | words[..., 2] << 16 | words[..., 3] << 24  # [group, ch, word]
+    bias = np.append(folded_bias.astype(np.int64), np.zeros(padding, dtype=np.int64))
+    scales = np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)])
     return _as_int32_words(np.concatenate([
-        bias.astype(np.int64).reshape(groups, 4),
-        words.transpose(0, 2, 1).reshape(groups, in_c),
+        bias.reshape(groups, 4),
+        _interleaved_quads(weights.reshape(out_c, -1)),
         scales.astype(np.int64).reshape(groups, 12),
     ], axis=1))
 
@@ -366,12 +383,15 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, kernels: str) ->
     return layer
 
 
-def _fully_connected(op: ir.FullyConnected, number: int, reference: str) -> Layer:
+def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     units, depth = op.weights.shape
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
+    quads = build.kernels == "dsp" and depth % 4 == 0  # the weights regrouped instead of stored twice
     layer.params.update(
-        rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and reference == "tflite"),
-        weights=layer.array("weights", "int8_t", op.weights.data),
+        rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and build.reference == "tflite"),
+        weights="NULL" if quads else layer.array("weights", "int8_t", op.weights.data),
+        weight_quads=layer.array("weight_quads", "int32_t", _as_int32_words(_interleaved_quads(op.weights.data)))
+        if quads else "NULL",
         bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
     )
     multipliers, shifts = quant.fully_connected_multipliers(
@@ -380,14 +400,14 @@ def _fully_connected(op: ir.FullyConnected, number: int, reference: str) -> Laye
     return layer
 
 
-def _add(op: ir.Add, number: int, reference: str) -> Layer:
+def _add(op: ir.Add, number: int, build: Build) -> Layer:
     """An ADD outside any pipeline (e.g. on 2-D tensors): one call over all elements."""
     layer = Layer(number, op, "add_s8", "add_params")
     layer.params.update(_add_fields(op, op.output.size))
     return layer
 
 
-def _pad(op: ir.Pad, number: int, reference: str) -> Layer:
+def _pad(op: ir.Pad, number: int, build: Build) -> Layer:
     _, in_h, in_w, channels = op.input.shape
     p = op.padding
     layer = Layer(number, op, "pad_s8", "pad_params")
@@ -397,7 +417,7 @@ def _pad(op: ir.Pad, number: int, reference: str) -> Layer:
     return layer
 
 
-def _average_pool(op: ir.AveragePool2D, number: int, reference: str) -> Layer:
+def _average_pool(op: ir.AveragePool2D, number: int, build: Build) -> Layer:
     _, in_h, in_w, channels = op.input.shape
     _, out_h, out_w, _ = op.output.shape
     act_min, act_max = quant.activation_range(op.activation, op.output)
@@ -410,7 +430,7 @@ def _average_pool(op: ir.AveragePool2D, number: int, reference: str) -> Layer:
     return layer
 
 
-def _mean(op: ir.Mean, number: int, reference: str) -> Layer:
+def _mean(op: ir.Mean, number: int, build: Build) -> Layer:
     _, h, w, channels = op.input.shape
     multiplier, shift = quant.mean_multiplier(op.input.scale, op.output.scale, h * w)
     layer = Layer(number, op, "mean_s8", "mean_params")
@@ -420,7 +440,7 @@ def _mean(op: ir.Mean, number: int, reference: str) -> Layer:
     return layer
 
 
-def _softmax(op: ir.Softmax, number: int, reference: str) -> Layer:
+def _softmax(op: ir.Softmax, number: int, build: Build) -> Layer:
     depth = op.input.shape[-1]
     layer = Layer(number, op, "softmax_s8", "softmax_params")
     table = quant.softmax_exp_table(op.input.scale, op.beta)
@@ -439,11 +459,11 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
     return layer
 
 
-def _logistic(op: ir.Logistic, number: int, reference: str) -> Layer:
+def _logistic(op: ir.Logistic, number: int, build: Build) -> Layer:
     return _table_lookup(op, number, quant.logistic_table(op.input, op.output))
 
 
-def _quantize(op: ir.Quantize, number: int, reference: str) -> Layer:
+def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
     layer = Layer(number, op, "quantize_f32_s8", None)
@@ -451,7 +471,7 @@ def _quantize(op: ir.Quantize, number: int, reference: str) -> Layer:
     return layer
 
 
-def _dequantize(op: ir.Dequantize, number: int, reference: str) -> Layer:
+def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "dequantize_s8_f32", None)
     layer.scalar_args = [repr(float(op.input.scale)), str(op.input.zero_point), str(op.output.size)]
     return layer

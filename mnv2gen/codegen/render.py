@@ -17,7 +17,7 @@ import jinja2
 from .. import __version__, ir
 from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
-from .lower import MAX_PACKED_PATCH, MAX_PACKED_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
+from .lower import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
@@ -166,7 +166,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # Which convolutions lower.py gave which layout of conv_params.blocks.
-        max_packed_pointwise_inputs=MAX_PACKED_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
+        narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
     )
     files = {
         f"{p}_model.h": "model.h.j2",
