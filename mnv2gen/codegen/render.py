@@ -185,5 +185,5 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     cpu_flags = {"host": [], **{core: ["-mthumb", *flags] for core, flags in CORE_FLAGS.items()}}
     for name, template in build_files.items():
         rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
-                                                           cpu_flags=cpu_flags)
+                                                           cpu_flags=cpu_flags, kernels=variant)
     return rendered
