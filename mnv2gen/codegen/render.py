@@ -28,6 +28,8 @@ CORE_VARIANTS = {"host": ("ref",), "cortex-m4": ("ref", "dsp"), "cortex-m7": ("r
                  "cortex-m55": ("ref", "dsp", "mve")}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
+# The largest receptive field, in bytes, the kernels gather into a patch on the stack.
+CONV_PATCH_LIMIT = 512
 
 
 @dataclass
@@ -159,10 +161,12 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
-        # Rounded up to whole words: the SIMD kernels load the patch a word at a time.
-        max_conv_patch=-(-max([s.weights.size // s.weights.shape[0] for op in plan.steps
-                               if isinstance(op, ir.RowPipeline) for s in op.stages
-                               if isinstance(s, ir.Conv2D)], default=4) // 4) * 4,
+        # Rounded up to whole words: the SIMD kernels load the patch a word at a time. Larger
+        # receptive fields than CONV_PATCH_LIMIT go tap by tap instead: the patch is on the
+        # stack.
+        max_conv_patch=min(-(-max([s.weights.size // s.weights.shape[0] for op in plan.steps
+                                   if isinstance(op, ir.RowPipeline) for s in op.stages
+                                   if isinstance(s, ir.Conv2D)], default=4) // 4) * 4, CONV_PATCH_LIMIT),
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # Which convolutions lower.py gave which layout of conv_params.blocks.
