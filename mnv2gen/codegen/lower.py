@@ -170,17 +170,9 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     )
     simd = kernels != "ref"
     scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if simd and small else None
-    if scales is not None and depthwise and out_c % 4 == 0:
-        fields["blocks"] = array("blocks", "int32_t", _depthwise_blocks(op, weights, scales))
-        return kind, fields
-    if scales is not None and pointwise and in_c in NARROW_POINTWISE_INPUTS:
-        fields["blocks"] = array("blocks", "int32_t", _channel_blocks(bias, weights, scales))
-        return kind, fields
-    if scales is not None and pointwise and in_c % 4 == 0 and kernels == "dsp":
-        fields["blocks"] = array("blocks", "int32_t", _channel_quad_blocks(bias, weights, scales))
-        return kind, fields
-    if scales is not None and kind == "CONV" and kh * kw * in_c <= MAX_PACKED_PATCH:
-        fields["blocks"] = array("blocks", "int32_t", _channel_pair_blocks(bias, _padded_rows(weights), scales))
+    blocks = None if scales is None else _fast_blocks(op, kind, kernels, bias, scales)
+    if blocks is not None:
+        fields["blocks"] = array("blocks", "int32_t", blocks)
         return kind, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -189,6 +181,23 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     else:
         fields.update(_requant_fields(op, array, multipliers, shifts))
     return kind, fields
+
+
+def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, kind: str, kernels: str, bias: np.ndarray,
+                 scales: np.ndarray) -> np.ndarray | None:
+    """The conv_params.blocks the SIMD kernels take for this layer, in the layout of its
+    kernel, or None where they take the plain arrays. `bias` is the one conv_params would
+    hold (folded for convolutions, the model's for depthwise ones)."""
+    weights, in_c = op.weights.data, op.input.shape[-1]
+    if kind == "DEPTHWISE":
+        return _depthwise_blocks(op, weights, scales) if weights.shape[-1] % 4 == 0 else None
+    if kind == "CONV_1X1" and in_c in NARROW_POINTWISE_INPUTS:
+        return _channel_blocks(bias, weights, scales)
+    if kind == "CONV_1X1" and in_c % 4 == 0 and kernels == "dsp":  # Helium has its own wide 1x1
+        return _channel_quad_blocks(bias, weights, scales)
+    if kind == "CONV" and op.kernel[0] * op.kernel[1] * in_c <= MAX_PACKED_PATCH:
+        return _channel_pair_blocks(bias, _padded_rows(weights), scales)
+    return None
 
 
 # 1x1 convolutions with these many input channels (MobileNetV2's narrow bottlenecks
