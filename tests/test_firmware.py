@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import model_zoo
+import tflite_edit
 from mnv2gen.codegen.lower import NARROW_POINTWISE_INPUTS
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
@@ -221,4 +222,23 @@ def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
     assert bool(fast) != slow, "not the kernel the test is for"
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=6, seed=3, per_layer=False)
+    assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"
+
+
+# The same kernels where the activation clamps inside int8 (their other instance): the
+# converter makes full-range outputs for RELU6, so the output's zero point is moved to 0,
+# which puts act_min at 0; TFLite computes the edited model as it is.
+@needs_toolchain
+@pytest.mark.parametrize("board", [M4, M55])
+@pytest.mark.parametrize("name", ["dw3_s1_same_c12", "dw5_s1_same_c8", "pw_c16_s1", "pw_c24_o10_s2",
+                                  "conv3_s2_same_c3"])
+def test_simd_fast_paths_clamp_like_tflite(name, board, tmp_path):
+    model = tflite_edit.load(model_zoo.fast_path_model(name))
+    graph = model.subgraphs[0]
+    graph.tensors[graph.outputs[0]].quant.zero_point = [0]
+    path = tflite_edit.save(model, tmp_path / f"{name}_clamped.tflite")
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert ".act_min = 0," in result.files["mnv2_model.c"]
+    write_files(result.files, tmp_path / "c")
+    report = run_on_board(path, result, tmp_path / "c", BOARDS[board], count=6, seed=5, per_layer=False)
     assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"
