@@ -153,8 +153,9 @@ def _on_alarm(signum, frame):
     raise CaseTimeout()
 
 
-def run_case(model_path: Path, out_dir: Path, timeout: float = 30.0) -> str:
-    """Compile `model_path` in-process and classify the outcome (see the module doc)."""
+def run_case(model_path: Path, out_dir: Path, timeout: float = 30.0, target: str = "host") -> str:
+    """Compile `model_path` in-process for `target` and classify the outcome (see the module
+    doc)."""
     for stale in out_dir.glob("*") if out_dir.is_dir() else ():
         stale.unlink()  # a previous case's files must not pass for this one's
     stderr, stdout = io.StringIO(), io.StringIO()
@@ -162,7 +163,7 @@ def run_case(model_path: Path, out_dir: Path, timeout: float = 30.0) -> str:
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
-            code = main(["compile", str(model_path), "--out", str(out_dir), "--quiet"])
+            code = main(["compile", str(model_path), "--out", str(out_dir), "--quiet", "--target", target])
     except CaseTimeout:
         return "timeout"
     except BaseException as exc:  # noqa: BLE001 - the point is to catch every escape

@@ -33,20 +33,33 @@ def single_op_seeds() -> tuple[Seed, ...]:
 
 
 @lru_cache(maxsize=None)
+def fast_path_seeds() -> tuple[Seed, ...]:
+    return tuple(Seed.from_path(name, model_zoo.fast_path_model(name)) for name in model_zoo.FAST_PATH_OPS)
+
+
+@lru_cache(maxsize=None)
 def network_seed() -> Seed:
     return Seed.from_path(SMALL, model_zoo.get_model(SMALL))
 
 
-def check_case(data: bytes, tmp_path, build_c: bool) -> None:
+# The compiler that checks the C of a target, with its flags.
+TARGET_COMPILERS = {"host": (shutil.which("gcc") or shutil.which("cc"), []),
+                    "cortex-m4": (shutil.which("arm-none-eabi-gcc"),
+                                  ["-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
+                    "cortex-m55": (shutil.which("arm-none-eabi-gcc"),
+                                   ["-mthumb", "-mcpu=cortex-m55", "-mfloat-abi=hard"])}
+
+
+def check_case(data: bytes, tmp_path, build_c: bool, target: str = "host") -> None:
     path = tmp_path / "mutant.tflite"
     path.write_bytes(data)
-    outcome = run_case(path, tmp_path / "out")
+    outcome = run_case(path, tmp_path / "out", target=target)
     assert outcome in ("compiled", "refused"), outcome
-    compiler = shutil.which("gcc") or shutil.which("cc")
+    compiler, flags = TARGET_COMPILERS[target]
     if outcome == "compiled" and build_c and compiler:
         out = tmp_path / "out"
         for source in sorted(out.glob("*.c")):
-            subprocess.run([compiler, *STRICT, "-fsyntax-only", "-I", str(out), str(source)], check=True)
+            subprocess.run([compiler, *flags, *STRICT, "-fsyntax-only", "-I", str(out), str(source)], check=True)
 
 
 @settings(max_examples=300, **FUZZ_SETTINGS)
@@ -55,6 +68,17 @@ def check_case(data: bytes, tmp_path, build_c: bool) -> None:
 def test_single_op_mutants_compile_or_are_refused(which, count, rng, tmp_path):
     seeds = single_op_seeds()
     check_case(mutate(seeds[which], rng.choice(seeds), rng, count), tmp_path, build_c=True)
+
+
+# The SIMD kernels' lowering (blocks, tables, regrouped weights) on the same mutants, and on
+# the fast-path fixtures'.
+@settings(max_examples=150, **FUZZ_SETTINGS)
+@given(which=st.integers(0, len(model_zoo.SINGLE_OP_KINDS) + len(model_zoo.FAST_PATH_OPS) - 1),
+       count=st.integers(1, 3), target=st.sampled_from(["cortex-m4", "cortex-m55"]),
+       rng=st.randoms(use_true_random=False))
+def test_mutants_for_the_simd_kernels_compile_or_are_refused(which, count, target, rng, tmp_path):
+    seeds = single_op_seeds() + fast_path_seeds()
+    check_case(mutate(seeds[which], rng.choice(seeds), rng, count), tmp_path, build_c=True, target=target)
 
 
 @settings(max_examples=25, **FUZZ_SETTINGS)
