@@ -304,63 +304,58 @@ def _ops(*parts: dict[str, int]) -> dict[str, int]:
     return dict(total)
 
 
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in [
-        # The flagship: 65 ops.
-        _mnv2_spec("mnv2_a035_96_c1000", 0.35, 96, 96, 1000),
-        _mnv2_spec("mnv2_a035_96_c10", 0.35, 96, 96, 10),
-        _mnv2_spec("mnv2_a05_128_c2", 0.5, 128, 128, 2),
-        _mnv2_spec("mnv2_a10_96_c10", 1.0, 96, 96, 10),
-        _mnv2_spec("mnv2_a035_160_c10", 0.35, 160, 160, 10),
-        _mnv2_spec("mnv2_a035_nonsquare_c10", 0.35, 96, 128, 10),
-        _spec("mnv2_a035_96_c1_sigmoid", build_mnv2_head,
-              _ops(_MNV2_BODY, {"MEAN": 1, "FULLY_CONNECTED": 1, "LOGISTIC": 1}),
-              alpha=0.35, size=96, head="sigmoid"),
-        _mnv2_spec("mnv2_a035_96_uint8_float", 0.35, 96, 96, 10, {"QUANTIZE": 1, "DEQUANTIZE": 1},
-                   input_type="uint8", output_type="float32"),
-        _spec("mnv2_a035_96_zeropad", build_mnv2_head,
-              _ops(_MNV2_BODY, _MNV2_TOP, {"PAD": 2, "CONV_2D": 1}),
-              alpha=0.35, size=96, head="zeropad"),
-        _spec("mnv2_a035_96_avgpool_head", build_mnv2_head,
-              _ops(_MNV2_BODY, {"AVERAGE_POOL_2D": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1}),
-              alpha=0.35, size=96, head="avgpool"),
-        _spec("mnv2_a035_96_mean_head", build_mnv2_head,
-              _ops(_MNV2_BODY, {"MEAN": 1, "FULLY_CONNECTED": 1}),
-              alpha=0.35, size=96, head="mean"),
-        _spec("mnv2_a035_96_dynamic_batch", build_mnv2_head,
-              _ops(_MNV2_BODY, _MNV2_TOP, {"SHAPE": 1, "STRIDED_SLICE": 1, "PACK": 1, "RESHAPE": 1}),
-              alpha=0.35, size=96, head="dynamic"),
-        _spec("mnv1_a025_96_c10", build_mnv1, _ops(_MNV1_BODY, _MNV1_TOP),
-              alpha=0.25, size=96, classes=10),
-        _spec("mnv1_a05_128_c10", build_mnv1, _ops(_MNV1_BODY, _MNV1_TOP),
-              alpha=0.5, size=128, classes=10),
-        _spec("fc_rows_head", build_fc_rows_head, {"FULLY_CONNECTED": 1, "RESHAPE": 1},
-              rows=9, features=1280, classes=14),
-    ]
-}
+def _by_name(*specs: ModelSpec) -> dict[str, ModelSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+MODELS: dict[str, ModelSpec] = _by_name(
+    # The flagship: 65 ops.
+    _mnv2_spec("mnv2_a035_96_c1000", 0.35, 96, 96, 1000),
+    _mnv2_spec("mnv2_a035_96_c10", 0.35, 96, 96, 10),
+    _mnv2_spec("mnv2_a05_128_c2", 0.5, 128, 128, 2),
+    _mnv2_spec("mnv2_a10_96_c10", 1.0, 96, 96, 10),
+    _mnv2_spec("mnv2_a035_160_c10", 0.35, 160, 160, 10),
+    _mnv2_spec("mnv2_a035_nonsquare_c10", 0.35, 96, 128, 10),
+    _spec("mnv2_a035_96_c1_sigmoid", build_mnv2_head,
+          _ops(_MNV2_BODY, {"MEAN": 1, "FULLY_CONNECTED": 1, "LOGISTIC": 1}),
+          alpha=0.35, size=96, head="sigmoid"),
+    _mnv2_spec("mnv2_a035_96_uint8_float", 0.35, 96, 96, 10, {"QUANTIZE": 1, "DEQUANTIZE": 1},
+               input_type="uint8", output_type="float32"),
+    _spec("mnv2_a035_96_zeropad", build_mnv2_head,
+          _ops(_MNV2_BODY, _MNV2_TOP, {"PAD": 2, "CONV_2D": 1}),
+          alpha=0.35, size=96, head="zeropad"),
+    _spec("mnv2_a035_96_avgpool_head", build_mnv2_head,
+          _ops(_MNV2_BODY, {"AVERAGE_POOL_2D": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1}),
+          alpha=0.35, size=96, head="avgpool"),
+    _spec("mnv2_a035_96_mean_head", build_mnv2_head,
+          _ops(_MNV2_BODY, {"MEAN": 1, "FULLY_CONNECTED": 1}),
+          alpha=0.35, size=96, head="mean"),
+    _spec("mnv2_a035_96_dynamic_batch", build_mnv2_head,
+          _ops(_MNV2_BODY, _MNV2_TOP, {"SHAPE": 1, "STRIDED_SLICE": 1, "PACK": 1, "RESHAPE": 1}),
+          alpha=0.35, size=96, head="dynamic"),
+    _spec("mnv1_a025_96_c10", build_mnv1, _ops(_MNV1_BODY, _MNV1_TOP),
+          alpha=0.25, size=96, classes=10),
+    _spec("mnv1_a05_128_c10", build_mnv1, _ops(_MNV1_BODY, _MNV1_TOP),
+          alpha=0.5, size=128, classes=10),
+    _spec("fc_rows_head", build_fc_rows_head, {"FULLY_CONNECTED": 1, "RESHAPE": 1},
+          rows=9, features=1280, classes=14),
+)
 
 
 # Models with operators mnv2gen rejects, for error-path tests.  Kept out of
 # MODELS, which the bit-exactness tests iterate over; get_model knows both.
-UNSUPPORTED_MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in [
-        _spec("unsupported_maxpool", build_unsupported_maxpool, {"CONV_2D": 2, "MAX_POOL_2D": 1}),
-    ]
-}
+UNSUPPORTED_MODELS: dict[str, ModelSpec] = _by_name(
+    _spec("unsupported_maxpool", build_unsupported_maxpool, {"CONV_2D": 2, "MAX_POOL_2D": 1}),
+)
 
 
 # Larger MobileNetV2s for the memory benchmark (the figures at 128 and 224, and the
 # paper's Table 3 case, a=1.0 at 224). Too slow to verify in every test run.
-BENCH_MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in [
-        _mnv2_spec("mnv2_a035_128_c1000", 0.35, 128, 128, 1000),
-        _mnv2_spec("mnv2_a035_224_c1000", 0.35, 224, 224, 1000),
-        _mnv2_spec("mnv2_a10_224_c1000", 1.0, 224, 224, 1000),
-    ]
-}
+BENCH_MODELS: dict[str, ModelSpec] = _by_name(
+    _mnv2_spec("mnv2_a035_128_c1000", 0.35, 128, 128, 1000),
+    _mnv2_spec("mnv2_a035_224_c1000", 0.35, 224, 224, 1000),
+    _mnv2_spec("mnv2_a10_224_c1000", 1.0, 224, 224, 1000),
+)
 
 
 def get_model(name: str) -> Path:

@@ -243,19 +243,25 @@ def _channel_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.nda
     ], axis=1))
 
 
+def _filled_up(multiple: int, bias: np.ndarray, weights: np.ndarray, scales: np.ndarray):
+    """bias, weights [out_c, ...] and scales filled up with zero channels (their scale a copy
+    of the last, so still valid) to a multiple of `multiple` output channels: kernels that
+    take channels in groups compute them and do not store their outputs."""
+    padding = -weights.shape[0] % multiple
+    return (np.append(bias.astype(np.int64), np.zeros(padding, dtype=np.int64)),
+            np.concatenate([weights, np.zeros((padding, *weights.shape[1:]), dtype=weights.dtype)]),
+            np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)]))
+
+
 def _channel_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Like _channel_blocks, one block per pair of output channels (an odd last one paired
-    with a zero channel whose outputs are not stored): the two doubled biases, the two
-    channels' weight pairs interleaved (one LDRD loads both channels' pair), the two rows of
-    `scales`."""
-    if weights.shape[0] % 2:
-        weights = np.concatenate([weights, np.zeros_like(weights[:1])])
-        folded_bias = np.append(folded_bias, 0)
-        scales = np.concatenate([scales, scales[-1:]])
+    """Like _channel_blocks, one block per pair of output channels (an odd last one _filled_up
+    with a zero channel): the two doubled biases, the two channels' weight pairs interleaved
+    (one LDRD loads both channels' pair), the two rows of `scales`."""
+    bias, weights, scales = _filled_up(2, folded_bias, weights, scales)
     channel_pairs = weights.shape[0] // 2
     pairs = _doubled_pairs(weights.reshape(weights.shape[0], -1))  # [out_c, input pairs]
     return _as_int32_words(np.concatenate([
-        2 * folded_bias.astype(np.int64).reshape(channel_pairs, 2),
+        2 * bias.reshape(channel_pairs, 2),
         pairs.reshape(channel_pairs, 2, -1).transpose(0, 2, 1).reshape(channel_pairs, -1),
         scales.astype(np.int64).reshape(channel_pairs, 6),
     ], axis=1))
@@ -274,17 +280,13 @@ def _interleaved_quads(rows: np.ndarray) -> np.ndarray:
 
 def _channel_quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """The DSP kernels' constants of a wider 1x1 convolution, one block per group of four
-    output channels (the last filled up with zero channels whose outputs are not stored):
-    the four folded biases, the four channels' _interleaved_quads, the four rows of
-    `scales`."""
-    out_c = weights.shape[0]
-    padding = -out_c % 4
-    groups = (out_c + padding) // 4
-    bias = np.append(folded_bias.astype(np.int64), np.zeros(padding, dtype=np.int64))
-    scales = np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)])
+    output channels (the last _filled_up with zero channels): the four folded biases, the
+    four channels' _interleaved_quads, the four rows of `scales`."""
+    bias, weights, scales = _filled_up(4, folded_bias, weights.reshape(weights.shape[0], -1), scales)
+    groups = weights.shape[0] // 4
     return _as_int32_words(np.concatenate([
         bias.reshape(groups, 4),
-        _interleaved_quads(weights.reshape(out_c, -1)),
+        _interleaved_quads(weights),
         scales.astype(np.int64).reshape(groups, 12),
     ], axis=1))
 
@@ -412,7 +414,7 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     """An ADD outside any pipeline (e.g. on 2-D tensors): one call over all elements."""
     layer = Layer(number, op, "add_s8", "add_params")
-    layer.params.update(_add_fields(op, op.output.size))
+    layer.params.update(_add_fields(op, op.output.size, layer.array if build.kernels != "ref" else None))
     return layer
 
 
