@@ -51,7 +51,7 @@ def main() -> int:
     from mnv2gen import ir, oracle
     from mnv2gen.compiler import compile_model, write_files
     from mnv2gen.host_sim.build import build_host
-    from mnv2gen.verify import make_inputs
+    from mnv2gen.verification.compare import make_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "c"

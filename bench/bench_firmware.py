@@ -49,7 +49,7 @@ def measure(model: str, board_name: str, kernels: str | None, inputs: int, workd
     from mnv2gen.codegen.render import Options
     from mnv2gen.compiler import compile_model, write_files
     from mnv2gen.firmware.boards import get_board
-    from mnv2gen.qemu_run import run_on_board
+    from mnv2gen.verification.board import run_on_board
 
     board = get_board(board_name)
     out = workdir / f"{board.core}-{kernels or 'own'}"

@@ -24,7 +24,7 @@ TARGET, STRETCH = 40_960, 32_768
 def main() -> int:
     import model_zoo
     from mnv2gen.codegen.render import Options
-    from mnv2gen.report import memory_report
+    from mnv2gen.presentation.memory import memory_report
 
     names = MODELS[:1] if "--quick" in sys.argv else MODELS
     print(f"{'model':<22}{'memory':>10}{'balanced':>10}{'speed':>11}{'paper M(G)':>12}{'TFLM arena':>12}"

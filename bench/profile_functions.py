@@ -59,7 +59,7 @@ def main() -> int:
     from mnv2gen.firmware.boards import BOARDS, get_board
     from mnv2gen.firmware.build import build_firmware
     from mnv2gen.firmware.runner import tool
-    from mnv2gen.verify import make_inputs
+    from mnv2gen.verification.compare import make_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))

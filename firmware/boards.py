@@ -5,25 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
-
-CORE_FLAGS = {
-    "cortex-m4": ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
-    "cortex-m7": ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
-    # -mcpu=cortex-m55 brings its FPU and MVE (Helium) with it.
-    "cortex-m55": ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
-}
-
+from ..targets import cpu_flags
 
 @dataclass(frozen=True)
 class Board:
     name: str
-    core: str  # a key of CORE_FLAGS, and the `--target` of the generated C
+    core: str  # one of targets.CORE_FLAGS, and the `--target` of the generated C
     description: str
     machine: str | None = None  # QEMU's -M; None: no emulator, the build only checks the fit
 
     @property
     def cpu_flags(self) -> tuple[str, ...]:
-        return ("-mthumb", *CORE_FLAGS[self.core])
+        return cpu_flags(self.core)
 
     @property
     def linker_script(self) -> str:

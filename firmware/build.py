@@ -12,12 +12,12 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
-from ..host_sim.build import model_defines
+from ..targets import C_WARNINGS
+from ..verification.harness import model_defines
 from .boards import Board
 
-WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 # Sections per function and per array, so the link drops whatever is never referenced.
-C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", *WARNINGS]
+C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", *C_WARNINGS]
 HARNESS_SOURCES = ("harness.c", "startup.c", "semihost.c")
 # Only libc's string functions (memcpy, memset) and libgcc's helpers are linked: start-up and
 # I/O are our own (startup.c, semihost.c).

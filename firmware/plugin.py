@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..host_sim.build import find_compiler
+from ..verification.harness import find_compiler
 from .build import firmware_file
 
 FLAGS = ["-shared", "-fPIC", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",

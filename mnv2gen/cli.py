@@ -18,7 +18,8 @@ import sys
 import time
 
 from . import __version__
-from .codegen.render import PREFIX_PATTERN, TARGETS, Options
+from .codegen.render import PREFIX_PATTERN, Options
+from .targets import TARGETS
 from .errors import EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .firmware.boards import BOARDS, get_board
 from .passes import OPTIMIZE_LEVELS
@@ -161,7 +162,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import divergence_note, verify
+    from .verification.host import divergence_note, verify
 
     summary, result = _compile(args)
     report = verify(args.model, result, args.out, count=args.inputs, seed=args.seed,
@@ -212,7 +213,7 @@ def _memory_lines(result, report) -> list[str]:
 
 def cmd_run(args) -> int:
     from .firmware.runner import FirmwareFailed
-    from .qemu_run import run_on_board
+    from .verification.board import run_on_board
 
     board = get_board(args.board)
     if args.target not in (None, board.core):
@@ -286,13 +287,13 @@ def _firmware_lines(report) -> list[str]:
 
 
 def cmd_report(args) -> int:
-    from .report import format_report, memory_report
+    from .presentation.memory import format_report, memory_report
 
     options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
     if args.html or args.png:
-        from .report_html import write_reports
+        from .presentation.html import write_reports
 
         written = write_reports(report, args.html, args.png)
     if args.json:
@@ -303,7 +304,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import Progress, format_demo, run_demo
+    from .presentation.demo import Progress, format_demo, run_demo
 
     demo = run_demo(args.model, args.tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
                     progress=Progress(enabled=not args.quiet))

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from mnv2gen.compiler import compile_model, write_files  # noqa: E402
 from mnv2gen.codegen.render import Options  # noqa: E402
-from mnv2gen.verify import divergence_note, verify  # noqa: E402
+from mnv2gen.verification.host import divergence_note, verify  # noqa: E402
 
 
 def assert_bit_exact(model_path, out_dir, count: int = 50, seed: int = 0, sanitize: bool = False):

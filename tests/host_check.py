@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnv2gen import oracle
+from mnv2gen.verification import oracle
 from mnv2gen.compiler import CompileResult, compile_model, write_files
 from mnv2gen.host_sim.build import build_host
 from mnv2gen.host_sim.runner import run_host
-from mnv2gen.verify import _numpy_dtype, _same_bytes, make_inputs
+from mnv2gen.verification.compare import all_identical, make_inputs, numpy_dtype, same_bytes
 
 DEBUG_CANARIES = ("-DMNV2_DEBUG_CANARIES",)
 
@@ -33,7 +33,7 @@ class Tally:
 
     @property
     def bit_exact(self) -> bool:
-        return self.matched + self.aborted == self.inputs and self.matched > 0
+        return all_identical(self.inputs, self.matched, self.aborted)
 
 
 class HostModel:
@@ -47,7 +47,7 @@ class HostModel:
         write_files(self.result.files, out)
         self.binary = build_host(out, "mnv2", workdir / "model", sanitize=sanitize, extra_flags=extra_flags)
         output = self.result.graph.output
-        self.out_dtype, self.out_shape = _numpy_dtype(output), output.shape
+        self.out_dtype, self.out_shape = numpy_dtype(output), output.shape
 
     def inputs(self, count: int, seed: int) -> np.ndarray:
         return make_inputs(self.result.graph, count, seed)
@@ -55,5 +55,5 @@ class HostModel:
     def compare(self, inputs: np.ndarray) -> Tally:
         ours = run_host(self.binary, inputs, self.out_dtype, self.out_shape)
         expected = oracle.reference_outputs(self.model_path, inputs, self.out_shape, self.out_dtype)
-        matched = _same_bytes(ours, expected.outputs) & expected.ran
+        matched = same_bytes(ours, expected.outputs) & expected.ran
         return Tally(inputs=len(inputs), matched=int(matched.sum()), aborted=expected.aborted)

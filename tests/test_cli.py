@@ -92,7 +92,7 @@ def test_prefix_renames_every_public_symbol(tmp_path):
     assert "KWS_ARENA_BYTES" in (out / "kws_model.h").read_text()
     from mnv2gen.compiler import compile_model
     from mnv2gen.codegen.render import Options
-    from mnv2gen.verify import verify
+    from mnv2gen.verification.host import verify
 
     result = compile_model(model, Options(prefix="kws"))
     report = verify(model, result, out, count=3, prefix="kws", use_tflm=False)
@@ -121,7 +121,7 @@ def test_verify_names_the_first_layer_that_differs(tmp_path):
 
     from mnv2gen.compiler import compile_model as compile_
     from mnv2gen.compiler import write_files as write
-    from mnv2gen.verify import verify as verify_
+    from mnv2gen.verification.host import verify as verify_
 
     model = model_zoo.get_model("mnv2_a035_96_c10")
     result = compile_(model)

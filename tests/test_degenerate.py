@@ -14,7 +14,7 @@ from conftest import assert_bit_exact
 
 import model_zoo
 import tflite_edit
-from mnv2gen import oracle
+from mnv2gen.verification import oracle
 from mnv2gen.cli import main
 
 pytest.importorskip("tensorflow")

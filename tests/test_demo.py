@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnv2gen.cli import main
-from mnv2gen.demo import Progress, load_test_set
+from mnv2gen.presentation.demo import Progress, load_test_set
 
 pytest.importorskip("tensorflow")  # the oracle
 

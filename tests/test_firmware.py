@@ -28,8 +28,8 @@ from mnv2gen.errors import UserError
 from mnv2gen.firmware.boards import BOARDS
 from mnv2gen.firmware.build import build_firmware
 from mnv2gen.firmware.runner import qemu_command, run_qemu
-from mnv2gen.qemu_run import run_on_board
-from mnv2gen.verify import _numpy_dtype, make_inputs
+from mnv2gen.verification.board import run_on_board
+from mnv2gen.verification.compare import make_inputs, numpy_dtype
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_035_96.tflite"
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size", "qemu-system-arm")
@@ -99,7 +99,7 @@ def test_instruction_count_is_exact_and_repeatable(out_dir, tmp_path):
     _, result = compile_for("mnv1_a025_96_c10", M4, out_dir)
     firmware = build_firmware(out_dir, "mnv2", BOARDS[M4], tmp_path)
     inputs = make_inputs(result.graph, 2, seed=3)
-    dtype, shape = _numpy_dtype(result.graph.output), result.graph.output.shape
+    dtype, shape = numpy_dtype(result.graph.output), result.graph.output.shape
     first, second = (run_qemu(firmware, inputs, dtype, shape) for _ in range(2))
     assert first.runs == second.runs  # same instructions and cycle estimate, input by input
     assert all(span.instructions > 0 and span.cycles >= span.instructions for span in first.runs)

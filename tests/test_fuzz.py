@@ -22,7 +22,7 @@ import model_zoo
 from frontend_fuzz import Seed, mutate, run_case
 
 SMALL = "mnv2_a035_96_c10"
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+STRICT = list(C_WARNINGS)
 FUZZ_SETTINGS = dict(deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

@@ -14,6 +14,7 @@ import pytest
 
 import model_zoo
 import tflite_edit
+from mnv2gen.targets import C_WARNINGS
 from mnv2gen.cli import main
 
 
@@ -232,7 +233,7 @@ def test_no_operators(tmp_path, capsys):
 # ------------------------------------------------------------------------- nothing injected
 
 HOSTILE = "evil */ #include <evil.h>\n#define X 1 \\\n ??/ \u00e9\u202e /*"
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+STRICT = list(C_WARNINGS)
 
 
 def hostile_model(kind: str = "add") -> tflite_edit.Model:

@@ -14,8 +14,8 @@ import pytest
 
 from mnv2gen.cli import main
 from mnv2gen.codegen.render import Options
-from mnv2gen.report import memory_report
-from mnv2gen.report_html import COLOURS, find_chromium, page_height, render_html, write_reports
+from mnv2gen.presentation.memory import memory_report
+from mnv2gen.presentation.html import COLOURS, find_chromium, page_height, render_html, write_reports
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_035_96.tflite"
 
@@ -111,6 +111,6 @@ def test_cli_writes_html_and_json(tmp_path, capsys):
 
 
 def test_cli_png_without_chromium_is_a_user_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("mnv2gen.report_html.find_chromium", lambda: None)
+    monkeypatch.setattr("mnv2gen.presentation.html.find_chromium", lambda: None)
     assert main(["report", str(MODEL), "--no-tflm", "--png", str(tmp_path / "r.png")]) == 2
     assert "Chromium" in capsys.readouterr().err

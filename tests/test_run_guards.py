@@ -17,7 +17,7 @@ import pytest
 
 import model_zoo
 from mnv2gen.compiler import compile_model, write_files
-from mnv2gen.host_sim.build import WARNINGS
+from mnv2gen.targets import C_WARNINGS
 
 MODEL = "mnv2_a035_96_c10"
 LAYER = 3  # the layer after which the harness overruns the arena
@@ -84,7 +84,7 @@ def build(generated, tmp_path, debug: bool):
     binary = tmp_path / ("guards_debug" if debug else "guards")
     defines = [f"-DOVERRUN_LAYER={LAYER}", f"-DLAYER_OFFSET={layer_offset}",
                f"-DINPUT_OFFSET={input_offset}", "-DMNV2_TRACE"] + (["-DMNV2_DEBUG_CANARIES"] if debug else [])
-    subprocess.run([compiler, "-O1", *WARNINGS, *defines, "-I", str(generated),
+    subprocess.run([compiler, "-O1", *C_WARNINGS, *defines, "-I", str(generated),
                     *map(str, sorted(generated.glob("*.c"))), str(harness), "-o", str(binary)], check=True)
     return binary
 

@@ -15,7 +15,7 @@ from mnv2gen import ir
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.plan.arena import PlanError, check_plan
-from mnv2gen.verify import verify
+from mnv2gen.verification.host import verify
 
 FLAGSHIP = "mnv2_a035_96_c1000"
 PAPER_BOUND = 27_648 + 36_864  # the stem: 96x96x3 in + 48x48x16 out

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import jinja2
 
 from .. import __version__, ir
-from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
+from ..targets import TARGETS, cpu_flags
 from .lower import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
 
-TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
 KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "mve"}
 # The variants each core can run (the Cortex-M55 has the DSP extension besides Helium), for
@@ -186,8 +185,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     build_files = {f"{p}_model.cmake": "build.cmake.j2", f"{p}_model.mk": "build.mk.j2",
                    f"{p}_README.md": "api_readme.md.j2"}
     sources = sorted(name for name in files if name.endswith(".c"))
-    cpu_flags = {"host": [], **{core: ["-mthumb", *flags] for core, flags in CORE_FLAGS.items()}}
     for name, template in build_files.items():
         rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
-                                                           cpu_flags=cpu_flags, kernels=variant)
+                                                           cpu_flags={t: cpu_flags(t) for t in TARGETS}, kernels=variant)
     return rendered

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ir, oracle
-from .compiler import CompileResult
-from .errors import UserError
-from .host_sim.build import build_host
-from .host_sim.runner import run_host, trace_host
+from .. import ir
+from ..compiler import CompileResult
+from ..errors import UserError
+from ..host_sim.build import build_host
+from ..host_sim.runner import run_host, trace_host
+from . import oracle
+from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
 
 
 @dataclass
@@ -36,8 +38,8 @@ class VerifyReport:
         """Identical to the chosen reference on every input. Where the two references
         disagree with each other (see `divergence_note`), only the chosen one can be met."""
         if self.reference == "tflite":
-            return self.matched_tflite + self.tflite_aborted == self.inputs and self.matched_tflite > 0
-        return self.matched_tflm is not None and self.matched_tflm + self.tflm_aborted == self.inputs
+            return all_identical(self.inputs, self.matched_tflite, self.tflite_aborted)
+        return self.matched_tflm is not None and all_identical(self.inputs, self.matched_tflm, self.tflm_aborted)
 
 
 def divergence_note(graph: ir.Graph, reference: str) -> str:
@@ -51,42 +53,6 @@ def divergence_note(graph: ir.Graph, reference: str) -> str:
             f"of two, or the reverse); compile with --reference {flag} to equal it instead")
 
 
-def _numpy_dtype(t: ir.Tensor) -> np.dtype:
-    return np.dtype(ir.DTYPES[t.dtype][0])
-
-
-def make_inputs(graph: ir.Graph, count: int, seed: int = 0) -> np.ndarray:
-    """`count` random inputs plus the two extremes (all minimum, all maximum)."""
-    t = graph.input
-    rng = np.random.default_rng(seed)
-    shape = (count, *t.shape)
-    if t.dtype == "float32":
-        # Span the range the first QUANTIZE can represent, and a little beyond it.
-        low, high = _float_input_range(graph)
-        random = rng.uniform(low * 1.1, high * 1.1, size=shape).astype(np.float32)
-        extremes = np.stack([np.full(t.shape, low, np.float32), np.full(t.shape, high, np.float32)])
-    else:
-        info = np.iinfo(_numpy_dtype(t))
-        random = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(_numpy_dtype(t))
-        extremes = np.stack([np.full(t.shape, info.min, _numpy_dtype(t)), np.full(t.shape, info.max, _numpy_dtype(t))])
-    return np.concatenate([random, extremes])
-
-
-def _float_input_range(graph: ir.Graph) -> tuple[float, float]:
-    consumer = next((op for op in graph.ops if op.input is graph.input), None)
-    if consumer is not None and consumer.output.quant is not None:
-        q = consumer.output
-        return q.scale * (-128 - q.zero_point), q.scale * (127 - q.zero_point)
-    return -1.0, 1.0
-
-
-def _same_bytes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per input (first axis): are the bytes identical? (Bitwise, so float NaNs compare too.)"""
-    a = np.ascontiguousarray(a).reshape(len(a), -1).view(np.uint8)
-    b = np.ascontiguousarray(b).reshape(len(b), -1).view(np.uint8)
-    return (a == b).all(axis=1)
-
-
 def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, count: int = 100,
            seed: int = 0, use_tflm: bool = True, sanitize: bool = False, prefix: str = "mnv2",
            reference: str = "tflite") -> VerifyReport:
@@ -95,12 +61,12 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
         raise UserError("--reference tflm needs TFLite Micro: pip install tflite-micro")
     use_tflm = use_tflm or reference == "tflm"
     inputs = make_inputs(graph, count, seed)
-    out_dtype, out_shape = _numpy_dtype(graph.output), graph.output.shape
+    out_dtype, out_shape = numpy_dtype(graph.output), graph.output.shape
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
         binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
         ours = run_host(binary, inputs, out_dtype, out_shape)
         expected = oracle.reference_outputs(model_path, inputs, out_shape, out_dtype)
-        matches = _same_bytes(ours, expected.outputs) & expected.ran
+        matches = same_bytes(ours, expected.outputs) & expected.ran
         report = VerifyReport(inputs=len(inputs), matched_tflite=int(matches.sum()), reference=reference,
                               tflite_aborted=expected.aborted)
         if use_tflm and oracle.tflm_available():
@@ -109,7 +75,7 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
             if "error" in tflm.info:
                 report.tflm_note = tflm.info["error"]
             else:
-                tflm_matches = _same_bytes(ours, tflm.outputs) & tflm.ran
+                tflm_matches = same_bytes(ours, tflm.outputs) & tflm.ran
                 report.matched_tflm = int(tflm_matches.sum())
                 report.tflm_aborted = tflm.aborted
                 if reference == "tflm":

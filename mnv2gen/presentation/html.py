@@ -16,9 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .errors import UserError
-from .report import MemoryReport, StepRow
+from .. import __version__
+from ..errors import UserError
+from .memory import MemoryReport, StepRow
 
 CHART_WIDTH, CHART_HEIGHT = 1100, 380
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 86, 200, 16, 40

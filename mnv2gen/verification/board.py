@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compiler import CompileResult
+from ..errors import UserError
+from ..firmware.boards import Board
+from ..firmware.build import build_firmware, firmware_sizes
+from ..firmware.runner import QemuRun, run_qemu
 from . import oracle
-from .compiler import CompileResult
-from .errors import UserError
-from .firmware.boards import Board
-from .firmware.build import build_firmware, firmware_sizes
-from .firmware.runner import QemuRun, run_qemu
-from .verify import _numpy_dtype, _same_bytes, make_inputs
+from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
 
 # The generated model.c names each layer in a comment, and its run function calls TRACE()
 # after each: the k-th call of the trace hook is the k-th TRACE(...) line.
@@ -61,7 +61,7 @@ class FirmwareReport:
         """None when nothing ran; as verify's: every input the reference ran is identical."""
         if self.matched is None:
             return None
-        return self.matched > 0 and self.matched + self.reference_aborted == self.inputs
+        return all_identical(self.inputs, self.matched, self.reference_aborted)
 
     @property
     def instructions_per_inference(self) -> int | None:
@@ -133,12 +133,12 @@ def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -
     expected = engine(model_path, inputs, ours.shape[1:], ours.dtype)
     if "error" in expected.info:
         raise UserError(f"the reference ({reference}) could not run the model: {expected.info['error']}")
-    return int((_same_bytes(ours, expected.outputs) & expected.ran).sum()), expected.aborted
+    return int((same_bytes(ours, expected.outputs) & expected.ran).sum()), expected.aborted
 
 
 def _run(firmware, result: CompileResult, inputs, trace_hook: str | None = None) -> QemuRun:
     graph = result.graph
-    return run_qemu(firmware, inputs, _numpy_dtype(graph.output), graph.output.shape, trace_hook=trace_hook)
+    return run_qemu(firmware, inputs, numpy_dtype(graph.output), graph.output.shape, trace_hook=trace_hook)
 
 
 def _add_layers(report: FirmwareReport, c_dir: Path, prefix: str, traced: QemuRun, steps) -> None:

@@ -23,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import oracle
-from .codegen.render import Options
-from .compiler import CompileResult, compile_model, write_files
-from .errors import UserError
-from .host_sim.build import build_host, find_compiler
-from .host_sim.runner import run_host
-from .report import memory_report
-from .verify import _numpy_dtype, verify
+from ..codegen.render import Options
+from ..compiler import CompileResult, compile_model, write_files
+from ..errors import UserError
+from ..host_sim.build import build_host
+from ..host_sim.runner import run_host
+from ..verification import oracle
+from ..verification.compare import numpy_dtype
+from ..verification.harness import find_compiler
+from ..verification.host import verify
+from .memory import memory_report
 
 DEFAULT_MODEL = "models/mobilenet_v2_035_96_digits.tflite"
 TEST_SET_NAME = "digits_test.npz"  # beside the model: x (int8, N x H x W x 1), y (labels)
@@ -134,7 +136,7 @@ def run_c(c_dir: Path, result: CompileResult, inputs: np.ndarray, progress: Prog
         binary = build_host(c_dir, "mnv2", Path(tmp) / "model")
         outputs = []
         for start in range(0, len(inputs), CHUNK):
-            outputs.append(run_host(binary, inputs[start:start + CHUNK], _numpy_dtype(out), out.shape))
+            outputs.append(run_host(binary, inputs[start:start + CHUNK], numpy_dtype(out), out.shape))
             progress.update(f"{start + len(outputs[-1])}/{len(inputs)} images")
     return np.concatenate(outputs)
 
@@ -170,9 +172,9 @@ def _firmware_tools_present() -> bool:
 
 
 def _verify_on_board(model: str, out: Path, inputs: int, progress: Progress, demo: DemoResult) -> None:
-    from .firmware.boards import get_board
-    from .firmware.runner import FirmwareFailed
-    from .qemu_run import run_on_board
+    from ..firmware.boards import get_board
+    from ..firmware.runner import FirmwareFailed
+    from ..verification.board import run_on_board
 
     board = get_board(BOARD)
     with progress.stage(f"building for {board.core} and running {inputs + 2} inputs under QEMU ({board.name})"):
@@ -219,7 +221,7 @@ def run_demo(model: str = DEFAULT_MODEL, tests: str | None = None, out: str = "b
         ours = run_c(out_dir / "host", result, test_x, progress)
     with progress.stage(f"running the .tflite (TFLite reference kernels) over {len(test_x)} test images"):
         out_t = result.graph.output
-        theirs = oracle.reference_outputs(model_path, test_x, out_t.shape, _numpy_dtype(out_t))
+        theirs = oracle.reference_outputs(model_path, test_x, out_t.shape, numpy_dtype(out_t))
     demo.test_images = len(test_x)
     demo.c_accuracy = float(np.mean(_predictions(ours) == test_y))
     demo.tflite_accuracy = float(np.mean(_predictions(theirs.outputs) == test_y))

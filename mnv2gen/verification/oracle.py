@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 
 # TensorFlow's start-up chatter (oneDNN notices, absl warnings) would drown our output.
@@ -104,7 +104,7 @@ def _run_engine(engine: str, model_path, inputs: np.ndarray, output_shape, outpu
             np.save(inputs_path, inputs[start:])
             outputs_path.write_bytes(b"")
             result = subprocess.run(
-                [sys.executable, "-m", "mnv2gen.oracle", engine, str(model_path), str(inputs_path),
+                [sys.executable, "-m", "mnv2gen.verification.oracle", engine, str(model_path), str(inputs_path),
                  str(outputs_path)],
                 capture_output=True, text=True, timeout=3600, env={**os.environ, **QUIET_TF})
             data = outputs_path.read_bytes()

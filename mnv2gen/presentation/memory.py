@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from . import ir
-from .compiler import CompileResult, compile_model
-from .codegen.render import Options
-from .passes import OPTIMIZE_LEVELS
+from .. import ir
+from ..codegen.render import Options
+from ..compiler import CompileResult, compile_model
+from ..passes import OPTIMIZE_LEVELS
 
 
 @dataclass
@@ -70,8 +70,8 @@ def _step_rows(result: CompileResult) -> list[StepRow]:
 
 def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     """TFLite Micro's arena for this model, if its package is installed (no TensorFlow needed)."""
-    from . import oracle
-    from .verify import make_inputs
+    from ..verification import oracle
+    from ..verification.compare import make_inputs
 
     if not oracle.tflm_available():
         return None, None

@@ -1,0 +1,24 @@
+"""The cores mnv2gen generates C for, and the compiler flags that C is built with, defined
+once: the generated CMake/Make fragments, the firmware builds and the host builds all read
+them from here."""
+
+from __future__ import annotations
+
+TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
+
+# What arm-none-eabi-gcc needs to know of each Cortex-M core (after -mthumb).
+CORE_FLAGS = {
+    "cortex-m4": ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m7": ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
+    # -mcpu=cortex-m55 brings its FPU and MVE (Helium) with it.
+    "cortex-m55": ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
+}
+
+
+def cpu_flags(target: str) -> tuple[str, ...]:
+    """The flags that select `target`'s instructions ("host": none)."""
+    return () if target == "host" else ("-mthumb", *CORE_FLAGS[target])
+
+
+# The generated C is clean under these with gcc and clang; every build of it uses them.
+C_WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")

@@ -1,0 +1,31 @@
+"""What the host and firmware harnesses share: which C compiler builds for the host, and
+how a harness finds the generated API under any --prefix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from ..errors import UserError
+
+
+def find_compiler(preferred: str | None = None) -> str:
+    for name in [preferred or os.environ.get("CC", ""), "cc", "gcc", "clang"]:
+        if name and shutil.which(name):
+            return name
+    raise UserError("no C compiler found (tried $CC, cc, gcc, clang); install gcc")
+
+
+def model_defines(prefix: str, trace: bool) -> list[str]:
+    """How a harness (host or firmware) finds the generated API under any --prefix."""
+    P = prefix.upper()
+    defines = [
+        f'-DMODEL_HEADER="{prefix}_model.h"',
+        f"-DMODEL_INPUT={prefix}_input", f"-DMODEL_RUN={prefix}_run",
+        f"-DMODEL_OUTPUT={prefix}_output",
+        f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
+    ]
+    if trace:
+        # Not -DTRACE: the generated model.c defines a TRACE() macro of its own.
+        defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
+    return defines
