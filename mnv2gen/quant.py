@@ -12,9 +12,8 @@ so a whole 256-entry table is computed at once.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
+from decimal import Context, Decimal
 
 import numpy as np
 
@@ -267,28 +266,48 @@ def requantize_table(input: Tensor, output: Tensor) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(output.dtype)
 
 
-_libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-_libm.expf.restype = ctypes.c_float
-_libm.expf.argtypes = [ctypes.c_float]
+_EXP_CONTEXT = Context(prec=60)  # far more digits than any float32 rounding decision needs
 
 
-def _expf(v: np.float32) -> np.float32:
-    """The C library's expf, which TFLite's float32 LUT construction calls."""
-    return np.float32(_libm.expf(float(v)))
+def expf(x: np.float32) -> np.float32:
+    """exp(x) for a float32 x, correctly rounded to float32: the same bytes on every
+    compiling machine, whatever its C library, or none."""
+    exact = Decimal(float(x)).exp(_EXP_CONTEXT)  # float32 -> float -> Decimal are exact
+    with np.errstate(over="ignore"):  # past the largest float32 is infinity, as in C
+        nearest = np.float32(float(exact))  # two roundings (to double, then float32): check neighbours
+    neighbours = (nearest, np.nextafter(nearest, np.float32(-np.inf)), np.nextafter(nearest, np.float32(np.inf)))
+    # IEEE rounding treats infinity as 2^128, the next step after the largest float32.
+    return min(neighbours, key=lambda candidate: abs(
+        (Decimal(float(candidate)) if np.isfinite(candidate) else Decimal(2) ** 128) - exact))
 
 
 def logistic_table(input: Tensor, output: Tensor) -> np.ndarray:
     """int8 LOGISTIC is a 256-entry table that TFLite fills in float32 arithmetic
-    (LUTPopulate): dequantize, 1 / (1 + expf(-x)), scale, roundf, add the zero point."""
-    one = np.float32(1.0)
-    inverse_output_scale = one / np.float32(output.scale)
+    (LUTPopulate): dequantize, 1 / (1 + expf(-x)), scale, roundf, add the zero point.
+
+    TFLite calls the C library's expf, which is not correctly rounded everywhere (glibc's is
+    within 0.502 ulp), so its table could depend on the machine. Ours uses the correctly
+    rounded expf, and each entry is proven the same for any expf within one ulp of it: the
+    table then equals TFLite's with any such C library. An entry that is not (its scaled
+    sigmoid sits within rounding noise of a half) is refused rather than guessed."""
     table = np.empty(256, dtype=np.int8)
     for value in _input_byte_values(input).tolist():
         real = np.float32(np.float32(input.scale) * np.float32(value - input.zero_point))
-        sigmoid = np.float32(one / np.float32(one + _expf(-real)))
-        q = int(np.float32(roundf(np.float32(sigmoid * inverse_output_scale)) + np.float32(output.zero_point)))
-        table[value + 128] = max(INT8_MIN, min(INT8_MAX, q))
+        exact = expf(-real)
+        neighbours = {_logistic_entry(e, output) for e in (np.nextafter(exact, np.float32(-np.inf)), exact,
+                                                           np.nextafter(exact, np.float32(np.inf)))}
+        if len(neighbours) != 1:
+            raise ValueError(f"the LOGISTIC table entry of input {value} depends on the last bit of expf")
+        table[value + 128] = neighbours.pop()
     return table
+
+
+def _logistic_entry(exp_of_minus_x: np.float32, output: Tensor) -> int:
+    one = np.float32(1.0)
+    sigmoid = np.float32(one / np.float32(one + exp_of_minus_x))
+    scaled = np.float32(sigmoid * (one / np.float32(output.scale)))
+    q = int(np.float32(roundf(scaled) + np.float32(output.zero_point)))
+    return max(INT8_MIN, min(INT8_MAX, q))
 
 
 def _input_byte_values(t: Tensor) -> np.ndarray:

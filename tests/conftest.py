@@ -1,4 +1,14 @@
-"""Shared helpers: compile a model, build it on the host, prove it equal to TFLite."""
+"""Shared helpers: compile a model, build it on the host, prove it equal to TFLite.
+
+The tests test the working tree: the checkout goes first on `sys.path`, and on PYTHONPATH for
+every subprocess (`python -m mnv2gen.cli`, the oracle's workers), whatever copy of mnv2gen is
+installed. tests/test_house.py checks that, and that an installed wheel works on its own.
+
+Two tiers. By default the fast one (a few minutes): every kernel, op and command, the
+flagship and a few fixtures. `pytest --full`, or any run with CI=true, adds the full matrix
+(every fixture under QEMU on every kernel variant, sanitizers, the long fuzz runs): tests
+marked `full`. Fixture models are built (or found in the cache) once, before any test runs.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +18,67 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(Path(__file__).parent))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from mnv2gen.compiler import compile_model, write_files  # noqa: E402
 from mnv2gen.codegen.render import Options  # noqa: E402
+from mnv2gen.compiler import compile_model, write_files  # noqa: E402
 from mnv2gen.verification.host import divergence_note, verify  # noqa: E402
+
+FULL_ENV = "MNV2GEN_FULL"
+
+
+def require_tools(*names: str) -> None:
+    """Fail, never skip, when a tool a test needs is missing: these tests are the only ones
+    that execute the code they check (tools/setup.sh installs every one of them)."""
+    import shutil
+
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: run tools/setup.sh", pytrace=False)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help="run the full matrix too (tests marked `full`); CI=true implies it")
+
+
+def full_matrix(config) -> bool:
+    return bool(config.getoption("--full") or os.environ.get("CI") == "true" or os.environ.get(FULL_ENV))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: part of the full matrix only (pytest --full, or CI=true)")
+
+
+def pytest_report_header(config):
+    return ["tier: full matrix" if full_matrix(config) else
+            "tier: fast (pytest --full, or CI=true, adds the full matrix)"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if full_matrix(config):
+        return
+    deselected = [item for item in items if item.get_closest_marker("full")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("full")]
+
+
+def pytest_sessionstart(session):
+    """Build every fixture model once, up front, in the controlling process (with xdist,
+    the workers find them in the cache), so no single test is billed for them."""
+    if hasattr(session.config, "workerinput") or session.config.option.collectonly:
+        return
+    import model_zoo
+
+    built = model_zoo.build_all()
+    if built:
+        print(f"\nbuilt {built} fixture models into {model_zoo.cache_dir()}", flush=True)
 
 
 def assert_bit_exact(model_path, out_dir, count: int = 50, seed: int = 0, sanitize: bool = False):

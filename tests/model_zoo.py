@@ -677,6 +677,27 @@ def fast_path_model(name: str) -> Path:
     return _cached_build(f"fast_{name}", key, lambda: build_single_op(params))
 
 
+# Seeds of the single-op models the tests use (tests/test_ops.py, test_model_zoo.py).
+TEST_SEEDS = range(4)
+
+
+def fixture_builders() -> list[Callable[[], Path]]:
+    """Every model the test suite reads, as calls that return its cached path."""
+    named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS]]
+    ops = [lambda k=kind, s=seed: single_op_model(k, s) for kind in SINGLE_OP_KINDS for seed in TEST_SEEDS]
+    fast = [lambda n=name: fast_path_model(n) for name in FAST_PATH_OPS]
+    return named + ops + fast
+
+
+def build_all() -> int:
+    """Build every test fixture that is not cached yet; returns how many were built. The
+    cache's lock files make this safe beside other processes building the same models."""
+    before = set(cache_dir().glob("*.tflite"))
+    for fixture in fixture_builders():
+        fixture()
+    return len(set(cache_dir().glob("*.tflite")) - before)
+
+
 # ---------------------------------------------------------------------------
 # Command line: pre-build the cache and show what is in it
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
+from mnv2gen.targets import cpu_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "mobilenet_v2_035_96_digits.tflite"
@@ -57,7 +58,6 @@ def test_example_firmware_builds_with_make_and_runs(generated, tmp_path):
     assert output.startswith("class 1, probability"), output
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_cmake_fragment_builds_a_program(generated, tmp_path):
     write_files(generated, tmp_path / "model")
     shutil.copy(EXAMPLE / "main.c", tmp_path)
@@ -68,3 +68,51 @@ def test_cmake_fragment_builds_a_program(generated, tmp_path):
     output = _build_and_run(tmp_path, [["cmake", "-S", ".", "-B", "build"], ["cmake", "--build", "build"]],
                             tmp_path / "build" / "app")
     assert output.startswith("class 1, probability"), output
+
+
+EXAMPLE_CPP = ROOT / "examples" / "firmware_cpp"
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4", "cortex-m55"])
+def test_every_header_compiles_as_cpp_with_c_linkage(target, tmp_path):
+    """C++ programs (Arduino sketches, Mbed, Zephyr C++ apps) include the generated headers:
+    each must be valid C++, and a call from C++ must reach the C symbol, not a mangled one."""
+    compiler = "g++" if target == "host" else "arm-none-eabi-g++"
+    nm = "nm" if target == "host" else "arm-none-eabi-nm"
+    assert shutil.which(compiler), f"{compiler} is not installed (tools/setup.sh installs it)"
+    write_files(compile_model(MODEL, Options(target=target)).files, tmp_path)
+    headers = sorted(tmp_path.glob("*.h"))
+    assert len(headers) == 3
+    source = tmp_path / "app.cpp"
+    source.write_text("".join(f'#include "{h.name}"\n' for h in headers)
+                      + "int app() { return mnv2_run() + (mnv2_input() != 0) + (mnv2_output() != 0); }\n")
+    subprocess.run([compiler, *cpu_flags(target), "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                    "-c", "-I", str(tmp_path), str(source), "-o", str(tmp_path / "app.o")], check=True)
+    undefined = subprocess.run([nm, "-u", str(tmp_path / "app.o")], check=True, capture_output=True,
+                               text=True).stdout.split()
+    assert {"mnv2_run", "mnv2_input", "mnv2_output"} <= set(undefined), undefined
+
+
+def test_cpp_example_links_the_c_model_and_runs(generated, tmp_path):
+    folder = tmp_path / "firmware_cpp"
+    shutil.copytree(EXAMPLE_CPP, folder, ignore=shutil.ignore_patterns("model", "build"))
+    write_files(generated, folder / "model")
+    output = _build_and_run(folder, [["cmake", "-S", ".", "-B", "build"], ["cmake", "--build", "build"]],
+                            folder / "build" / "app")
+    assert output.startswith("class 1, probability"), output
+
+
+def test_cmake_fragment_follows_the_core_of_regenerated_c(tmp_path):
+    """A build folder configured for C generated for one core, reconfigured after the C was
+    generated again for another, must take the new core's flags (a cache entry kept the old)."""
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(probe C)\ninclude(model/mnv2_model.cmake)\n"
+        'message(STATUS "target=${MNV2_TARGET} flags=${MNV2_CPU_FLAGS}")\n')
+    seen = []
+    for target in ("cortex-m4", "cortex-m55"):
+        write_files(compile_model(MODEL, Options(target=target)).files, tmp_path / "model")
+        configured = subprocess.run(["cmake", "-S", ".", "-B", "build"], cwd=tmp_path, check=True,
+                                    capture_output=True, text=True)
+        seen.append(re.search(r"target=(\S+) flags=(.*)", configured.stdout).groups())
+    assert seen[0] == ("cortex-m4", ";".join(cpu_flags("cortex-m4")))
+    assert seen[1] == ("cortex-m55", ";".join(cpu_flags("cortex-m55")))

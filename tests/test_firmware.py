@@ -1,7 +1,8 @@
 """The generated C on emulated Cortex-M cores (QEMU): bit-exact against TFLite, with exact and
 repeatable instruction counts, sizes, stack, link-time fit checks and a fault handler that
 fails loudly. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (CI
-installs them with tools/setup.sh); skipped with the reason when they are missing.
+installs them with tools/setup.sh); a missing one fails these tests, which are the only ones
+that execute the Cortex-M kernels.
 
 QEMU runs take about a second per inference of the a=0.35/96 network, so every run uses one
 random input besides the all-min and all-max ones.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import model_zoo
+from conftest import require_tools
 import tflite_edit
 from mnv2gen.codegen.lower import NARROW_POINTWISE_INPUTS
 from mnv2gen.codegen.render import Options
@@ -33,9 +35,14 @@ from mnv2gen.verification.compare import make_inputs, numpy_dtype
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_035_96.tflite"
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size", "qemu-system-arm")
-MISSING = [name for name in TOOLS if shutil.which(name) is None]
-needs_toolchain = pytest.mark.skipif(
-    bool(MISSING), reason=f"{', '.join(MISSING)} not installed (tools/setup.sh installs the firmware toolchain)")
+
+
+@pytest.fixture
+def firmware_toolchain():
+    require_tools(*TOOLS)
+
+
+needs_toolchain = pytest.mark.usefixtures("firmware_toolchain")
 
 M4, M7, M55 = "mps2-an386", "mps2-an500", "mps3-an547"
 

@@ -9,7 +9,6 @@ check that nothing reaches stderr as a traceback. bench/fuzz_frontend.py runs 10
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 import sys
 from functools import lru_cache
@@ -19,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import model_zoo
+from conftest import require_tools
 from frontend_fuzz import Seed, mutate, run_case
+from mnv2gen.targets import C_WARNINGS, cpu_flags
 
 SMALL = "mnv2_a035_96_c10"
 STRICT = list(C_WARNINGS)
@@ -42,12 +43,8 @@ def network_seed() -> Seed:
     return Seed.from_path(SMALL, model_zoo.get_model(SMALL))
 
 
-# The compiler that checks the C of a target, with its flags.
-TARGET_COMPILERS = {"host": (shutil.which("gcc") or shutil.which("cc"), []),
-                    "cortex-m4": (shutil.which("arm-none-eabi-gcc"),
-                                  ["-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
-                    "cortex-m55": (shutil.which("arm-none-eabi-gcc"),
-                                   ["-mthumb", "-mcpu=cortex-m55", "-mfloat-abi=hard"])}
+# The compiler that checks the C of a target (its flags: targets.cpu_flags).
+TARGET_COMPILERS = {"host": "gcc", "cortex-m4": "arm-none-eabi-gcc", "cortex-m55": "arm-none-eabi-gcc"}
 
 
 def check_case(data: bytes, tmp_path, build_c: bool, target: str = "host") -> None:
@@ -55,11 +52,13 @@ def check_case(data: bytes, tmp_path, build_c: bool, target: str = "host") -> No
     path.write_bytes(data)
     outcome = run_case(path, tmp_path / "out", target=target)
     assert outcome in ("compiled", "refused"), outcome
-    compiler, flags = TARGET_COMPILERS[target]
-    if outcome == "compiled" and build_c and compiler:
+    if outcome == "compiled" and build_c:
+        compiler = TARGET_COMPILERS[target]
+        require_tools(compiler)
         out = tmp_path / "out"
         for source in sorted(out.glob("*.c")):
-            subprocess.run([compiler, *flags, *STRICT, "-fsyntax-only", "-I", str(out), str(source)], check=True)
+            subprocess.run([compiler, *cpu_flags(target), *STRICT, "-fsyntax-only", "-I", str(out), str(source)],
+                           check=True)
 
 
 @settings(max_examples=300, **FUZZ_SETTINGS)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import model_zoo
+from conftest import require_tools
 import tflite_edit
 from mnv2gen.targets import C_WARNINGS
 from mnv2gen.cli import main
@@ -248,7 +249,6 @@ def hostile_model(kind: str = "add") -> tflite_edit.Model:
 def assert_clean_c(out):
     """ASCII only, none of the hostile fragments, and every .c builds with -Werror (which also
     catches a comment closed early or a `/*` inside one, through -Wcomment)."""
-    import shutil
     import subprocess
 
     for path in sorted(out.iterdir()):
@@ -256,12 +256,11 @@ def assert_clean_c(out):
         assert data.isascii(), path.name
         for fragment in ["#include <evil", "#define X", "\\\n", "\u00e9"]:
             assert fragment not in data.decode(), (path.name, fragment)
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler:
-        for source in sorted(out.glob("*.c")):
-            subprocess.run([compiler, *STRICT, "-c", str(source), "-I", str(out),
-                            "-o", str(source.with_suffix(".o"))], check=True)
-            source.with_suffix(".o").unlink()
+    require_tools("gcc")
+    for source in sorted(out.glob("*.c")):
+        subprocess.run(["gcc", *STRICT, "-c", str(source), "-I", str(out),
+                        "-o", str(source.with_suffix(".o"))], check=True)
+        source.with_suffix(".o").unlink()
 
 
 def test_hostile_tensor_and_graph_names_never_reach_the_c(tmp_path):

@@ -7,7 +7,7 @@ from conftest import assert_bit_exact
 
 import model_zoo
 
-SEEDS = range(4)
+SEEDS = model_zoo.TEST_SEEDS
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -10,12 +10,12 @@ guards must turn each into an error code (see templates/model.h.j2), and the deb
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
 
 import model_zoo
+from conftest import require_tools
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.targets import C_WARNINGS
 
@@ -73,9 +73,8 @@ def generated(tmp_path_factory):
 
 
 def build(generated, tmp_path, debug: bool):
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        pytest.skip("no C compiler")
+    require_tools("gcc")
+    compiler = "gcc"
     model_c = (generated / "mnv2_model.c").read_text()
     layer_offset = re.search(rf"TRACE\({LAYER}, ARENA\(const int8_t, (\d+)\)", model_c).group(1)
     input_offset = re.search(r"mnv2_input\(void\)\s*\{\s*return ARENA\(\w+, (\d+)\)", model_c).group(1)

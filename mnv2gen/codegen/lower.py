@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import ir, quant
+from ..errors import ModelError
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 
@@ -471,7 +472,12 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
 
 
 def _logistic(op: ir.Logistic, number: int, build: Build) -> Layer:
-    return _table_lookup(op, number, quant.logistic_table(op.input, op.output))
+    try:
+        table = quant.logistic_table(op.input, op.output)
+    except ValueError as exc:
+        raise ModelError(f"op {op.index} (LOGISTIC): {exc}, so TFLite's own table differs between C "
+                         "libraries and no C can be proven equal to it") from None
+    return _table_lookup(op, number, table)
 
 
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
