@@ -19,6 +19,7 @@ import numpy as np
 from .. import ir
 from ..errors import ModelError
 from .flatbuffer import TENSOR_TYPE_NAMES, TENSOR_TYPES, RawModel, RawOp, RawTensor, read_model
+from .model_kind import check_fully_int8, check_supported_ops
 from .shape_ops import fold_shape_ops
 
 MAX_RANK = 5
@@ -64,6 +65,8 @@ class _Builder:
 
     def build(self) -> ir.Graph:
         self._check_structure()
+        check_fully_int8(self.raw, self.fail)
+        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail)
         tensors = [self._tensor(t) for t in self.raw.tensors]
         self._check_totals(tensors)
         ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
