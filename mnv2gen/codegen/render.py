@@ -149,7 +149,21 @@ def _arena_expr(operand, const: bool) -> str:
     return f"ARENA({'const ' if const else ''}{operand.ctype}, {operand.offset})"
 
 
-def _layer_view(layer: Layer, prefix: str) -> dict:
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def _file_statics(layers: list[Layer], prefix: str):
+    """model.c's static constants (each layer's parameters and tables) get the prefix like
+    every other symbol, so two models' C can share one translation unit. lower.py names them
+    without it and refers to them inside C expressions; this maps both."""
+    local = {layer.name for layer in layers} | {d.name for layer in layers for d in layer.decls}
+
+    def prefixed(text: str) -> str:
+        return _IDENTIFIER.sub(lambda m: f"{prefix}_{m[0]}" if m[0] in local else m[0], text)
+    return prefixed
+
+
+def _layer_view(layer: Layer, prefix: str, static) -> dict:
     """What the model template needs of one layer: comment, struct fields and the call."""
     op = layer.op
     details = [f"MACs: {op.macs():,}" if op.macs() else "MACs: 0"]
@@ -162,22 +176,22 @@ def _layer_view(layer: Layer, prefix: str) -> dict:
         if isinstance(value, Symbol):
             return f"{prefix}_{value}"
         if isinstance(value, CExpr):
-            return value.replace("{p}", prefix).replace("{P}", prefix.upper())
+            return static(value.replace("{p}", prefix).replace("{P}", prefix.upper()))
         return value if isinstance(value, str) else _c_int(int(value))  # str: a C literal
 
     def c_fields(fields: dict) -> list[tuple[str, str]]:
         return [(name, c_value(value)) for name, value in fields.items()]
 
     fields = c_fields(layer.params)
-    decls = [dict(ctype=d.ctype, name=d.name, table=isinstance(d.fields, list), comment=comment_text(d.comment, 160),
+    decls = [dict(ctype=d.ctype, name=static(d.name), table=isinstance(d.fields, list), comment=comment_text(d.comment, 160),
                   fields=[c_fields(f) for f in d.fields] if isinstance(d.fields, list) else c_fields(d.fields))
              for d in layer.decls]
-    args = [f"&{layer.name}"] if layer.params_type else [c_value(a) for a in layer.scalar_args]
+    args = [f"&{static(layer.name)}"] if layer.params_type else [c_value(a) for a in layer.scalar_args]
     if layer.takes_operands:
         args += [_arena_expr(o, const=True) for o in layer.inputs]
         args.append(_arena_expr(layer.output, const=False))
     return dict(
-        number=layer.number, name=layer.name, summary=comment_text(op.describe(), 120),
+        number=layer.number, name=static(layer.name), summary=comment_text(op.describe(), 120),
         details=details, params_type=layer.params_type, fields=fields, decls=decls,
         call=f"{prefix}_{layer.kernel}({', '.join(args)})",
         output=layer.output, output_expr=_arena_expr(layer.output, const=True),
@@ -196,12 +210,13 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
     env = _environment()
+    static = _file_statics(layers, p)
     context = dict(
         p=p, P=P, banner=_banner(graph, options), target_guard=target_guard(options.target, variant),
         arena_bytes=plan.arena_bytes,
         input=_endpoint(graph.input, plan.offset(graph.input)),
         output=_endpoint(graph.output, plan.offset(graph.output)),
-        layers=[_layer_view(layer, p) for layer in layers],
+        layers=[_layer_view(layer, p, static) for layer in layers],
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
