@@ -30,7 +30,7 @@ class CompileResult:
 
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
-    loaded = load_model(model_path)
+    loaded = load_model(model_path, options.reference)
     bound, where = paper_bound(loaded)
     model_ops = len(loaded.ops)
     graph = run_passes(loaded, options.optimize)
