@@ -64,6 +64,8 @@ def is_png(path: Path) -> bool:
 def check_output_folder(out: str, names: Iterable[str], inputs: Iterable[str], flag: str = "--out") -> None:
     """`out` may receive the generated files `names`: it is (or can be made) a writable
     folder, and none of those files is an input or a file mnv2gen did not write."""
+    if not out.strip():
+        raise UserError(f"{flag} is empty; give a folder (. for this one)")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{flag} must be a folder, and this is a file", source=out)
@@ -84,6 +86,8 @@ def check_output_file(path: str, flag: str, inputs: Iterable[str],
                       generated: Callable[[Path], bool] = is_generated) -> None:
     """`path` may receive a file this command generates: its folder exists and is writable,
     and it is neither an input, a folder, nor someone else's file."""
+    if not path.strip():
+        raise UserError(f"{flag} is empty; give a file name")
     target = Path(path)
     if any(_same_file(target, Path(i)) for i in inputs):
         raise UserError(f"{flag} is the input itself; give a new file name", source=path)

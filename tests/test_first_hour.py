@@ -154,7 +154,7 @@ def test_demo_with_a_bad_test_set_is_a_user_error(content, tmp_path, capsys):
     from mnv2gen.presentation.demo import load_test_set
     from mnv2gen.errors import UserError
 
-    with pytest.raises(UserError, match="expected an .npz with x"):
+    with pytest.raises(UserError, match="not a test set"):
         load_test_set(tests, (1, 96, 96, 3))
 
 
@@ -287,3 +287,29 @@ def test_help_describes_every_command_and_runs_target(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "default: host" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- 7. TFLite Micro's person_detect defect
+
+
+def person_detect_like(tmp_path) -> Path:
+    """The defect of TFLite Micro's example person_detect.tflite: a conv's int32 bias with
+    per-channel scales on an axis out of range for a 1-D tensor."""
+    model = tflite_edit.load(model_zoo.single_op_model("conv", 0))
+    bias = model.graph.tensors[model.graph.operators[0].inputs[2]]
+    assert len(bias.quant.scale) > 1 and len(bias.shape) == 1
+    bias.quant.axis = 3
+    return tflite_edit.save(model, tmp_path / "person_detect_like.tflite")
+
+
+def test_bias_axis_out_of_range_names_the_flag_that_accepts_it(tmp_path, capsys):
+    assert main(["compile", str(person_detect_like(tmp_path)), "--out", str(tmp_path / "o")]) == 2
+    one_line_error(capsys, "a bias", "axis 3", "--reference tflm", "TFLite refuses")
+
+
+def test_bias_axis_out_of_range_is_bit_exact_with_tflite_micro(tmp_path, capsys):
+    pytest.importorskip("tflite_micro")
+    model = person_detect_like(tmp_path)
+    assert main(["verify", str(model), "--reference", "tflm", "-n", "6", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bit_exact"] and result["matched_tflm"] == result["inputs"] == 8

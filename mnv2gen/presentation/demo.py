@@ -48,9 +48,9 @@ class Progress:
     """One line per stage on stderr, with the elapsed time ticking on a terminal, so the
     minutes spent in TensorFlow or QEMU never look like a hang. Silent when disabled."""
 
-    def __init__(self, enabled: bool, stream=sys.stderr):
-        self.enabled, self.stream = enabled, stream
-        self.live = enabled and stream.isatty()
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled, self.stream = enabled, stream or sys.stderr  # the stderr of now, not of import time
+        self.live = enabled and self.stream.isatty()
         self.text, self.detail = "", ""
 
     def _write(self, line: str, end: str = "") -> None:
@@ -134,22 +134,28 @@ def demo_inputs(model: str | None, tests: str | None) -> tuple[str, str]:
     return str(model_path), str(tests_path)
 
 
-def load_test_set(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The quantized test images as model inputs (N, *input_shape), and their labels. The file
-    stores one grey channel; the model's channels are copies of it."""
-    expected = (f"expected an .npz with x (int8 images, N x {' x '.join(map(str, input_shape[1:-1]))} x 1 "
-                f"or x {input_shape[-1]}) and y (N labels)")
+def read_test_set(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (int8, N x H x W x C) and labels (N) of a test set .npz, checked."""
+    expected = "expected an .npz with x (int8 images, N x height x width x channels) and y (N integer labels)"
     try:
         with np.load(path, allow_pickle=False) as data:
             x, y = data["x"], data["y"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
         raise UserError(f"not a test set ({type(exc).__name__}): {expected}", source=str(path)) from None
-    channels = input_shape[-1]
-    if (x.dtype != np.int8 or x.ndim != len(input_shape) or tuple(x.shape[1:-1]) != tuple(input_shape[1:-1])
-            or x.shape[-1] not in (1, channels) or y.shape != (len(x),) or not len(x)
-            or not np.issubdtype(y.dtype, np.integer)):
+    if x.dtype != np.int8 or x.ndim != 4 or not len(x) or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise UserError(f"x is {x.dtype} {list(x.shape)} and y {y.dtype} {list(y.shape)}: {expected}",
                         source=str(path))
+    return x, y
+
+
+def load_test_set(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The quantized test images as model inputs (N, *input_shape), and their labels. The file
+    stores one grey channel; the model's channels are copies of it."""
+    x, y = read_test_set(path)
+    channels = input_shape[-1]
+    if x.ndim != len(input_shape) or x.shape[1:-1] != tuple(input_shape[1:-1]) or x.shape[-1] not in (1, channels):
+        raise UserError(f"the images are {list(x.shape[1:])}; the model's input is {list(input_shape[1:])} "
+                        "(or one channel of it)", source=str(path))
     images = np.repeat(x, channels // x.shape[-1], axis=-1).reshape(len(x), *input_shape)
     return np.ascontiguousarray(images), y.astype(np.int64)
 
@@ -218,6 +224,7 @@ def run_demo(model: str | None = None, tests: str | None = None, out: str = "bui
              inputs: int = 20, firmware: bool = True, progress: Progress | None = None) -> DemoResult:
     progress = progress or Progress(False)
     model, tests = demo_inputs(model, tests)
+    read_test_set(Path(tests))  # a bad test set is refused before minutes of work
     model_path, out_dir = Path(model), Path(out)
     demo = DemoResult(model=str(model_path), out=str(out_dir / "host"))
     with progress.stage(f"compiling {model_path.name}"):
