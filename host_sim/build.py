@@ -12,6 +12,10 @@ from ..verification.harness import find_compiler, model_defines
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
+def harness_source() -> Path:
+    return Path(str(importlib.resources.files("mnv2gen.host_sim").joinpath("harness.c")))
+
+
 def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: bool = False,
                sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
                extra_flags: tuple[str, ...] = ()) -> Path:

@@ -1,26 +1,30 @@
-"""The `mnv2gen` command.
+"""The `mnv2gen` command: int8 MobileNet .tflite models into C for Cortex-M, proven bit-exact.
 
     mnv2gen compile model.tflite --out DIR       write the C
-    mnv2gen verify  model.tflite --out DIR -n N  compile, build on the host, compare N inputs
-    mnv2gen run     model.tflite --out DIR --board B -n N
-                                                 ...or on a Cortex-M board under QEMU, measured
+    mnv2gen verify  model.tflite [-n N]          compile, build on the host, compare N inputs with TFLite
+    mnv2gen run     model.tflite [--board B]     ...or on a Cortex-M board under QEMU, measured
+    mnv2gen report  model.tflite [--html F]      the memory plan, step by step, without writing C
+    mnv2gen demo                                 the whole pipeline on the bundled digits model
 
-Exit codes: 0 success; 1 the generated C disagrees with TFLite; 2 a user error (bad model,
-unsupported op, bad flag) with a message and no traceback.
+Exit codes: 0 success; 1 outputs were compared and the generated C's differ from TFLite's;
+2 a user error (bad model, unsupported op, bad flag or path) with a one-line message and no
+traceback; 3 the firmware crashed or hung under QEMU, so nothing could be compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
+import tempfile
 import time
+from contextlib import nullcontext
 
 from . import __version__
-from .codegen.render import PREFIX_PATTERN, Options
+from .codegen.render import PREFIX_PATTERN, Options, output_names
 from .targets import TARGETS
-from .errors import EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
+from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
+from .outputs import check_output_file, check_output_folder, is_png
 from .firmware.boards import BOARDS, get_board
 from .passes import OPTIMIZE_LEVELS
 
@@ -33,32 +37,59 @@ def _prefix(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return n
+def _whole_number(low: int, high: int, what: str):
+    """An argparse type: a whole number from `low` to `high`, refused in one line saying so."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if n is None or not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected {what}, a whole number from {low:,} to {high:,}; "
+                                             f"got {value!r}")
+        return n
+    return parse
+
+
+MAX_INPUTS = 10_000  # random inputs per verification (each is a model input held in memory)
+_inputs = _whole_number(1, MAX_INPUTS, "the number of random inputs")
+_seed = _whole_number(0, 2**32 - 1, "a seed")
+_budget = _whole_number(1, 2**40, "the arena budget in bytes")
+
+# Where `verify --target X` can run instead: the emulated board of each Cortex-M core.
+EMULATED_BOARD = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m55": "mps3-an547"}
+
+
+class UsageError(UserError):
+    """A flag or argument argparse refused."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that says what is allowed (argparse's message
+    names the argument and its choices), not the whole usage block."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnv2gen", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="mnv2gen", description=__doc__.split("\n\n")[0],
+                     epilog="Run `mnv2gen COMMAND --help` for a command's flags.")
     parser.add_argument("--version", action="version", version=f"mnv2gen {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def model_command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def model_command(name: str, help_text: str, out_help: str, target_help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("model", help="the int8 .tflite model")
-        sub.add_argument("--out", required=True, help="folder for the generated C files")
+        sub.add_argument("--out", required=name == "compile", help=out_help)
         sub.add_argument("--prefix", type=_prefix, default="mnv2",
-                         help="prefix of every public symbol and macro (default: mnv2)")
-        sub.add_argument("--target", choices=TARGETS, default="host", help="target core (default: host)")
+                         help="prefix of every public symbol, macro and file name: a lowercase C "
+                              "identifier of up to 31 characters (default: mnv2)")
+        sub.add_argument("--target", choices=TARGETS, help=target_help)
         sub.add_argument("--reference", choices=("tflite", "tflm"), default="tflite",
                          help="whose arithmetic to equal where TFLite's reference kernels and TFLite "
                               "Micro differ (default: tflite)")
-        sub.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        sub.add_argument("--json", action="store_true", help="print the result, or the error, as one JSON object")
         sub.add_argument("--quiet", action="store_true", help="print nothing on success")
         add_schedule_options(sub)
         return sub
@@ -68,21 +99,30 @@ def _parser() -> argparse.ArgumentParser:
                          help="memory: fuse the stem and inverted residuals into row pipelines, the "
                               "least RAM; balanced: fuse each inverted residual; speed: layer by layer "
                               "(all bit-exact; default: memory)")
-        sub.add_argument("--memory-budget", type=_positive, metavar="BYTES",
-                         help="fail unless the arena fits in BYTES")
+        sub.add_argument("--memory-budget", type=_budget, metavar="BYTES",
+                         help="fail unless the arena fits in BYTES (a positive whole number)")
 
-    model_command("compile", "compile a .tflite model into C")
-    verify = model_command("verify", "compile, build on the host and compare with TFLite, bit for bit")
-    verify.add_argument("-n", "--inputs", type=_positive, default=100,
-                        help="random inputs to compare, besides the all-min and all-max ones (default: 100)")
-    verify.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    def add_inputs_options(sub: argparse.ArgumentParser, default: int) -> None:
+        sub.add_argument("-n", "--inputs", type=_inputs, default=default,
+                         help=f"random inputs to compare, besides the all-min and all-max ones (1 to "
+                              f"{MAX_INPUTS:,}; default: {default})")
+        sub.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (0 or more; default: 0)")
+
+    temporary = "folder for the generated C files (default: a temporary folder, deleted afterwards)"
+    model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
+                  "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
+                  "cortex-m55 Helium (default: host)")
+    verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
+                           temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
+                           "use `mnv2gen run --board`)")
+    add_inputs_options(verify, default=100)
     verify.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro comparison")
     verify.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and UBSan")
     report = commands.add_parser("report", help="print the memory plan: live bytes per step, the "
                                  "paper's bound, our arena beside TFLite Micro's, each schedule's cost",
                                  description="Print the memory plan of a model without writing C.")
     report.add_argument("model", help="the int8 .tflite model")
-    report.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    report.add_argument("--json", action="store_true", help="print the report, or the error, as one JSON object")
     report.add_argument("--quiet", action="store_true", help="print nothing on success")
     report.add_argument("--no-tflm", action="store_true", help="skip measuring TFLite Micro's arena")
     report.add_argument("--html", metavar="FILE", help="also write the report as a static HTML page "
@@ -91,113 +131,158 @@ def _parser() -> argparse.ArgumentParser:
                         "(needs Chromium)")
     add_schedule_options(report)
     run = model_command("run", "compile, build for a Cortex-M board, run under QEMU, compare with TFLite "
-                        "bit for bit, and measure instructions, sizes and stack")
+                        "bit for bit, and measure instructions, sizes and stack", temporary,
+                        "the board's core, which is the default; any other is refused")
     run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
                      help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55) run under QEMU; "
                           "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
-    run.add_argument("-n", "--inputs", type=_positive, default=10,
-                     help="random inputs to compare, besides the all-min and all-max ones (default: 10)")
-    run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    add_inputs_options(run, default=10)
     layers = run.add_mutually_exclusive_group()
     layers.add_argument("--profile", action="store_true",
                         help="after the per-layer instruction counts, the costliest layers first with their "
                              "running share of the inference")
     layers.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer instruction counts (a second, traced build)")
-    run.set_defaults(target=None)  # the board decides the core
-    demo = commands.add_parser("demo", help="on the trained digits model: compile, prove bit-exact on the host "
-                               "(and on an emulated Cortex-M4 if the Arm toolchain and QEMU are installed), "
-                               "compare the C's test accuracy with the .tflite's, show memory and sizes",
+    demo = commands.add_parser("demo", help="on the bundled trained digits model: compile, prove bit-exact on "
+                               "the host (and on an emulated Cortex-M4 if the Arm toolchain and QEMU are "
+                               "installed), compare the C's test accuracy with the .tflite's, show memory and sizes",
                                description="Run the whole pipeline on the bundled trained model.")
-    demo.add_argument("--model", default="models/mobilenet_v2_035_96_digits.tflite",
-                      help="the model (default: the bundled digits model; run from the repository root)")
-    demo.add_argument("--tests", help="the quantized test set, .npz with x and y (default: digits_test.npz "
-                      "beside the model)")
+    demo.add_argument("--model", help="the model (default: the digits model shipped with mnv2gen)")
+    demo.add_argument("--tests", help="the quantized test set, .npz with x and y (default: the shipped "
+                      "digits_test.npz with the default model, else digits_test.npz beside the model)")
     demo.add_argument("--out", default="build/demo", help="folder for the generated C (default: build/demo)")
-    demo.add_argument("-n", "--inputs", type=_positive, default=20,
-                      help="random inputs to verify, besides the all-min and all-max ones (default: 20)")
+    demo.add_argument("-n", "--inputs", type=_inputs, default=20,
+                      help=f"random inputs to verify, besides the all-min and all-max ones (1 to "
+                           f"{MAX_INPUTS:,}; default: 20)")
     demo.add_argument("--no-firmware", action="store_true", help="skip the emulated Cortex-M4")
-    demo.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    demo.add_argument("--json", action="store_true", help="print the result, or the error, as one JSON object")
     demo.add_argument("--quiet", action="store_true", help="print nothing on success (no progress either)")
     return parser
 
 
-def _compile(args) -> tuple[dict, object]:
+def _check_out(args) -> None:
+    """The output folder can take the generated files, before any work."""
+    if args.out is not None:
+        check_output_folder(args.out, output_names(args.prefix), [args.model])
+
+
+def _compile(args, out: str) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
-    command = "mnv2gen " + " ".join(shlex.quote(a) for a in args.argv)
-    options = Options(prefix=args.prefix, target=args.target, command=command, reference=args.reference,
+    options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                       optimize=args.optimize, memory_budget=args.memory_budget)
     start = time.perf_counter()
     result = compile_model(args.model, options)
     try:
-        written = write_files(result.files, args.out)
+        written = write_files(result.files, out)
     except OSError as exc:
-        raise UserError(f"cannot write the output folder: {exc}", source=args.out) from None
+        raise UserError(f"cannot write the output folder: {exc}", source=out) from None
     summary = {
         "model": args.model,
-        "out": args.out,
+        "out": args.out,  # None: a temporary folder, deleted afterwards
         "files": [p.name for p in written],
-        "ops": len(result.graph.ops),
+        "ops": result.model_ops,
+        "steps": len(result.plan.steps),
         "arena_bytes": result.arena_bytes,
         "compile_seconds": round(time.perf_counter() - start, 3),
     }
     return summary, result
 
 
-def _print(args, summary: dict, lines: list[str]) -> None:
+def _out_folder(args):
+    """The --out folder, or a temporary one for the duration of the command."""
+    if args.out is not None:
+        return nullcontext(args.out)
+    return tempfile.TemporaryDirectory(prefix="mnv2gen-out-")
+
+
+def _print(args, summary: dict, lines: list[str], code: int = EXIT_OK) -> int:
     if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet:
+        print(json.dumps({"ok": code == EXIT_OK, "exit_code": code, **summary}, indent=2))
+    elif not args.quiet or code != EXIT_OK:
         print("\n".join(lines))
+    return code
+
+
+def _ops_text(summary: dict) -> str:
+    steps = summary["steps"]
+    return f"{summary['ops']} ops in {steps} step{'s' if steps != 1 else ''}"
 
 
 def cmd_compile(args) -> int:
-    summary, _ = _compile(args)
-    _print(args, summary, [
-        f"compiled {summary['model']}: {summary['ops']} ops -> {len(summary['files'])} files in {summary['out']}",
+    args.target = args.target or "host"
+    _check_out(args)
+    summary, _ = _compile(args, args.out)
+    return _print(args, summary, [
+        f"compiled {summary['model']}: {_ops_text(summary)} -> {len(summary['files'])} files in {summary['out']}",
         f"arena: {summary['arena_bytes']:,} bytes",
     ])
-    return EXIT_OK
+
+
+def _check_verify_target(args) -> None:
+    if args.target not in (None, "host"):
+        raise UserError(f"verify builds and runs the C on this machine, which cannot run --target "
+                        f"{args.target} code; verify --target host, or run the {args.target} C under QEMU: "
+                        f"mnv2gen run {args.model} --board {EMULATED_BOARD[args.target]}")
+    args.target = "host"
 
 
 def cmd_verify(args) -> int:
-    from .verification.host import divergence_note, verify
+    from .verification import oracle
+    from .verification.host import verify
 
-    summary, result = _compile(args)
-    report = verify(args.model, result, args.out, count=args.inputs, seed=args.seed,
-                    use_tflm=not args.no_tflm, sanitize=args.sanitize, prefix=args.prefix,
-                    reference=args.reference)
+    _check_verify_target(args)
+    _check_out(args)
+    oracle.require_tflite()
+    if args.reference == "tflm":
+        oracle.require_tflm()
+    with _out_folder(args) as out:
+        summary, result = _compile(args, out)
+        report = verify(args.model, result, out, count=args.inputs, seed=args.seed,
+                        use_tflm=not args.no_tflm, sanitize=args.sanitize, prefix=args.prefix,
+                        reference=args.reference)
+    if report.compared == 0:
+        raise UserError(f"the reference ({args.reference}) aborted on every input, so nothing could be "
+                        "compared", source=args.model)
     summary.update(inputs=report.inputs, matched_tflite=report.matched_tflite,
                    matched_tflm=report.matched_tflm, bit_exact=report.bit_exact,
                    tflite_aborted=report.tflite_aborted, tflm_aborted=report.tflm_aborted,
+                   distinct_outputs=report.distinct_outputs, warnings=report.warnings,
                    paper_bound_bytes=result.paper_bound,
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
+    if report.warnings and not args.json:
+        print("\n".join(f"mnv2gen: warning: {w}" for w in report.warnings), file=sys.stderr)
+    return _print(args, summary, _verify_lines(report, result),
+                  EXIT_OK if report.bit_exact else EXIT_MISMATCH)
+
+
+def _verify_lines(report, result) -> list[str]:
+    from .verification.host import divergence_note
+
     def aborted(count: int) -> str:
         return f"; it aborted on {count} inputs, which cannot be compared" if count else ""
 
-    lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"
-             + (" (the reference)" if report.reference == "tflite" else "") + aborted(report.tflite_aborted)]
+    if report.tflite_note:
+        lines = [f"TFLite reference kernels: not compared ({report.tflite_note})"]
+    else:
+        lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"
+                 + (" (the reference)" if report.reference == "tflite" else "") + aborted(report.tflite_aborted)]
     if report.matched_tflm is not None:
         lines.append(f"TFLite Micro:             {report.matched_tflm}/{report.inputs} outputs identical"
                      + (" (the reference)" if report.reference == "tflm" else "") + aborted(report.tflm_aborted))
     elif report.tflm_note:
         lines.append(f"TFLite Micro: not compared ({report.tflm_note})")
     other_matched = report.matched_tflm if report.reference == "tflite" else report.matched_tflite
-    if other_matched is not None and other_matched != report.inputs:
+    if other_matched is not None and other_matched != report.inputs and not report.tflite_note:
         note = divergence_note(result.graph, report.reference)
         lines.append(f"note: {note}" if note else "note: the two references disagree on this model")
     lines += _memory_lines(result, report)
     if report.first_mismatch:
         lines.append(f"first difference: {report.first_mismatch}")
     lines.append("bit-exact" if report.bit_exact else "MISMATCH")
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet or not report.bit_exact:
-        print("\n".join(lines))
-    return EXIT_OK if report.bit_exact else EXIT_MISMATCH
+    return lines
 
 
 def _memory_lines(result, report) -> list[str]:
@@ -213,6 +298,7 @@ def _memory_lines(result, report) -> list[str]:
 
 def cmd_run(args) -> int:
     from .firmware.runner import FirmwareFailed
+    from .verification import oracle
     from .verification.board import run_on_board
 
     board = get_board(args.board)
@@ -220,20 +306,22 @@ def cmd_run(args) -> int:
         raise UserError(f"--target {args.target} is not the core of board {board.name} ({board.core}); "
                         "leave --target out, the board sets it")
     args.target = board.core
-    summary, result = _compile(args)
-    try:
-        report = run_on_board(args.model, result, args.out, board, count=args.inputs, seed=args.seed,
-                              prefix=args.prefix, per_layer=not args.no_layers,
-                              reference=getattr(args, "reference", "tflite"))
-    except FirmwareFailed as exc:
-        print(f"mnv2gen: the firmware failed: {exc}", file=sys.stderr)
-        return EXIT_MISMATCH
+    _check_out(args)
+    if board.runnable and args.reference == "tflm":
+        oracle.require_tflm()
+    elif board.runnable:
+        oracle.require_tflite()
+    with _out_folder(args) as out:
+        summary, result = _compile(args, out)
+        try:
+            report = run_on_board(args.model, result, out, board, count=args.inputs, seed=args.seed,
+                                  prefix=args.prefix, per_layer=not args.no_layers, reference=args.reference)
+        except FirmwareFailed as exc:
+            return _print(args, {**summary, "error": f"the firmware failed: {exc}"},
+                          [f"mnv2gen: the firmware failed, so nothing was compared: {exc}"], EXIT_FAILED)
     summary.update(report.summary())
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet or report.bit_exact is False:
-        print("\n".join(_firmware_lines(report) + (_profile_lines(report) if args.profile else [])))
-    return EXIT_MISMATCH if report.bit_exact is False else EXIT_OK
+    lines = _firmware_lines(report) + (_profile_lines(report) if args.profile else [])
+    return _print(args, summary, lines, EXIT_MISMATCH if report.bit_exact is False else EXIT_OK)
 
 
 PROFILE_LAYERS = 10
@@ -289,6 +377,10 @@ def _firmware_lines(report) -> list[str]:
 def cmd_report(args) -> int:
     from .presentation.memory import format_report, memory_report
 
+    if args.html:
+        check_output_file(args.html, "--html", [args.model])
+    if args.png:
+        check_output_file(args.png, "--png", [args.model] + ([args.html] if args.html else []), generated=is_png)
     options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
@@ -296,20 +388,20 @@ def cmd_report(args) -> int:
         from .presentation.html import write_reports
 
         written = write_reports(report, args.html, args.png)
-    if args.json:
-        print(json.dumps({**report.to_dict(), "written": [str(p) for p in written]}, indent=2))
-    elif not args.quiet:
-        print("\n".join([format_report(report)] + [f"wrote {p}" for p in written]))
-    return EXIT_OK
+    return _print(args, {**report.to_dict(), "written": [str(p) for p in written]},
+                  [format_report(report)] + [f"wrote {p}" for p in written])
 
 
 def cmd_demo(args) -> int:
-    from .presentation.demo import Progress, format_demo, run_demo
+    from .presentation.demo import Progress, demo_inputs, format_demo, run_demo
 
-    demo = run_demo(args.model, args.tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
+    model, tests = demo_inputs(args.model, args.tests)
+    for folder in ("host", "cortex-m4"):
+        check_output_folder(f"{args.out}/{folder}", output_names("mnv2"), [model, tests])
+    demo = run_demo(model, tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
                     progress=Progress(enabled=not args.quiet))
     if args.json:
-        print(json.dumps(demo.to_dict(), indent=2))
+        print(json.dumps({**demo.to_dict(), "exit_code": EXIT_OK if demo.ok else EXIT_MISMATCH}, indent=2))
     elif not args.quiet or not demo.ok:
         print(format_demo(demo))
     return EXIT_OK if demo.ok else EXIT_MISMATCH
@@ -321,15 +413,22 @@ COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "run": cmd_run, "repor
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
-    args.argv = argv  # for the generated files' banner
     try:
+        args = _parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"mnv2gen: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _fail(str(exc), as_json="--json" in argv)
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(message: str, as_json: bool) -> int:
+    """A user error: one line on stderr, and with --json the same as a JSON object on stdout."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    print(f"mnv2gen: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"ok": False, "exit_code": EXIT_USER_ERROR, "error": message}))
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class CompileResult:
     files: dict[str, str]
     paper_bound: int = 0  # the MobileNetV2 paper's M(G) of the model
     paper_bound_op: str = ""  # the op that sets it
+    model_ops: int = 0  # the model's ops, before fusion gathers them into steps (plan.steps)
 
     @property
     def arena_bytes(self) -> int:
@@ -29,8 +30,9 @@ class CompileResult:
 
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
-    loaded = load_model(model_path)
+    loaded = load_model(model_path, options.reference)
     bound, where = paper_bound(loaded)
+    model_ops = len(loaded.ops)
     graph = run_passes(loaded, options.optimize)
     plan = plan_arena(graph)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
@@ -41,7 +43,7 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
                "no schedule mnv2gen knows fits: raise the budget or use a smaller model"),
             source=str(model_path))
     return CompileResult(graph=graph, plan=plan, files=render(graph, plan, options), paper_bound=bound,
-                         paper_bound_op=where.describe() if where else "")
+                         paper_bound_op=where.describe() if where else "", model_ops=model_ops)
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

@@ -6,8 +6,9 @@ traceback. Internal bugs stay ordinary exceptions so they are loud.
 """
 
 EXIT_OK = 0
-EXIT_MISMATCH = 1  # verify/run: the generated C disagrees with TFLite
+EXIT_MISMATCH = 1  # verify/run: outputs were compared, and the generated C's differ from TFLite's
 EXIT_USER_ERROR = 2
+EXIT_FAILED = 3  # run: the firmware crashed or hung, so nothing could be compared
 
 
 class UserError(Exception):

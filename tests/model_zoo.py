@@ -257,6 +257,53 @@ def build_unsupported_maxpool(seed=0):
     return _convert_image_model(keras.Model(inputs, x), shape, seed)
 
 
+def _small_conv_net(keras, shape):
+    """Conv -> depthwise -> conv -> GAP -> Dense: a few of the ops every converter mode touches
+    (the 1x1 conv has over 1,024 weights: dynamic-range quantization leaves smaller ones float)."""
+    inputs = keras.Input(shape, batch_size=1)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = keras.layers.Conv2D(160, 1)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+def build_not_int8(mode, seed=0):
+    """A small conv net converted the ways that do not give a fully int8 model, for the
+    tests of the message that says what the model is: ``float`` (no optimization),
+    ``dynamic_range`` (Optimize.DEFAULT, no representative dataset), ``float16``
+    (supported_types float16), ``int16x8`` (16-bit activations, int8 weights)."""
+    keras = _keras()
+    tf = mb.import_tf()
+    mb.reset_keras(seed)
+    shape = (32, 32, 3)
+    converter = tf.lite.TFLiteConverter.from_keras_model(_small_conv_net(keras, shape))
+    if mode != "float":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int16x8":
+        rng = np.random.default_rng(seed)
+        converter.representative_dataset = mb.representative_dataset(
+            rng.uniform(-1, 1, (mb.REP_COUNT, *shape)).astype(np.float32))
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    elif mode != "dynamic_range" and mode != "float":
+        raise ValueError(f"unknown mode {mode!r}")
+    return converter.convert()
+
+
+def build_mnv3_small(seed=0):
+    """keras.applications.MobileNetV3Small (alpha 0.75, 96x96, its own preprocessing layer),
+    int8: HARD_SWISH and squeeze-excite MULs that mnv2gen does not support."""
+    keras = _keras()
+    mb.reset_keras(seed)
+    shape = (96, 96, 3)
+    model = keras.applications.MobileNetV3Small(input_shape=shape, alpha=0.75, weights=None, classes=10)
+    fixed = keras.Input(shape, batch_size=1)
+    return _convert_image_model(keras.Model(fixed, model(fixed)), shape, seed)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A named model: ``builder(**params)`` returns the .tflite bytes."""
@@ -346,6 +393,9 @@ MODELS: dict[str, ModelSpec] = _by_name(
 # MODELS, which the bit-exactness tests iterate over; get_model knows both.
 UNSUPPORTED_MODELS: dict[str, ModelSpec] = _by_name(
     _spec("unsupported_maxpool", build_unsupported_maxpool, {"CONV_2D": 2, "MAX_POOL_2D": 1}),
+    _spec("mnv3_small_a075_96", build_mnv3_small),
+    *(_spec(f"not_int8_{mode}", build_not_int8, mode=mode)
+      for mode in ("float", "dynamic_range", "float16", "int16x8")),
 )
 
 

@@ -51,7 +51,7 @@ def test_demo_quiet_prints_nothing(tmp_path, few_tests, capsys):
 
 def test_demo_without_its_model_is_a_user_error(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "none.tflite")]) == 2
-    assert "repository root" in capsys.readouterr().err
+    assert "the demo model is missing" in capsys.readouterr().err
 
 
 def test_test_set_fills_every_channel():

@@ -247,20 +247,25 @@ def hostile_model(kind: str = "add") -> tflite_edit.Model:
 
 
 def assert_clean_c(out):
-    """ASCII only, none of the hostile fragments, and every .c builds with -Werror (which also
-    catches a comment closed early or a `/*` inside one, through -Wcomment)."""
+    """ASCII only, no line splice or trigraph, and every .c builds with -Werror and trigraphs
+    on (which also catches a comment closed early or a `/*` inside one, through -Wcomment, and
+    a `??/` splice through -Wtrigraphs); the preprocessor output holds nothing of the model's
+    strings (what a comment holds is dead text)."""
     import subprocess
 
     for path in sorted(out.iterdir()):
         data = path.read_bytes()
         assert data.isascii(), path.name
-        for fragment in ["#include <evil", "#define X", "\\\n", "\u00e9"]:
+        for fragment in ["\\\n", "\u00e9", "??/"]:
             assert fragment not in data.decode(), (path.name, fragment)
     require_tools("gcc")
     for source in sorted(out.glob("*.c")):
-        subprocess.run(["gcc", *STRICT, "-c", str(source), "-I", str(out),
+        subprocess.run(["gcc", *STRICT, "-trigraphs", "-Wtrigraphs", "-c", str(source), "-I", str(out),
                         "-o", str(source.with_suffix(".o"))], check=True)
         source.with_suffix(".o").unlink()
+        expanded = subprocess.run(["gcc", "-E", "-P", "-I", str(out), str(source)], check=True,
+                                  capture_output=True, text=True).stdout
+        assert "evil" not in expanded and "#define X" not in expanded, source.name
 
 
 def test_hostile_tensor_and_graph_names_never_reach_the_c(tmp_path):
@@ -284,7 +289,31 @@ def test_hostile_file_name_is_sanitized_in_the_banner(tmp_path):
     assert result.returncode == 0, result.stderr
     assert_clean_c(out)
     banner = (out / "mnv2_model.c").read_text().split("*/", 1)[0]
-    assert "Model: m ? ?include <evil.h>?? ?.tflite" in banner and "Command: mnv2gen compile" in banner
+    assert "Model: m * #include <evil.h>?/ ?.tflite" in banner  # readable, and nothing dangerous
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("a??-.tflite", "a? ?-.tflite"),  # a trigraph (for ~)
+    ("a\\.tflite", "a/.tflite"),  # a backslash (a line splice before a newline)
+    ("my model (v2) #3, 96x96.tflite", "my model (v2) #3, 96x96.tflite"),  # readable as it is
+])
+def test_model_file_names_stay_readable_in_the_banner(tmp_path, name, shown):
+    path = tmp_path / name
+    path.write_bytes(model_zoo.single_op_model("conv", 0).read_bytes())
+    out = tmp_path / "out"
+    assert main(["compile", str(path), "--out", str(out), "--quiet"]) == 0
+    assert f"Model: {shown} (sha256" in (out / "mnv2_model.c").read_text()
+    assert_clean_c(out)
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("a*/b", "a* /b"), ("a/*b", "a/ *b"), ("*/*/", "* / * /"), ("???/", "? ? ?/"), ("a\\", "a/"),
+    ("x\ny\x1b", "x?y?"), ("caf\u00e9", "caf?"), ("#include <x.h> & 'quotes'", "#include <x.h> & 'quotes'"),
+])
+def test_comment_text_neutralizes_only_what_is_dangerous_in_a_comment(text, shown):
+    from mnv2gen.codegen.render import comment_text
+
+    assert comment_text(text) == shown
 
 
 def test_hostile_file_name_in_an_error_stays_on_one_line(tmp_path, capsys):

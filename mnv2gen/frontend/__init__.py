@@ -9,7 +9,7 @@ from ..errors import ModelError
 from .tflite import load_tflite
 
 
-def load_model(path: str | Path) -> ir.Graph:
+def load_model(path: str | Path, reference: str = "tflite") -> ir.Graph:
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         raise ModelError("ONNX models are not supported yet; convert to .tflite", source=str(path))
@@ -17,4 +17,4 @@ def load_model(path: str | Path) -> ir.Graph:
         raise ModelError("no such file", source=str(path))
     if path.is_dir():
         raise ModelError("is a folder; give the .tflite file", source=str(path))
-    return load_tflite(path)
+    return load_tflite(path, reference)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import ir
 from ..errors import ModelError
 from .flatbuffer import TENSOR_TYPE_NAMES, TENSOR_TYPES, RawModel, RawOp, RawTensor, read_model
+from .model_kind import check_fully_int8, check_supported_ops
 from .shape_ops import fold_shape_ops
 
 MAX_RANK = 5
@@ -38,8 +39,9 @@ ACTIVATION_NAMES = {4: "RELU_N1_TO_1", 5: "TANH", 6: "SIGN_BIT"}
 PADDING_SAME, PADDING_VALID = 0, 1
 
 
-def load_tflite(path: str | Path) -> ir.Graph:
-    """Read, validate and convert a .tflite file into a verified IR graph."""
+def load_tflite(path: str | Path, reference: str = "tflite") -> ir.Graph:
+    """Read, validate and convert a .tflite file into a verified IR graph. `reference` is the
+    engine the C will equal: "tflm" accepts what TFLite Micro accepts and TFLite refuses."""
     path = Path(path)
     source = str(path)
     try:
@@ -47,15 +49,16 @@ def load_tflite(path: str | Path) -> ir.Graph:
     except OSError as exc:
         raise ModelError(f"cannot read the model file: {exc.strerror}", source=source) from None
     raw = read_model(data, source)
-    graph = _Builder(raw).build()
+    graph = _Builder(raw, reference).build()
     graph.source_sha256 = hashlib.sha256(data).hexdigest()
     return graph
 
 
 class _Builder:
-    def __init__(self, raw: RawModel):
+    def __init__(self, raw: RawModel, reference: str = "tflite"):
         self.raw = raw
         self.source = raw.source
+        self.reference = reference
 
     def fail(self, message: str) -> ModelError:
         return ModelError(message, source=self.source)
@@ -64,6 +67,8 @@ class _Builder:
 
     def build(self) -> ir.Graph:
         self._check_structure()
+        check_fully_int8(self.raw, self.fail)
+        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail)
         tensors = [self._tensor(t) for t in self.raw.tensors]
         self._check_totals(tensors)
         ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
@@ -198,16 +203,32 @@ class _Builder:
             zero_points = [0] * len(scales)
         if len(zero_points) != len(scales):
             raise self.fail(f"{where} has {len(scales)} scales but {len(zero_points)} zero points")
-        if len(scales) > 1:
-            if not 0 <= q.axis < len(tensor.shape) or tensor.shape[q.axis] != len(scales):
-                raise self.fail(f"{where} has {len(scales)} per-channel scales on axis {q.axis}, "
+        axis = q.axis
+        if len(scales) > 1 and not (0 <= axis < len(tensor.shape) and tensor.shape[axis] == len(scales)):
+            if not self._ignored_bias_axis(tensor, len(scales), where, axis):
+                raise self.fail(f"{where} has {len(scales)} per-channel scales on axis {axis}, "
                                 f"which does not match its shape {list(tensor.shape)}")
+            axis = 0
         low, high = {"int8": (-128, 127), "uint8": (0, 255)}.get(tensor.dtype, (-(2**31), 2**31 - 1))
         if any(not low <= z <= high for z in zero_points):
             bad = next(z for z in zero_points if not low <= z <= high)
             raise self.fail(f"{where} has zero point {bad}, outside the {tensor.dtype} range "
                             f"{low}..{high}")
-        return ir.Quantization(tuple(scales), tuple(zero_points), q.axis)
+        return ir.Quantization(tuple(scales), tuple(zero_points), axis)
+
+    def _ignored_bias_axis(self, tensor: ir.Tensor, scales: int, where: str, axis: int) -> bool:
+        """A 1-D int32 bias with one scale per channel but an out-of-range axis, as in TFLite
+        Micro's own person_detect.tflite: TFLite refuses to load it, TFLite Micro ignores the
+        axis (and the bias's scales: the kernels use input scale x weight scale). Accepted
+        when the C is to equal TFLite Micro; otherwise refused with the flag that accepts it."""
+        if not (tensor.dtype == "int32" and tensor.shape == (scales,) and tensor.is_constant):
+            return False
+        if self.reference == "tflm":
+            return True
+        raise self.fail(f"{where}, a bias, has its per-channel quantization on axis {axis}, out of range "
+                        "for a 1-D tensor: TFLite refuses to load such a model, and TFLite Micro ignores "
+                        "the axis (its example person_detect.tflite has it). Compile with --reference tflm "
+                        "to accept it and equal TFLite Micro")
 
     def _io(self, tensors: list[ir.Tensor]) -> tuple[ir.Tensor, ir.Tensor]:
         raw = self.raw

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,10 @@ from ..verification.harness import find_compiler
 from ..verification.host import verify
 from .memory import memory_report
 
-DEFAULT_MODEL = "models/mobilenet_v2_035_96_digits.tflite"
+# Shipped in the package (mnv2gen/demo_data is the repository's models/ folder), so the demo
+# runs from any folder of a checkout or an installed wheel.
+DEMO_DATA = Path(__file__).resolve().parent.parent / "demo_data"
+DEFAULT_MODEL = DEMO_DATA / "mobilenet_v2_035_96_digits.tflite"
 TEST_SET_NAME = "digits_test.npz"  # beside the model: x (int8, N x H x W x 1), y (labels)
 BOARD = "mps2-an386"  # Cortex-M4, emulated by QEMU
 CHUNK = 40  # test images per host run: progress between chunks
@@ -44,9 +48,9 @@ class Progress:
     """One line per stage on stderr, with the elapsed time ticking on a terminal, so the
     minutes spent in TensorFlow or QEMU never look like a hang. Silent when disabled."""
 
-    def __init__(self, enabled: bool, stream=sys.stderr):
-        self.enabled, self.stream = enabled, stream
-        self.live = enabled and stream.isatty()
+    def __init__(self, enabled: bool, stream=None):
+        self.enabled, self.stream = enabled, stream or sys.stderr  # the stderr of now, not of import time
+        self.live = enabled and self.stream.isatty()
         self.text, self.detail = "", ""
 
     def _write(self, line: str, end: str = "") -> None:
@@ -116,15 +120,42 @@ class DemoResult:
         return {**asdict(self), "ok": self.ok}
 
 
+def demo_inputs(model: str | None, tests: str | None) -> tuple[str, str]:
+    """The model and test set the demo will read (the shipped ones by default), both checked
+    to exist before any work."""
+    model_path = Path(model) if model else DEFAULT_MODEL
+    if not model_path.is_file():
+        raise UserError("the demo model is missing" + ("" if model else ": reinstall mnv2gen") + "; pass "
+                        "--model FILE", source=str(model_path))
+    tests_path = Path(tests) if tests else model_path.parent / TEST_SET_NAME
+    if not tests_path.is_file():
+        raise UserError(f"the demo's test images are missing: pass --tests FILE, an .npz with x (int8 "
+                        "images) and y (labels); tools/train_default_model.py writes one", source=str(tests_path))
+    return str(model_path), str(tests_path)
+
+
+def read_test_set(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (int8, N x H x W x C) and labels (N) of a test set .npz, checked."""
+    expected = "expected an .npz with x (int8 images, N x height x width x channels) and y (N integer labels)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise UserError(f"not a test set ({type(exc).__name__}): {expected}", source=str(path)) from None
+    if x.dtype != np.int8 or x.ndim != 4 or not len(x) or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"x is {x.dtype} {list(x.shape)} and y {y.dtype} {list(y.shape)}: {expected}",
+                        source=str(path))
+    return x, y
+
+
 def load_test_set(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The quantized test images as model inputs (N, *input_shape), and their labels. The file
     stores one grey channel; the model's channels are copies of it."""
-    if not path.exists():
-        raise UserError("the demo's test images are missing: run from the repository root, or pass "
-                        "--tests (tools/train_default_model.py writes them)", source=str(path))
-    with np.load(path) as data:
-        x, y = data["x"], data["y"]
+    x, y = read_test_set(path)
     channels = input_shape[-1]
+    if x.ndim != len(input_shape) or x.shape[1:-1] != tuple(input_shape[1:-1]) or x.shape[-1] not in (1, channels):
+        raise UserError(f"the images are {list(x.shape[1:])}; the model's input is {list(input_shape[1:])} "
+                        "(or one channel of it)", source=str(path))
     images = np.repeat(x, channels // x.shape[-1], axis=-1).reshape(len(x), *input_shape)
     return np.ascontiguousarray(images), y.astype(np.int64)
 
@@ -178,7 +209,7 @@ def _verify_on_board(model: str, out: Path, inputs: int, progress: Progress, dem
 
     board = get_board(BOARD)
     with progress.stage(f"building for {board.core} and running {inputs + 2} inputs under QEMU ({board.name})"):
-        result = compile_model(model, Options(target=board.core, command="mnv2gen demo"))
+        result = compile_model(model, Options(target=board.core))
         c_dir = out / board.core
         write_files(result.files, c_dir)
         try:
@@ -189,19 +220,17 @@ def _verify_on_board(model: str, out: Path, inputs: int, progress: Progress, dem
     demo.firmware = report.summary()
 
 
-def run_demo(model: str = DEFAULT_MODEL, tests: str | None = None, out: str = "build/demo", *,
+def run_demo(model: str | None = None, tests: str | None = None, out: str = "build/demo", *,
              inputs: int = 20, firmware: bool = True, progress: Progress | None = None) -> DemoResult:
     progress = progress or Progress(False)
+    model, tests = demo_inputs(model, tests)
+    read_test_set(Path(tests))  # a bad test set is refused before minutes of work
     model_path, out_dir = Path(model), Path(out)
-    if not model_path.exists():
-        raise UserError("the demo model is missing: run `mnv2gen demo` from the repository root, or pass "
-                        "--model", source=str(model_path))
     demo = DemoResult(model=str(model_path), out=str(out_dir / "host"))
     with progress.stage(f"compiling {model_path.name}"):
-        result = compile_model(model_path, Options(command="mnv2gen demo"))
+        result = compile_model(model_path, Options())
         write_files(result.files, out_dir / "host")
-    test_x, test_y = load_test_set(Path(tests) if tests else model_path.parent / TEST_SET_NAME,
-                                   result.graph.input.shape)
+    test_x, test_y = load_test_set(Path(tests), result.graph.input.shape)
 
     with progress.stage(f"verifying on the host: {inputs + 2} inputs against TFLite and TFLite Micro"):
         check = verify(model_path, result, out_dir / "host", count=inputs)

@@ -98,7 +98,11 @@ def format_report(report: MemoryReport) -> str:
     lines = [f"model: {report.model} (--optimize {report.optimize})", "",
              f"{'step':>4}  {'live B':>9}  {'rings B':>8}  {'MACs':>12}  what"]
     for row in report.steps:
-        lines.append(f"{row.step:>4}  {row.live_bytes:>9,}  {row.ring_bytes:>8,}  {row.macs:>12,}  {row.what}")
+        over = "*" if row.live_bytes > report.arena_bytes else " "
+        lines.append(f"{row.step:>4}  {row.live_bytes:>9,}{over} {row.ring_bytes:>8,}  {row.macs:>12,}  {row.what}")
+    if any(row.live_bytes > report.arena_bytes for row in report.steps):
+        lines.append("   * live bytes over the arena: the step's output is written over the part of its "
+                     "input it has finished reading, so the two share bytes")
     lines += ["", f"arena (MNV2_ARENA_BYTES):      {report.arena_bytes:>9,} B",
               f"paper bound M(G):              {report.paper_bound_bytes:>9,} B  ({report.paper_bound_op})"]
     if report.tflm_arena_bytes:

@@ -127,8 +127,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
 
 def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -> tuple[int, int]:
     """(inputs identical to the reference, inputs on which the reference engine aborted)."""
-    if reference == "tflm" and not oracle.tflm_available():
-        raise UserError("--reference tflm needs TFLite Micro: pip install tflite-micro")
+    if reference == "tflm":
+        oracle.require_tflm()
     engine = oracle.tflm_outputs if reference == "tflm" else oracle.reference_outputs
     expected = engine(model_path, inputs, ours.shape[1:], ours.dtype)
     if "error" in expected.info:

@@ -32,6 +32,22 @@ class VerifyReport:
     tflm_aborted: int = 0
     tflm_arena: dict = field(default_factory=dict)  # TFLite Micro's recorded arena figures
     first_mismatch: str = ""  # which layer differs first, for the first failing input
+    tflite_note: str = ""  # why TFLite's reference kernels were not compared (they refuse the model)
+    distinct_outputs: int = 0  # different outputs of the C over all inputs; 1: the model ignores its input
+
+    @property
+    def compared(self) -> int:
+        """Inputs on which the chosen reference produced an output to compare with."""
+        if self.reference == "tflite":
+            return self.inputs - self.tflite_aborted if not self.tflite_note else 0
+        return self.inputs - self.tflm_aborted if self.matched_tflm is not None else 0
+
+    @property
+    def warnings(self) -> list[str]:
+        if self.distinct_outputs == 1 and self.inputs > 1:
+            return [f"all {self.inputs} inputs gave the same output: the model ignores its input (dead "
+                    "or degenerate weights?), so identical outputs prove little about the C"]
+        return []
 
     @property
     def bit_exact(self) -> bool:
@@ -57,8 +73,8 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
            seed: int = 0, use_tflm: bool = True, sanitize: bool = False, prefix: str = "mnv2",
            reference: str = "tflite") -> VerifyReport:
     graph = result.graph
-    if reference == "tflm" and not oracle.tflm_available():
-        raise UserError("--reference tflm needs TFLite Micro: pip install tflite-micro")
+    if reference == "tflm":
+        oracle.require_tflm()
     use_tflm = use_tflm or reference == "tflm"
     inputs = make_inputs(graph, count, seed)
     out_dtype, out_shape = numpy_dtype(graph.output), graph.output.shape
@@ -68,7 +84,10 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
         expected = oracle.reference_outputs(model_path, inputs, out_shape, out_dtype)
         matches = same_bytes(ours, expected.outputs) & expected.ran
         report = VerifyReport(inputs=len(inputs), matched_tflite=int(matches.sum()), reference=reference,
-                              tflite_aborted=expected.aborted)
+                              tflite_aborted=expected.aborted, tflite_note=expected.info.get("error", ""),
+                              distinct_outputs=len({output.tobytes() for output in ours}))
+        if report.tflite_note and reference == "tflite":
+            raise UserError(f"{report.tflite_note}; nothing to compare with", source=str(model_path))
         if use_tflm and oracle.tflm_available():
             tflm = oracle.tflm_outputs(model_path, inputs, out_shape, out_dtype)
             report.tflm_arena = tflm.info

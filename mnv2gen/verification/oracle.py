@@ -40,9 +40,26 @@ def _interpreter_classes():
     try:
         import tensorflow as tf
     except ImportError:
-        raise UserError("verification needs TFLite's interpreter: pip install 'mnv2gen[verify]' "
-                        "(ai-edge-litert or tensorflow-cpu)") from None
+        raise UserError(INSTALL_HINT) from None
     return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+
+
+INSTALL_HINT = ("verification needs TFLite's interpreter, which is not installed: "
+                "pip install 'mnv2gen[verify]' (ai-edge-litert or tensorflow-cpu)")
+TFLM_INSTALL_HINT = "TFLite Micro is not installed: pip install tflite-micro"
+
+
+def require_tflite() -> None:
+    """Fail at once, before any compiling, when no TFLite interpreter is installed."""
+    import importlib.util
+
+    if not any(importlib.util.find_spec(name) for name in ("ai_edge_litert", "tensorflow")):
+        raise UserError(INSTALL_HINT)
+
+
+def require_tflm(why: str = "--reference tflm") -> None:
+    if not tflm_available():
+        raise UserError(f"{why} needs TFLite Micro, which is not installed: pip install tflite-micro")
 
 
 def _interpreter(model_path: str | Path, preserve_all_tensors: bool = False):
@@ -115,6 +132,12 @@ def _run_engine(engine: str, model_path, inputs: np.ndarray, output_shape, outpu
             info.update({f"arena_{kind}_bytes": int(n) for kind, n in _ARENA_LINE.findall(result.stdout + result.stderr)})
             if result.returncode == 0:
                 break
+            if result.returncode in (WORKER_USER_ERROR, WORKER_CANNOT_LOAD):
+                message = _worker_message(result.stderr)
+                if result.returncode == WORKER_USER_ERROR:  # e.g. the engine is not installed
+                    raise UserError(message)
+                info["error"] = message  # the engine refuses the model itself: no input can run
+                break
             restarts += 1
             if restarts > MAX_RESTARTS:  # it cannot run this model at all
                 info["error"] = f"{engine} died {restarts} times: {result.stderr.strip()[-300:]}"
@@ -123,8 +146,39 @@ def _run_engine(engine: str, model_path, inputs: np.ndarray, output_shape, outpu
     return ReferenceRun(outputs=outputs, ran=ran, info=info)
 
 
-def _worker(engine: str, model_path: str, inputs_path: str, outputs_path: str) -> None:
-    inputs = np.load(inputs_path)
+# The worker's exit codes besides 0 and a crash, with a one-line message on stderr after
+# WORKER_MARK: the parent turns them into a UserError or a note, never a "mismatch".
+WORKER_USER_ERROR = 2  # it could not start (no interpreter installed)
+WORKER_CANNOT_LOAD = 3  # the engine refused to load the model
+WORKER_MARK = "mnv2gen-oracle: "
+
+
+def _worker_message(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith(WORKER_MARK)]
+    return lines[-1][len(WORKER_MARK):] if lines else stderr.strip()[-300:]
+
+
+def _worker_main(engine: str, model_path: str, inputs_path: str, outputs_path: str) -> int:
+    try:
+        run = _load_engine(engine, model_path)
+    except UserError as exc:
+        print(f"{WORKER_MARK}{exc}", file=sys.stderr)
+        return WORKER_USER_ERROR
+    except (ValueError, RuntimeError) as exc:  # what the interpreters raise on a model they refuse
+        message = " ".join(str(exc).split())[-300:]
+        print(f"{WORKER_MARK}{ENGINE_NAMES[engine]} cannot load the model: {message}", file=sys.stderr)
+        return WORKER_CANNOT_LOAD
+    _run_all(run, np.load(inputs_path), outputs_path)
+    if engine == "tflm":
+        run.interpreter.print_allocations()  # the recording allocator's figures, parsed by the caller
+    return 0
+
+
+ENGINE_NAMES = {"tflite": "TFLite's interpreter", "tflm": "TFLite Micro"}
+
+
+def _load_engine(engine: str, model_path: str):
+    """A function running one input through `engine`, with the interpreter as its attribute."""
     if engine == "tflite":
         interpreter = _interpreter(model_path)
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -134,7 +188,10 @@ def _worker(engine: str, model_path: str, inputs_path: str, outputs_path: str) -
             interpreter.invoke()
             return interpreter.get_tensor(out["index"])
     else:
-        from tflite_micro.python.tflite_micro import runtime
+        try:
+            from tflite_micro.python.tflite_micro import runtime
+        except ImportError:
+            raise UserError(TFLM_INSTALL_HINT) from None
 
         interpreter = runtime.Interpreter.from_file(model_path, arena_size=16 * 1024 * 1024)
 
@@ -142,11 +199,14 @@ def _worker(engine: str, model_path: str, inputs_path: str, outputs_path: str) -
             interpreter.set_input(x.reshape(interpreter.get_input_details(0)["shape"]), 0)
             interpreter.invoke()
             return interpreter.get_output(0)
+    run.interpreter = interpreter
+    return run
+
+
+def _run_all(run, inputs: np.ndarray, outputs_path: str) -> None:
     with open(outputs_path, "ab", buffering=0) as sink:
         for x in inputs:
             sink.write(np.ascontiguousarray(run(x)).tobytes())
-    if engine == "tflm":
-        interpreter.print_allocations()  # the recording allocator's figures, parsed by the caller
 
 
 def reference_tensors(model_path: str | Path, single_input: np.ndarray) -> dict[int, np.ndarray]:
@@ -178,4 +238,4 @@ def tflm_available() -> bool:
 
 
 if __name__ == "__main__":
-    _worker(*sys.argv[1:5])
+    sys.exit(_worker_main(*sys.argv[1:5]))
