@@ -21,7 +21,7 @@ import pytest
 
 import model_zoo
 import tflite_edit
-from mnv2gen.codegen.lower import NARROW_POINTWISE_INPUTS
+from mnv2gen.codegen.kernels import NARROW_POINTWISE_INPUTS
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.errors import UserError

@@ -17,15 +17,16 @@ import jinja2
 from .. import __version__, ir
 from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
-from .lower import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, Variant
+from .lower import CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
-KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "mve"}
+KERNEL_VARIANTS = {"host": Variant.REF, "cortex-m4": Variant.DSP, "cortex-m7": Variant.DSP, "cortex-m55": Variant.MVE}
 # The variants each core can run (the Cortex-M55 has the DSP extension besides Helium), for
 # benchmarks that compare them on one core.
-CORE_VARIANTS = {"host": ("ref",), "cortex-m4": ("ref", "dsp"), "cortex-m7": ("ref", "dsp"),
-                 "cortex-m55": ("ref", "dsp", "mve")}
+CORE_VARIANTS = {"host": (Variant.REF,), "cortex-m4": (Variant.REF, Variant.DSP),
+                 "cortex-m7": (Variant.REF, Variant.DSP), "cortex-m55": tuple(Variant)}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
@@ -145,10 +146,10 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    variant = options.kernels or KERNEL_VARIANTS[options.target]
+    variant = Variant(options.kernels) if options.kernels else KERNEL_VARIANTS[options.target]
     if variant not in CORE_VARIANTS[options.target]:
-        raise ValueError(f"{options.target} cannot run the {variant} kernels")
-    layers = lower(plan, options.reference, kernels=variant)
+        raise ValueError(f"{options.target} cannot run the {variant.value} kernels")
+    layers = lower(plan, options.reference, variant)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
@@ -178,7 +179,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         f"{p}_weights.h": "weights.h.j2",
         f"{p}_weights.c": "weights.c.j2",
         f"{p}_kernels.h": "ref/kernels.h.j2",  # one interface for every variant
-        f"{p}_kernels.c": f"{variant}/kernels.c.j2",
+        f"{p}_kernels.c": f"{variant.value}/kernels.c.j2",
     }
     rendered = {name: env.get_template(template).render(context) for name, template in files.items()}
     # What a user's build needs besides the C: fragments listing the sources and flags, and
@@ -189,5 +190,5 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     cpu_flags = {"host": [], **{core: ["-mthumb", *flags] for core, flags in CORE_FLAGS.items()}}
     for name, template in build_files.items():
         rendered[name] = env.get_template(template).render(context, target=options.target, sources=sources,
-                                                           cpu_flags=cpu_flags, kernels=variant)
+                                                           cpu_flags=cpu_flags, kernels=variant.value)
     return rendered
