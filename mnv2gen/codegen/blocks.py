@@ -46,7 +46,7 @@ class BlockLayout:
 
 NARROW_CHANNELS = BlockLayout(
     "NARROW", 1, 2, "input word",
-    "per output channel: twice its folded bias, its weights doubled as halfword pairs (_doubled_pairs), its scales")
+    "per output channel: twice its folded bias, its weights doubled as halfword pairs, its scales")
 CHANNEL_PAIRS = BlockLayout(
     "PAIRS", 2, 4, "word of the receptive field (padded with zeros to whole words)",
     "per pair of output channels (an odd last one paired with zeros): the two doubled folded biases, the two "
@@ -54,7 +54,7 @@ CHANNEL_PAIRS = BlockLayout(
 CHANNEL_QUADS = BlockLayout(
     "QUADS", 4, 4, "input word",
     "per group of four output channels (the last filled up with zeros): the four folded biases, per word of "
-    "input the four channels' words of int8 weights (_interleaved_quads), their scales")
+    "input the four channels' words of int8 weights, their scales")
 DEPTHWISE_GROUPS = BlockLayout(
     "DEPTHWISE_GROUP", 4, 2, "tap",
     "per group of four channels: twice (bias - input zero point * sum of the channel's kernel), every tap read "

@@ -68,7 +68,7 @@ MAX_PACKED_PATCH = 64
 
 ALL = tuple(Variant)
 CONV_PIXELS = RowKernel("CONV_PIXELS", StageKind.CONV, "conv_pixels", ALL)
-CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_row_packed", SIMD, CHANNEL_PAIRS)
+CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_packed_row", SIMD, CHANNEL_PAIRS)
 POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_pixels", ALL)
 POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row", SIMD,
                                  NARROW_CHANNELS)

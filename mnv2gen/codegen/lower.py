@@ -16,7 +16,7 @@ from .. import ir, quant
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from . import blocks
-from .kernels import RowKernel, Variant, choose_row_kernel
+from .kernels import RowKernel, StageKind, Variant, choose_row_kernel
 
 
 class Symbol(str):
@@ -161,15 +161,15 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     small = _accumulators_are_small(op, bias, shifts)
+    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
+    kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
     fields = dict(
-        in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+        kernel=CExpr(f"{{P}}_{kernel.enum_name}"), in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
         kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
         pad_top=op.padding.top, pad_left=op.padding.left,
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
         weights="NULL", bias="NULL", multiplier="NULL", shift="NULL", scales="NULL", blocks="NULL",
     )
-    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
-    kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
     if kernel.layout is not None:
         fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, scales))
         return kernel, fields
@@ -265,14 +265,14 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
 
         if isinstance(stage, ir.Add):
             fields = _add_fields(stage, row_bytes(stage.output), array if variant.simd else None)
-            kind, ctype = "ADD", "add_params"
+            kind, ctype, kernel_text = StageKind.ADD, "add_params", ""
         else:
             kernel, fields = _conv_stage(stage, array, variant)
-            kind, ctype = kernel.stage.name, "conv_params"
-        comment = f"stage {k}: {_stage_summary(stage)}"
+            kind, ctype, kernel_text = kernel.stage, "conv_params", f", kernel {kernel.name}"
+        comment = f"stage {k}: {_stage_summary(stage)}{kernel_text}"
         layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()
-        stages.append(dict(kind=CExpr(f"{{P}}_STAGE_{kind}"), params=CExpr(f"&{layer.name}_s{k}"),
+        stages.append(dict(kind=CExpr(f"{{P}}_STAGE_{kind.name}"), params=CExpr(f"&{layer.name}_s{k}"),
                            input=index[id(inputs[0])], other=index[id(inputs[1])] if len(inputs) > 1 else -1,
                            output=index[id(stage.output)]))
     layer.decls.append(Decl("row_buffer", f"{layer.name}_buffers", buffers,

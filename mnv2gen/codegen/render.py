@@ -17,7 +17,8 @@ import jinja2
 from .. import __version__, ir
 from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, Variant
+from .blocks import LAYOUTS, SCALE_WORDS
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, Variant, row_kernels
 from .lower import CExpr, Layer, Symbol, lower
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
@@ -172,6 +173,10 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # Which convolutions lower.py gave which layout of conv_params.blocks.
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
+        # The row kernels of the variant, which conv_params.kernel names, and the layouts of
+        # conv_params.blocks they walk.
+        row_kernels=row_kernels(variant), block_layouts={layout.name: layout for layout in LAYOUTS},
+        scale_words=SCALE_WORDS,
     )
     files = {
         f"{p}_model.h": "model.h.j2",
