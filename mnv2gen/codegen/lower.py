@@ -17,15 +17,7 @@ from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from . import blocks
 from .kernels import RowKernel, StageKind, Variant, choose_row_kernel
-
-
-class Symbol(str):
-    """The name of a const array (without the prefix), as opposed to a literal value."""
-
-
-class CExpr(str):
-    """A C expression used as is (an address, an enum constant), with `{p}`/`{P}` standing
-    for the prefix."""
+from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 
 @dataclass
@@ -63,8 +55,8 @@ class Layer:
     op: ir.Op
     kernel: str  # kernel function name without prefix, e.g. "conv_1x1_s8"
     params_type: str | None  # struct type without prefix, e.g. "conv_params"
-    params: dict[str, int | Symbol] = field(default_factory=dict)
-    scalar_args: list[str] = field(default_factory=list)  # C literals or Symbols, for struct-less kernels
+    params: dict[str, object] = field(default_factory=dict)  # field -> value (see values.py)
+    scalar_args: list[object] = field(default_factory=list)  # values, for struct-less kernels
     arrays: list[ConstArray] = field(default_factory=list)
     decls: list[Decl] = field(default_factory=list)  # declared before the params struct
     takes_operands: bool = True  # False: the params already hold the arena addresses
@@ -75,11 +67,11 @@ class Layer:
     def name(self) -> str:
         return f"layer{self.number}"
 
-    def array(self, role: str, ctype: str, values: np.ndarray) -> Symbol:
-        """Register a const array for this layer and return its symbol."""
-        symbol = Symbol(f"{self.name}_{role}")
+    def array(self, role: str, ctype: str, values: np.ndarray) -> ArrayRef:
+        """Register a const array for this layer and return a reference to it."""
+        symbol = f"{self.name}_{role}"
         self.arrays.append(ConstArray(symbol, ctype, np.ascontiguousarray(values).reshape(-1)))
-        return symbol
+        return ArrayRef(symbol)
 
 
 @dataclass(frozen=True)
@@ -164,11 +156,11 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
     kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
     fields = dict(
-        kernel=CExpr(f"{{P}}_{kernel.enum_name}"), in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+        kernel=kernel, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
         kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
         pad_top=op.padding.top, pad_left=op.padding.left,
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
-        weights="NULL", bias="NULL", multiplier="NULL", shift="NULL", scales="NULL", blocks="NULL",
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
     if kernel.layout is not None:
         fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, scales))
@@ -224,7 +216,7 @@ def _add_fields(op: ir.Add, size: int, array=None) -> dict:
         input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
         output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
         small_values=int(max(s1, s2, so) <= 0),
-        input_tables="NULL", output_rounding=0,
+        input_tables=None, output_rounding=0,
     )
     output_scale = quant.fast_output_scales([mo], [so], op.output.zero_point)
     if array is not None and output_scale is not None:
@@ -256,7 +248,7 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
     buffers = []
     for t in tensors:
         buffer = plan.lifetimes.of(t)
-        buffers.append(dict(base=CExpr(f"ARENA(int8_t, {plan.offset(t)})"), row_bytes=row_bytes(t),
+        buffers.append(dict(base=ArenaAddress(plan.offset(t)), row_bytes=row_bytes(t),
                             height=tensor_rows(t), slots=buffer.rows))
     stages = []
     for k, stage in enumerate(op.stages):
@@ -272,14 +264,14 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
         comment = f"stage {k}: {_stage_summary(stage)}{kernel_text}"
         layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()
-        stages.append(dict(kind=CExpr(f"{{P}}_STAGE_{kind.name}"), params=CExpr(f"&{layer.name}_s{k}"),
+        stages.append(dict(kind=kind, params=DeclRef(f"{layer.name}_s{k}", address=True),
                            input=index[id(inputs[0])], other=index[id(inputs[1])] if len(inputs) > 1 else -1,
                            output=index[id(stage.output)]))
     layer.decls.append(Decl("row_buffer", f"{layer.name}_buffers", buffers,
                             "the pipeline's inputs, then each stage's output (slots < height: a ring)"))
     layer.decls.append(Decl("stage", f"{layer.name}_stages", stages))
-    layer.params.update(stages=CExpr(f"{layer.name}_stages"), stage_count=len(stages),
-                        buffers=CExpr(f"{layer.name}_buffers"), buffer_count=len(buffers))
+    layer.params.update(stages=DeclRef(f"{layer.name}_stages"), stage_count=len(stages),
+                        buffers=DeclRef(f"{layer.name}_buffers"), buffer_count=len(buffers))
     return layer
 
 
@@ -289,9 +281,9 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     quads = build.variant is Variant.DSP and depth % 4 == 0  # the weights regrouped instead of stored twice
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and build.reference == "tflite"),
-        weights="NULL" if quads else layer.array("weights", "int8_t", op.weights.data),
+        weights=None if quads else layer.array("weights", "int8_t", op.weights.data),
         weight_quads=layer.array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
-        if quads else "NULL",
+        if quads else None,
         bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
     )
     multipliers, shifts = quant.fully_connected_multipliers(
@@ -355,7 +347,7 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
     kernel = f"lookup_{suffix[(op.input.dtype, op.output.dtype)]}"
     layer = Layer(number, op, kernel, None)
     symbol = layer.array("table", op.output.ctype, table)
-    layer.scalar_args = [symbol, str(op.output.size)]
+    layer.scalar_args = [symbol, op.output.size]
     return layer
 
 
@@ -367,19 +359,14 @@ def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
     layer = Layer(number, op, "quantize_f32_s8", None)
-    layer.scalar_args = [_float_literal(op.output.scale), str(op.output.zero_point), str(op.output.size)]
+    layer.scalar_args = [Float32(op.output.scale), op.output.zero_point, op.output.size]
     return layer
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "dequantize_s8_f32", None)
-    layer.scalar_args = [repr(float(op.input.scale)), str(op.input.zero_point), str(op.output.size)]
+    layer.scalar_args = [Double(op.input.scale), op.input.zero_point, op.output.size]
     return layer
-
-
-def _float_literal(value: float) -> str:
-    """A float32 value as an exact C float literal."""
-    return f"{float(np.float32(value))!r}f"
 
 
 LOWERINGS = {

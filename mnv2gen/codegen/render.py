@@ -13,13 +13,15 @@ import re
 from dataclasses import dataclass
 
 import jinja2
+import numpy as np
 
 from .. import __version__, ir
 from ..firmware.boards import CORE_FLAGS
 from ..plan.arena import ArenaPlan
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, Variant, row_kernels
-from .lower import CExpr, Layer, Symbol, lower
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
+from .lower import Layer, lower
+from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
@@ -62,6 +64,32 @@ def _c_int(value: int) -> str:
     return "(-2147483647 - 1)" if value == -(2**31) else str(value)
 
 
+def c_value(value, prefix: str) -> str:
+    """How C spells a lowered value (see values.py) in the code of `prefix`."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, ArrayRef):
+        return f"{prefix}_{value.symbol}"
+    if isinstance(value, DeclRef):
+        return f"&{value.name}" if value.address else value.name
+    if isinstance(value, ArenaAddress):
+        return f"ARENA({'const ' if value.const else ''}{value.ctype}, {value.offset})"
+    if isinstance(value, RowKernel):
+        return f"{prefix.upper()}_{value.enum_name}"
+    if isinstance(value, StageKind):
+        return f"{prefix.upper()}_STAGE_{value.name}"
+    if isinstance(value, Float32):
+        return f"{float(np.float32(value.value))!r}f"  # exact: the float32 value itself
+    if isinstance(value, Double):
+        return repr(float(value.value))
+    return _c_int(int(value))
+
+
+@jinja2.pass_context
+def _c_filter(context, value) -> str:
+    return c_value(value, context["p"])
+
+
 def _c_initializer(array) -> str:
     values = array.values.tolist()
     if array.ctype == "int32_t" and min(values, default=0) == -(2**31):
@@ -83,6 +111,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["c_initializer"] = _c_initializer
+    env.filters["c"] = _c_filter
     return env
 
 
@@ -104,12 +133,9 @@ def _endpoint(t: ir.Tensor, offset: int) -> dict:
                 quant_text=quant)
 
 
-def _arena_expr(operand, const: bool) -> str:
-    return f"ARENA({'const ' if const else ''}{operand.ctype}, {operand.offset})"
-
-
-def _layer_view(layer: Layer, prefix: str) -> dict:
-    """What the model template needs of one layer: comment, struct fields and the call."""
+def _layer_view(layer: Layer) -> dict:
+    """What the model template needs of one layer: comment, struct fields and the call's
+    arguments, as values for its `c` filter."""
     op = layer.op
     details = [f"MACs: {op.macs():,}" if op.macs() else "MACs: 0"]
     details.append("arena: " + ", ".join(
@@ -117,29 +143,18 @@ def _layer_view(layer: Layer, prefix: str) -> dict:
         + [f"out @{layer.output.offset} ({layer.output.nbytes} B)"]))
     if hasattr(op, "activation") and op.activation is not ir.Activation.NONE:
         details.append(f"fused activation: {op.activation.name}")
-    def c_value(value) -> str:
-        if isinstance(value, Symbol):
-            return f"{prefix}_{value}"
-        if isinstance(value, CExpr):
-            return value.replace("{p}", prefix).replace("{P}", prefix.upper())
-        return value if isinstance(value, str) else _c_int(int(value))  # str: a C literal
-
-    def c_fields(fields: dict) -> list[tuple[str, str]]:
-        return [(name, c_value(value)) for name, value in fields.items()]
-
-    fields = c_fields(layer.params)
     decls = [dict(ctype=d.ctype, name=d.name, table=isinstance(d.fields, list), comment=comment_text(d.comment, 160),
-                  fields=[c_fields(f) for f in d.fields] if isinstance(d.fields, list) else c_fields(d.fields))
+                  fields=[list(f.items()) for f in d.fields] if isinstance(d.fields, list) else list(d.fields.items()))
              for d in layer.decls]
-    args = [f"&{layer.name}"] if layer.params_type else [c_value(a) for a in layer.scalar_args]
+    args = [DeclRef(layer.name, address=True)] if layer.params_type else list(layer.scalar_args)
     if layer.takes_operands:
-        args += [_arena_expr(o, const=True) for o in layer.inputs]
-        args.append(_arena_expr(layer.output, const=False))
+        args += [ArenaAddress(o.offset, o.ctype, const=True) for o in layer.inputs]
+        args.append(ArenaAddress(layer.output.offset, layer.output.ctype))
     return dict(
         number=layer.number, name=layer.name, summary=comment_text(op.describe(), 120),
-        details=details, params_type=layer.params_type, fields=fields, decls=decls,
-        call=f"{prefix}_{layer.kernel}({', '.join(args)})",
-        output=layer.output, output_expr=_arena_expr(layer.output, const=True),
+        details=details, params_type=layer.params_type, fields=list(layer.params.items()), decls=decls,
+        kernel=layer.kernel, args=args,
+        output=layer.output, output_address=ArenaAddress(layer.output.offset, layer.output.ctype, const=True),
     )
 
 
@@ -159,7 +174,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         p=p, P=P, banner=_banner(graph, options), arena_bytes=plan.arena_bytes,
         input=_endpoint(graph.input, plan.offset(graph.input)),
         output=_endpoint(graph.output, plan.offset(graph.output)),
-        layers=[_layer_view(layer, p) for layer in layers],
+        layers=[_layer_view(layer) for layer in layers],
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
