@@ -23,8 +23,9 @@ import pytest
 import model_zoo
 from conftest import require_tools
 import tflite_edit
-from mnv2gen.codegen.lower import NARROW_POINTWISE_INPUTS
-from mnv2gen.codegen.render import Options
+from mnv2gen.codegen.kernels import ROW_KERNELS
+from mnv2gen.codegen.lower import lower
+from mnv2gen.codegen.render import KERNEL_VARIANTS, Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.errors import UserError
 from mnv2gen.firmware.boards import BOARDS
@@ -45,6 +46,7 @@ def firmware_toolchain():
 needs_toolchain = pytest.mark.usefixtures("firmware_toolchain")
 
 M4, M7, M55 = "mps2-an386", "mps2-an500", "mps3-an547"
+KERNEL_NAMES = {kernel.name for kernel in ROW_KERNELS}
 
 
 def model_path(name: str) -> Path:
@@ -213,20 +215,56 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
     assert report.bit_exact, f"{kind} seed {seed}: {report.matched}/{report.inputs}"
 
 
+# The kernel each fast-path model is for, on the M4's DSP kernels and on the M55's Helium
+# ones: Helium has no POINTWISE_QUADS and no regrouped FULLY_CONNECTED weights (its dot
+# products do better), and a receptive field over 64 bytes takes the portable path.
+FAST_PATH_KERNELS = {
+    **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_GROUPS") for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
+    "pw_c4_s1": ("POINTWISE_QUADS", "POINTWISE_PIXELS"),
+    "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_NARROW_8"),
+    "pw_c12_s2": ("POINTWISE_QUADS", "POINTWISE_PIXELS"),
+    "pw_c16_s1": ("POINTWISE_NARROW_16", "POINTWISE_NARROW_16"),
+    "pw_c24_o10_s2": ("POINTWISE_QUADS", "POINTWISE_PIXELS"),
+    "pw_c40_o16_s1": ("POINTWISE_QUADS", "POINTWISE_PIXELS"),
+    "add_c8": ("ADD_TABLES", "ADD_TABLES"),
+    "conv3_s2_same_c3": ("CONV_PACKED", "CONV_PACKED"),
+    "conv2x3_s1_valid_c7_o5": ("CONV_PACKED", "CONV_PACKED"),
+    "conv3_s1_same_c12_o6": ("CONV_PIXELS", "CONV_PIXELS"),
+    "fc_d64_u10": ("FULLY_CONNECTED_QUADS", "FULLY_CONNECTED"),
+    "fc_rows3_d32_u5": ("FULLY_CONNECTED_QUADS", "FULLY_CONNECTED"),
+}
+
+
+def kernels_chosen(result, board: str) -> set[str]:
+    """What lowering chose for the layers and stages of a compiled model on the board's
+    kernels: the row kernels of convolutions, and whether FULLY_CONNECTED and ADD got the
+    constants of their fast paths."""
+    chosen = set()
+    for layer in lower(result.plan, variant=KERNEL_VARIANTS[BOARDS[board].core]):
+        for fields in [layer.params] + [decl.fields for decl in layer.decls if isinstance(decl.fields, dict)]:
+            if "kernel" in fields:
+                chosen.add(fields["kernel"].name)
+            elif "weight_quads" in fields:
+                chosen.add("FULLY_CONNECTED_QUADS" if fields["weight_quads"] is not None else "FULLY_CONNECTED")
+            elif "input_tables" in fields:
+                chosen.add("ADD_TABLES" if fields["input_tables"] is not None else "ADD")
+    return chosen
+
+
+def test_every_fast_path_model_names_its_kernel():
+    assert sorted(FAST_PATH_KERNELS) == sorted(model_zoo.FAST_PATH_OPS)
+
+
 @needs_toolchain
 @pytest.mark.parametrize("board", [M4, M55])
 @pytest.mark.parametrize("name", sorted(model_zoo.FAST_PATH_OPS))
 def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
     path = model_zoo.fast_path_model(name)
     result = compile_model(path, Options(target=BOARDS[board].core))
-    fast_constants = {"add": "input_tables", "fc_": "weight_quads"}.get(name[:3], "blocks")
-    fast = re.search(rf"\.{fast_constants} = mnv2_layer\d+(_s\d+)?_{fast_constants},", result.files["mnv2_model.c"])
-    # Receptive fields over 64 bytes take the portable path; on the M55, fully connected
-    # layers and 1x1 convolutions other than the narrow ones the Helium path.
-    params = model_zoo.FAST_PATH_OPS[name]
-    slow = name.startswith("conv3_s1_same_c12") or (board == M55 and name.startswith("fc_")) or (
-        board == M55 and name.startswith("pw_") and params["in_ch"] not in NARROW_POINTWISE_INPUTS)
-    assert bool(fast) != slow, "not the kernel the test is for"
+    kernel = FAST_PATH_KERNELS[name][board == M55]
+    assert kernel in kernels_chosen(result, board), "not the kernel the test is for"
+    if kernel in KERNEL_NAMES:  # the stage's params and comment name it
+        assert f"kernel {kernel} */" in result.files["mnv2_model.c"]
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=6, seed=3, per_layer=False)
     assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"

@@ -16,15 +16,9 @@ from .. import ir, quant
 from ..errors import ModelError
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
-
-
-class Symbol(str):
-    """The name of a const array (without the prefix), as opposed to a literal value."""
-
-
-class CExpr(str):
-    """A C expression used as is (an address, an enum constant), with `{p}`/`{P}` standing
-    for the prefix."""
+from . import blocks
+from .kernels import RowKernel, StageKind, Variant, choose_row_kernel
+from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 
 @dataclass
@@ -62,8 +56,8 @@ class Layer:
     op: ir.Op
     kernel: str  # kernel function name without prefix, e.g. "conv_1x1_s8"
     params_type: str | None  # struct type without prefix, e.g. "conv_params"
-    params: dict[str, int | Symbol] = field(default_factory=dict)
-    scalar_args: list[str] = field(default_factory=list)  # C literals or Symbols, for struct-less kernels
+    params: dict[str, object] = field(default_factory=dict)  # field -> value (see values.py)
+    scalar_args: list[object] = field(default_factory=list)  # values, for struct-less kernels
     arrays: list[ConstArray] = field(default_factory=list)
     decls: list[Decl] = field(default_factory=list)  # declared before the params struct
     takes_operands: bool = True  # False: the params already hold the arena addresses
@@ -74,31 +68,31 @@ class Layer:
     def name(self) -> str:
         return f"layer{self.number}"
 
-    def array(self, role: str, ctype: str, values: np.ndarray) -> Symbol:
-        """Register a const array for this layer and return its symbol."""
-        symbol = Symbol(f"{self.name}_{role}")
+    def array(self, role: str, ctype: str, values: np.ndarray) -> ArrayRef:
+        """Register a const array for this layer and return a reference to it."""
+        symbol = f"{self.name}_{role}"
         self.arrays.append(ConstArray(symbol, ctype, np.ascontiguousarray(values).reshape(-1)))
-        return symbol
+        return ArrayRef(symbol)
 
 
 @dataclass(frozen=True)
 class Build:
     """What the C is made for. `reference`: whose rounding to follow where TFLite's reference
     kernels and TFLite Micro disagree (only per-channel FULLY_CONNECTED so far), "tflite" or
-    "tflm". `kernels`: the variant it will be built with, "ref" (portable), "dsp" or "mve";
-    the SIMD ones also take the constants of their fast paths."""
+    "tflm". `variant`: the kernels it will be built with; the SIMD ones also take the
+    constants of their fast paths."""
 
     reference: str = "tflite"
-    kernels: str = "ref"
+    variant: Variant = Variant.REF
 
 
-def lower(plan: ArenaPlan, reference: str = "tflite", kernels: str = "ref") -> list[Layer]:
-    """The layers of the plan with their params and constants, for Build(reference, kernels)."""
-    build = Build(reference, kernels)
+def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF) -> list[Layer]:
+    """The layers of the plan with their params and constants, for Build(reference, variant)."""
+    build = Build(reference, variant)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
-            layer = _pipeline(plan, op, number, kernels)
+            layer = _pipeline(plan, op, number, variant)
         else:
             layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
@@ -143,8 +137,8 @@ def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dic
     )
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tuple[str, dict]:
-    """The stage kind and the conv_params fields of a (depthwise) convolution. The fast
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
+    """The row kernel and the conv_params fields of a (depthwise) convolution. The fast
     paths' constants (`scales`, `blocks`) are made only for SIMD kernels (the portable ones
     never read them), and where they are made they replace the arrays they supersede: flash
     is the scarce resource, and the SIMD kernels read `scales` instead of `multiplier` and
@@ -153,8 +147,6 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     _, out_h, out_w, out_c = op.output.shape
     kh, kw = op.kernel
     depthwise = isinstance(op, ir.DepthwiseConv2D)
-    pointwise = not depthwise and (kh, kw) == (1, 1) and op.padding == ir.Padding()
-    kind = "DEPTHWISE" if depthwise else ("CONV_1X1" if pointwise else "CONV")
     weights = op.weights.data
     # Convolutions fold -x_zp * sum(w) into the bias (padded taps read the zero point);
     # depthwise rows add the offset per tap and keep the model's bias.
@@ -162,152 +154,40 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, kernels: str) -> tupl
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     small = _accumulators_are_small(op, bias, shifts)
+    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
+    kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
     fields = dict(
-        in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+        kernel=kernel, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
         kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
         pad_top=op.padding.top, pad_left=op.padding.left,
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
-        weights="NULL", bias="NULL", multiplier="NULL", shift="NULL", scales="NULL", blocks="NULL",
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
-    simd = kernels != "ref"
-    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if simd and small else None
-    blocks = None if scales is None else _fast_blocks(op, kind, kernels, bias, scales)
-    if blocks is not None:
-        fields["blocks"] = array("blocks", "int32_t", blocks)
-        return kind, fields
+    if kernel.layout is not None:
+        fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, scales))
+        return kernel, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
     if scales is not None:
         fields["scales"] = array("scales", "int32_t", scales)
     else:
         fields.update(_requant_fields(op, array, multipliers, shifts))
-    return kind, fields
+    return kernel, fields
 
 
-def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, kind: str, kernels: str, bias: np.ndarray,
-                 scales: np.ndarray) -> np.ndarray | None:
-    """The conv_params.blocks the SIMD kernels take for this layer, in the layout of its
-    kernel, or None where they take the plain arrays. `bias` is the one conv_params would
-    hold (folded for convolutions, the model's for depthwise ones)."""
-    weights, in_c = op.weights.data, op.input.shape[-1]
-    if kind == "DEPTHWISE":
-        return _depthwise_blocks(op, weights, scales) if weights.shape[-1] % 4 == 0 else None
-    if kind == "CONV_1X1" and in_c in NARROW_POINTWISE_INPUTS:
-        return _channel_blocks(bias, weights, scales)
-    if kind == "CONV_1X1" and in_c % 4 == 0 and kernels == "dsp":  # Helium has its own wide 1x1
-        return _channel_quad_blocks(bias, weights, scales)
-    if kind == "CONV" and op.kernel[0] * op.kernel[1] * in_c <= MAX_PACKED_PATCH:
-        return _channel_pair_blocks(bias, _padded_rows(weights), scales)
-    return None
-
-
-# 1x1 convolutions with these many input channels (MobileNetV2's narrow bottlenecks
-# expanding) get doubled 16-bit weights: two pixels' inputs then fit in registers as SMLAD
-# pairs. Each count has its own unrolled kernel, hence a short list; wider layers keep
-# int8 weights: doubling them all would double the flash.
-NARROW_POINTWISE_INPUTS = (8, 16)
-# Likewise other convolutions whose receptive field has at most this many bytes (the stem's
-# 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
-MAX_PACKED_PATCH = 64
-
-
-def _padded_rows(weights: np.ndarray) -> np.ndarray:
-    """Weights [out_c, ...] flattened per output channel and padded with zeros to a multiple
-    of four: the kernels read whole words of a patch, whose extra bytes then count for 0."""
-    rows = weights.reshape(weights.shape[0], -1)
-    return np.pad(rows, ((0, 0), (0, -rows.shape[1] % 4)))
-
-
-def _doubled_pairs(weights: np.ndarray) -> np.ndarray:
-    """Weights [..., n] (n a multiple of 4), doubled, as int32 words of two int16 halves in
-    the order SXTB16 splits four input bytes into: per four inputs, (0, 2) then (1, 3)."""
-    doubled = 2 * weights.reshape(*weights.shape[:-1], -1, 4).astype(np.int64)
-    halves = doubled & 0xFFFF
-    pairs = np.stack([halves[..., 0] | halves[..., 2] << 16, halves[..., 1] | halves[..., 3] << 16], axis=-1)
-    return pairs.reshape(*weights.shape[:-1], -1)
-
-
-def _as_int32_words(values: np.ndarray) -> np.ndarray:
-    return (values.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
-
-
-def _channel_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The SIMD kernels' constants of a convolution, one block per output channel so a single
-    pointer walks them: twice the folded bias (the doubled accumulator's start), the channel's
-    weights ([out_c, ...], a multiple of four per channel) as _doubled_pairs, then its row of
-    `scales`."""
-    out_c = weights.shape[0]
-    return _as_int32_words(np.concatenate([
-        2 * folded_bias.astype(np.int64).reshape(out_c, 1),
-        _doubled_pairs(weights.reshape(out_c, -1)),
-        scales.astype(np.int64),
-    ], axis=1))
-
-
-def _filled_up(multiple: int, bias: np.ndarray, weights: np.ndarray, scales: np.ndarray):
-    """bias, weights [out_c, ...] and scales filled up with zero channels (their scale a copy
-    of the last, so still valid) to a multiple of `multiple` output channels: kernels that
-    take channels in groups compute them and do not store their outputs."""
-    padding = -weights.shape[0] % multiple
-    return (np.append(bias.astype(np.int64), np.zeros(padding, dtype=np.int64)),
-            np.concatenate([weights, np.zeros((padding, *weights.shape[1:]), dtype=weights.dtype)]),
-            np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)]))
-
-
-def _channel_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Like _channel_blocks, one block per pair of output channels (an odd last one _filled_up
-    with a zero channel): the two doubled biases, the two channels' weight pairs interleaved
-    (one LDRD loads both channels' pair), the two rows of `scales`."""
-    bias, weights, scales = _filled_up(2, folded_bias, weights, scales)
-    channel_pairs = weights.shape[0] // 2
-    pairs = _doubled_pairs(weights.reshape(weights.shape[0], -1))  # [out_c, input pairs]
-    return _as_int32_words(np.concatenate([
-        2 * bias.reshape(channel_pairs, 2),
-        pairs.reshape(channel_pairs, 2, -1).transpose(0, 2, 1).reshape(channel_pairs, -1),
-        scales.astype(np.int64).reshape(channel_pairs, 6),
-    ], axis=1))
-
-
-def _interleaved_quads(rows: np.ndarray) -> np.ndarray:
-    """int8 weight rows [n, depth] (depth a multiple of four) regrouped for the DSP kernels'
-    four-at-a-time dot products: per group of four rows (the last filled up with zero rows),
-    per word of input the four rows' words, so one pointer walks them. [groups, depth] words."""
-    n, depth = rows.shape
-    padded = np.concatenate([rows, np.zeros((-n % 4, depth), dtype=rows.dtype)]).astype(np.int8)
-    octets = padded.view(np.uint8).reshape(-1, 4, depth // 4, 4).astype(np.int64)  # [group, row, word, byte]
-    words = octets[..., 0] | octets[..., 1] << 8 | octets[..., 2] << 16 | octets[..., 3] << 24
-    return words.transpose(0, 2, 1).reshape(-1, depth)
-
-
-def _channel_quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The DSP kernels' constants of a wider 1x1 convolution, one block per group of four
-    output channels (the last _filled_up with zero channels): the four folded biases, the
-    four channels' _interleaved_quads, the four rows of `scales`."""
-    bias, weights, scales = _filled_up(4, folded_bias, weights.reshape(weights.shape[0], -1), scales)
-    groups = weights.shape[0] // 4
-    return _as_int32_words(np.concatenate([
-        bias.reshape(groups, 4),
-        _interleaved_quads(weights),
-        scales.astype(np.int64).reshape(groups, 12),
-    ], axis=1))
-
-
-def _depthwise_blocks(op: ir.DepthwiseConv2D, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The SIMD depthwise kernels' constants, one block per group of four channels so a single
-    pointer walks them:
-    * 4 words: twice (bias - x_zp * sum of the channel's kernel), the doubled accumulator's
-      start, every tap read (border windows read the zero point where they leave the input);
-    * 2 words per tap: the group's weights as _doubled_pairs;
-    * 12 words: the four channels' rows of `scales`."""
-    taps, channels = weights.shape[1] * weights.shape[2], weights.shape[3]
-    groups = channels // 4
-    sums = weights.reshape(taps, channels).astype(np.int64).sum(axis=0)
-    pairs = _doubled_pairs(weights.reshape(taps, groups, 4))  # [tap, group, 2]
-    return _as_int32_words(np.concatenate([
-        2 * _folded_bias(op, sums).astype(np.int64).reshape(groups, 4),
-        pairs.transpose(1, 0, 2).reshape(groups, 2 * taps),
-        scales.astype(np.int64).reshape(groups, 12),
-    ], axis=1))
+def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, bias: np.ndarray,
+                 scales: np.ndarray) -> np.ndarray:
+    """conv_params.blocks in `layout`. `bias` is the one conv_params would hold otherwise
+    (folded for convolutions, the model's for depthwise ones)."""
+    weights = op.weights.data
+    if layout is blocks.DEPTHWISE_GROUPS:  # the zero point folded in too: border windows read it
+        sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
+        return blocks.depthwise_blocks(2 * _folded_bias(op, sums).astype(np.int64), weights, scales)
+    if layout is blocks.NARROW_CHANNELS:
+        return blocks.narrow_blocks(bias, weights, scales)
+    if layout is blocks.CHANNEL_QUADS:
+        return blocks.quad_blocks(bias, weights, scales)
+    return blocks.pair_blocks(bias, blocks.padded_rows(weights), scales)
 
 
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
@@ -337,7 +217,7 @@ def _add_fields(op: ir.Add, size: int, array=None) -> dict:
         input1_multiplier=m1, input1_shift=s1, input2_multiplier=m2, input2_shift=s2,
         output_multiplier=mo, output_shift=so, act_min=act_min, act_max=act_max,
         small_values=int(max(s1, s2, so) <= 0),
-        input_tables="NULL", output_rounding=0,
+        input_tables=None, output_rounding=0,
     )
     output_scale = quant.fast_output_scales([mo], [so], op.output.zero_point)
     if array is not None and output_scale is not None:
@@ -360,7 +240,7 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
-def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, kernels: str) -> Layer:
+def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
@@ -369,7 +249,7 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, kernels: str) ->
     buffers = []
     for t in tensors:
         buffer = plan.lifetimes.of(t)
-        buffers.append(dict(base=CExpr(f"ARENA(int8_t, {plan.offset(t)})"), row_bytes=row_bytes(t),
+        buffers.append(dict(base=ArenaAddress(plan.offset(t)), row_bytes=row_bytes(t),
                             height=tensor_rows(t), slots=buffer.rows))
     stages = []
     for k, stage in enumerate(op.stages):
@@ -377,33 +257,34 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, kernels: str) ->
             return layer.array(f"s{k}_{role}", ctype, values)
 
         if isinstance(stage, ir.Add):
-            fields = _add_fields(stage, row_bytes(stage.output), array if kernels != "ref" else None)
-            kind, ctype = "ADD", "add_params"
+            fields = _add_fields(stage, row_bytes(stage.output), array if variant.simd else None)
+            kind, ctype, kernel_text = StageKind.ADD, "add_params", ""
         else:
-            (kind, fields), ctype = _conv_stage(stage, array, kernels), "conv_params"
-        comment = f"stage {k}: {_stage_summary(stage)}"
+            kernel, fields = _conv_stage(stage, array, variant)
+            kind, ctype, kernel_text = kernel.stage, "conv_params", f", kernel {kernel.name}"
+        comment = f"stage {k}: {_stage_summary(stage)}{kernel_text}"
         layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()
-        stages.append(dict(kind=CExpr(f"{{P}}_STAGE_{kind}"), params=CExpr(f"&{layer.name}_s{k}"),
+        stages.append(dict(kind=kind, params=DeclRef(f"{layer.name}_s{k}", address=True),
                            input=index[id(inputs[0])], other=index[id(inputs[1])] if len(inputs) > 1 else -1,
                            output=index[id(stage.output)]))
     layer.decls.append(Decl("row_buffer", f"{layer.name}_buffers", buffers,
                             "the pipeline's inputs, then each stage's output (slots < height: a ring)"))
     layer.decls.append(Decl("stage", f"{layer.name}_stages", stages))
-    layer.params.update(stages=CExpr(f"{layer.name}_stages"), stage_count=len(stages),
-                        buffers=CExpr(f"{layer.name}_buffers"), buffer_count=len(buffers))
+    layer.params.update(stages=DeclRef(f"{layer.name}_stages"), stage_count=len(stages),
+                        buffers=DeclRef(f"{layer.name}_buffers"), buffer_count=len(buffers))
     return layer
 
 
 def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     units, depth = op.weights.shape
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
-    quads = build.kernels == "dsp" and depth % 4 == 0  # the weights regrouped instead of stored twice
+    quads = build.variant is Variant.DSP and depth % 4 == 0  # the weights regrouped instead of stored twice
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and build.reference == "tflite"),
-        weights="NULL" if quads else layer.array("weights", "int8_t", op.weights.data),
-        weight_quads=layer.array("weight_quads", "int32_t", _as_int32_words(_interleaved_quads(op.weights.data)))
-        if quads else "NULL",
+        weights=None if quads else layer.array("weights", "int8_t", op.weights.data),
+        weight_quads=layer.array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
+        if quads else None,
         bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
     )
     multipliers, shifts = quant.fully_connected_multipliers(
@@ -415,7 +296,7 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     """An ADD outside any pipeline (e.g. on 2-D tensors): one call over all elements."""
     layer = Layer(number, op, "add_s8", "add_params")
-    layer.params.update(_add_fields(op, op.output.size, layer.array if build.kernels != "ref" else None))
+    layer.params.update(_add_fields(op, op.output.size, layer.array if build.variant.simd else None))
     return layer
 
 
@@ -467,7 +348,7 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
     kernel = f"lookup_{suffix[(op.input.dtype, op.output.dtype)]}"
     layer = Layer(number, op, kernel, None)
     symbol = layer.array("table", op.output.ctype, table)
-    layer.scalar_args = [symbol, str(op.output.size)]
+    layer.scalar_args = [symbol, op.output.size]
     return layer
 
 
@@ -484,19 +365,14 @@ def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
     layer = Layer(number, op, "quantize_f32_s8", None)
-    layer.scalar_args = [_float_literal(op.output.scale), str(op.output.zero_point), str(op.output.size)]
+    layer.scalar_args = [Float32(op.output.scale), op.output.zero_point, op.output.size]
     return layer
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "dequantize_s8_f32", None)
-    layer.scalar_args = [repr(float(op.input.scale)), str(op.input.zero_point), str(op.output.size)]
+    layer.scalar_args = [Double(op.input.scale), op.input.zero_point, op.output.size]
     return layer
-
-
-def _float_literal(value: float) -> str:
-    """A float32 value as an exact C float literal."""
-    return f"{float(np.float32(value))!r}f"
 
 
 LOWERINGS = {

@@ -14,18 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from .. import __version__, ir
 from ..plan.arena import ArenaPlan
 from ..targets import TARGETS, cpu_flags
-from .lower import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, CExpr, Layer, Symbol, lower
+from .blocks import LAYOUTS, SCALE_WORDS
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
+from .lower import Layer, lower
+from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
-KERNEL_VARIANTS = {"host": "ref", "cortex-m4": "dsp", "cortex-m7": "dsp", "cortex-m55": "mve"}
+KERNEL_VARIANTS = {"host": Variant.REF, "cortex-m4": Variant.DSP, "cortex-m7": Variant.DSP, "cortex-m55": Variant.MVE}
 # The variants each core can run (the Cortex-M55 has the DSP extension besides Helium), for
 # benchmarks that compare them on one core.
-CORE_VARIANTS = {"host": ("ref",), "cortex-m4": ("ref", "dsp"), "cortex-m7": ("ref", "dsp"),
-                 "cortex-m55": ("ref", "dsp", "mve")}
+CORE_VARIANTS = {"host": (Variant.REF,), "cortex-m4": (Variant.REF, Variant.DSP),
+                 "cortex-m7": (Variant.REF, Variant.DSP), "cortex-m55": tuple(Variant)}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
@@ -66,6 +70,38 @@ def _c_int(value: int) -> str:
     return "(-2147483647 - 1)" if value == -(2**31) else str(value)
 
 
+def _file_static(name: str, prefix: str) -> str:
+    """model.c's static constants (each layer's parameters and tables) carry the prefix like
+    every other symbol, so two models' C can share one translation unit."""
+    return f"{prefix}_{name}"
+
+
+def c_value(value, prefix: str) -> str:
+    """How C spells a lowered value (see values.py) in the code of `prefix`."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, ArrayRef):
+        return f"{prefix}_{value.symbol}"
+    if isinstance(value, DeclRef):
+        return ("&" if value.address else "") + _file_static(value.name, prefix)
+    if isinstance(value, ArenaAddress):
+        return f"ARENA({'const ' if value.const else ''}{value.ctype}, {value.offset})"
+    if isinstance(value, RowKernel):
+        return f"{prefix.upper()}_{value.enum_name}"
+    if isinstance(value, StageKind):
+        return f"{prefix.upper()}_STAGE_{value.name}"
+    if isinstance(value, Float32):
+        return f"{float(np.float32(value.value))!r}f"  # exact: the float32 value itself
+    if isinstance(value, Double):
+        return repr(float(value.value))
+    return _c_int(int(value))
+
+
+@jinja2.pass_context
+def _c_filter(context, value) -> str:
+    return c_value(value, context["p"])
+
+
 def _c_initializer(array) -> str:
     values = array.values.tolist()
     if array.ctype == "int32_t" and min(values, default=0) == -(2**31):
@@ -87,6 +123,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["c_initializer"] = _c_initializer
+    env.filters["c"] = _c_filter
     return env
 
 
@@ -145,26 +182,9 @@ def _endpoint(t: ir.Tensor, offset: int) -> dict:
                 quant_text=quant)
 
 
-def _arena_expr(operand, const: bool) -> str:
-    return f"ARENA({'const ' if const else ''}{operand.ctype}, {operand.offset})"
-
-
-_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
-
-
-def _file_statics(layers: list[Layer], prefix: str):
-    """model.c's static constants (each layer's parameters and tables) get the prefix like
-    every other symbol, so two models' C can share one translation unit. lower.py names them
-    without it and refers to them inside C expressions; this maps both."""
-    local = {layer.name for layer in layers} | {d.name for layer in layers for d in layer.decls}
-
-    def prefixed(text: str) -> str:
-        return _IDENTIFIER.sub(lambda m: f"{prefix}_{m[0]}" if m[0] in local else m[0], text)
-    return prefixed
-
-
-def _layer_view(layer: Layer, prefix: str, static) -> dict:
-    """What the model template needs of one layer: comment, struct fields and the call."""
+def _layer_view(layer: Layer, prefix: str) -> dict:
+    """What the model template needs of one layer: comment, struct fields and the call's
+    arguments, as values for its `c` filter."""
     op = layer.op
     details = [f"MACs: {op.macs():,}" if op.macs() else "MACs: 0"]
     details.append("arena: " + ", ".join(
@@ -172,29 +192,19 @@ def _layer_view(layer: Layer, prefix: str, static) -> dict:
         + [f"out @{layer.output.offset} ({layer.output.nbytes} B)"]))
     if hasattr(op, "activation") and op.activation is not ir.Activation.NONE:
         details.append(f"fused activation: {op.activation.name}")
-    def c_value(value) -> str:
-        if isinstance(value, Symbol):
-            return f"{prefix}_{value}"
-        if isinstance(value, CExpr):
-            return static(value.replace("{p}", prefix).replace("{P}", prefix.upper()))
-        return value if isinstance(value, str) else _c_int(int(value))  # str: a C literal
-
-    def c_fields(fields: dict) -> list[tuple[str, str]]:
-        return [(name, c_value(value)) for name, value in fields.items()]
-
-    fields = c_fields(layer.params)
-    decls = [dict(ctype=d.ctype, name=static(d.name), table=isinstance(d.fields, list), comment=comment_text(d.comment, 160),
-                  fields=[c_fields(f) for f in d.fields] if isinstance(d.fields, list) else c_fields(d.fields))
+    decls = [dict(ctype=d.ctype, name=_file_static(d.name, prefix), table=isinstance(d.fields, list),
+                  comment=comment_text(d.comment, 160),
+                  fields=[list(f.items()) for f in d.fields] if isinstance(d.fields, list) else list(d.fields.items()))
              for d in layer.decls]
-    args = [f"&{static(layer.name)}"] if layer.params_type else [c_value(a) for a in layer.scalar_args]
+    args = [DeclRef(layer.name, address=True)] if layer.params_type else list(layer.scalar_args)
     if layer.takes_operands:
-        args += [_arena_expr(o, const=True) for o in layer.inputs]
-        args.append(_arena_expr(layer.output, const=False))
+        args += [ArenaAddress(o.offset, o.ctype, const=True) for o in layer.inputs]
+        args.append(ArenaAddress(layer.output.offset, layer.output.ctype))
     return dict(
-        number=layer.number, name=static(layer.name), summary=comment_text(op.describe(), 120),
-        details=details, params_type=layer.params_type, fields=fields, decls=decls,
-        call=f"{prefix}_{layer.kernel}({', '.join(args)})",
-        output=layer.output, output_expr=_arena_expr(layer.output, const=True),
+        number=layer.number, name=_file_static(layer.name, prefix), summary=comment_text(op.describe(), 120),
+        details=details, params_type=layer.params_type, fields=list(layer.params.items()), decls=decls,
+        kernel=layer.kernel, args=args,
+        output=layer.output, output_address=ArenaAddress(layer.output.offset, layer.output.ctype, const=True),
     )
 
 
@@ -202,21 +212,20 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    variant = options.kernels or KERNEL_VARIANTS[options.target]
+    variant = Variant(options.kernels) if options.kernels else KERNEL_VARIANTS[options.target]
     if variant not in CORE_VARIANTS[options.target]:
-        raise ValueError(f"{options.target} cannot run the {variant} kernels")
-    layers = lower(plan, options.reference, kernels=variant)
+        raise ValueError(f"{options.target} cannot run the {variant.value} kernels")
+    layers = lower(plan, options.reference, variant)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
     env = _environment()
-    static = _file_statics(layers, p)
     context = dict(
         p=p, P=P, banner=_banner(graph, options), target_guard=target_guard(options.target, variant),
         arena_bytes=plan.arena_bytes,
         input=_endpoint(graph.input, plan.offset(graph.input)),
         output=_endpoint(graph.output, plan.offset(graph.output)),
-        layers=[_layer_view(layer, p, static) for layer in layers],
+        layers=[_layer_view(layer, p) for layer in layers],
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),
@@ -230,13 +239,17 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # Which convolutions lower.py gave which layout of conv_params.blocks.
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
+        # The row kernels of the variant, which conv_params.kernel names, and the layouts of
+        # conv_params.blocks they walk.
+        row_kernels=row_kernels(variant), block_layouts={layout.name: layout for layout in LAYOUTS},
+        scale_words=SCALE_WORDS,
     )
-    templates = {**C_FILES, KERNELS_C: f"{variant}/kernels.c.j2"}  # one header for every variant
+    templates = {**C_FILES, KERNELS_C: f"{variant.value}/kernels.c.j2"}  # one header for every variant
     rendered = {name.format(p=p): env.get_template(template).render(context)
                 for name, template in templates.items()}
     sources = sorted(name.format(p=p) for name in templates if name.endswith(".c"))
     for name, template in BUILD_FILES.items():
         rendered[name.format(p=p)] = env.get_template(template).render(
             context, target=options.target, sources=sources, cpu_flags={t: cpu_flags(t) for t in TARGETS},
-            kernels=variant)
+            kernels=variant.value)
     return rendered

@@ -1,0 +1,135 @@
+"""The layouts of conv_params.blocks, the SIMD kernels' constants, and their packing.
+
+A block holds what a kernel needs for a few output channels, in the order it reads them, so
+one pointer walks a layer's blocks: a word of bias per channel, the channels' weights (so
+many words per unit of the layer: an input word, a patch word, a tap), then the channels'
+rows of `scales` (SCALE_WORDS each). `BlockLayout` describes each layout once; the numpy
+packing below goes through it, and the templates render its offsets into the macros the C
+kernels index blocks with (`<NAME>_WEIGHTS`, `<NAME>_SCALES(units)`, `<NAME>_WORDS(units)`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# A channel's row of `scales` (quant.fast_output_scales): multiplier, rounding, right shift.
+SCALE_WORDS = 3
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    name: str  # the prefix of its C macros
+    channels: int  # output channels per block
+    weights_per_unit: int  # words of weights per unit of the layer
+    unit: str  # what the weights are counted in
+    description: str  # what the weights are, for the C comment
+
+    def offsets(self) -> list[tuple[str, int, int]]:
+        """(field, fixed words, words per unit) of where each field starts, and the block's size."""
+        scales = (self.channels, self.weights_per_unit)
+        return [("BIAS", 0, 0), ("WEIGHTS", self.channels, 0), ("SCALES", *scales),
+                ("WORDS", self.channels * (1 + SCALE_WORDS), self.weights_per_unit)]
+
+    def pack(self, bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """The blocks, as int32 words, of `bias` [blocks * channels], `weights` [blocks, units *
+        weights_per_unit] (already in the kernel's order) and `scales` [blocks * channels, 3]."""
+        blocks = weights.shape[0]
+        assert weights.shape[1] % self.weights_per_unit == 0 and bias.size == blocks * self.channels
+        return as_int32_words(np.concatenate([
+            bias.astype(np.int64).reshape(blocks, self.channels),
+            weights.astype(np.int64),
+            scales.astype(np.int64).reshape(blocks, self.channels * SCALE_WORDS),
+        ], axis=1))
+
+
+NARROW_CHANNELS = BlockLayout(
+    "NARROW", 1, 2, "input word",
+    "per output channel: twice its folded bias, its weights doubled as halfword pairs, its scales")
+CHANNEL_PAIRS = BlockLayout(
+    "PAIRS", 2, 4, "word of the receptive field (padded with zeros to whole words)",
+    "per pair of output channels (an odd last one paired with zeros): the two doubled folded biases, the two "
+    "channels' doubled weight pairs interleaved (one LDRD loads both channels' pair), their scales")
+CHANNEL_QUADS = BlockLayout(
+    "QUADS", 4, 4, "input word",
+    "per group of four output channels (the last filled up with zeros): the four folded biases, per word of "
+    "input the four channels' words of int8 weights, their scales")
+DEPTHWISE_GROUPS = BlockLayout(
+    "DEPTHWISE_GROUP", 4, 2, "tap",
+    "per group of four channels: twice (bias - input zero point * sum of the channel's kernel), every tap read "
+    "(border windows read the zero point), per tap the group's weights doubled as two halfword pairs, their scales")
+
+LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, CHANNEL_QUADS, DEPTHWISE_GROUPS)
+
+
+def padded_rows(weights: np.ndarray) -> np.ndarray:
+    """Weights [out_c, ...] flattened per output channel and padded with zeros to a multiple
+    of four: the kernels read whole words of a patch, whose extra bytes then count for 0."""
+    rows = weights.reshape(weights.shape[0], -1)
+    return np.pad(rows, ((0, 0), (0, -rows.shape[1] % 4)))
+
+
+def _doubled_pairs(weights: np.ndarray) -> np.ndarray:
+    """Weights [..., n] (n a multiple of 4), doubled, as int32 words of two int16 halves in
+    the order SXTB16 splits four input bytes into: per four inputs, (0, 2) then (1, 3)."""
+    doubled = 2 * weights.reshape(*weights.shape[:-1], -1, 4).astype(np.int64)
+    halves = doubled & 0xFFFF
+    pairs = np.stack([halves[..., 0] | halves[..., 2] << 16, halves[..., 1] | halves[..., 3] << 16], axis=-1)
+    return pairs.reshape(*weights.shape[:-1], -1)
+
+
+def as_int32_words(values: np.ndarray) -> np.ndarray:
+    return (values.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+
+def _filled_up(multiple: int, bias: np.ndarray, weights: np.ndarray, scales: np.ndarray):
+    """bias, weights [out_c, ...] and scales filled up with zero channels (their scale a copy
+    of the last, so still valid) to a multiple of `multiple` output channels: kernels that
+    take channels in groups compute them and do not store their outputs."""
+    padding = -weights.shape[0] % multiple
+    return (np.append(bias.astype(np.int64), np.zeros(padding, dtype=np.int64)),
+            np.concatenate([weights, np.zeros((padding, *weights.shape[1:]), dtype=weights.dtype)]),
+            np.concatenate([scales, np.repeat(scales[-1:], padding, axis=0)]))
+
+
+def narrow_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """NARROW_CHANNELS of a 1x1 convolution's weights [out_c, in_c]."""
+    out_c = weights.shape[0]
+    return NARROW_CHANNELS.pack(2 * folded_bias.astype(np.int64), _doubled_pairs(weights.reshape(out_c, -1)), scales)
+
+
+def pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """CHANNEL_PAIRS of a convolution's padded_rows [out_c, patch bytes]."""
+    bias, weights, scales = _filled_up(2, folded_bias, weights, scales)
+    channel_pairs = weights.shape[0] // 2
+    pairs = _doubled_pairs(weights.reshape(weights.shape[0], -1))  # [out_c, input pairs]
+    interleaved = pairs.reshape(channel_pairs, 2, -1).transpose(0, 2, 1).reshape(channel_pairs, -1)
+    return CHANNEL_PAIRS.pack(2 * bias, interleaved, scales)
+
+
+def interleaved_quads(rows: np.ndarray) -> np.ndarray:
+    """int8 weight rows [n, depth] (depth a multiple of four) regrouped for the DSP kernels'
+    four-at-a-time dot products: per group of four rows (the last filled up with zero rows),
+    per word of input the four rows' words, so one pointer walks them. [groups, depth] words."""
+    n, depth = rows.shape
+    padded = np.concatenate([rows, np.zeros((-n % 4, depth), dtype=rows.dtype)]).astype(np.int8)
+    octets = padded.view(np.uint8).reshape(-1, 4, depth // 4, 4).astype(np.int64)  # [group, row, word, byte]
+    words = octets[..., 0] | octets[..., 1] << 8 | octets[..., 2] << 16 | octets[..., 3] << 24
+    return words.transpose(0, 2, 1).reshape(-1, depth)
+
+
+def quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """CHANNEL_QUADS of a 1x1 convolution's weights [out_c, in_c]."""
+    bias, weights, scales = _filled_up(4, folded_bias, weights.reshape(weights.shape[0], -1), scales)
+    return CHANNEL_QUADS.pack(bias, interleaved_quads(weights), scales)
+
+
+def depthwise_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """DEPTHWISE_GROUPS of a depthwise convolution's weights [1, kh, kw, channels] (channels a
+    multiple of four), `doubled_bias` already doubled and folded."""
+    taps, channels = weights.shape[1] * weights.shape[2], weights.shape[3]
+    groups = channels // 4
+    pairs = _doubled_pairs(weights.reshape(taps, groups, 4))  # [tap, group, 2]
+    return DEPTHWISE_GROUPS.pack(doubled_bias, pairs.transpose(1, 0, 2).reshape(groups, 2 * taps), scales)

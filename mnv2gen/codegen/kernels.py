@@ -1,0 +1,115 @@
+"""Which C kernel computes each stage: the variants, the stage kinds and the row kernels.
+
+Lowering picks one `RowKernel` per convolution stage from what the layer is and what its
+constants allow (`choose_row_kernel`); the generated C names it in the stage's params
+(`.kernel = MNV2_KERNEL_...`) and in its comment, and the kernels' dispatch switches on that
+field instead of deciding again from the params' shape. This table is the only place the
+choice is written down: the templates render their enums and dispatch from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .. import ir
+from .blocks import CHANNEL_PAIRS, CHANNEL_QUADS, DEPTHWISE_GROUPS, NARROW_CHANNELS, BlockLayout
+
+
+class Variant(str, enum.Enum):
+    """A set of kernels, templates/<variant>/. A str, so options given as text compare equal."""
+
+    REF = "ref"  # portable C
+    DSP = "dsp"  # Cortex-M4/M7: the DSP extension's SIMD
+    MVE = "mve"  # Cortex-M55: Helium where it helps, the DSP kernels elsewhere
+
+    @property
+    def simd(self) -> bool:
+        return self is not Variant.REF
+
+
+class StageKind(enum.Enum):
+    """A row-pipeline stage's kind (the C's {P}_STAGE_*): which row function the engine calls."""
+
+    CONV = 0  # conv_row(params, input rows, output row)
+    CONV_1X1 = 1  # conv_1x1_row(params, input row, output row)
+    DEPTHWISE = 2  # depthwise_row(params, input rows, output row)
+    ADD = 3  # add_s8 on one row of each input
+
+
+SIMD = (Variant.DSP, Variant.MVE)
+
+
+@dataclass(frozen=True)
+class RowKernel:
+    """A kernel computing the output rows of one kind of convolution stage. `function` is
+    its C row function (static in kernels.c), `layout` the layout of conv_params.blocks it
+    walks (None: it reads the plain weights, bias and per-channel arrays)."""
+
+    name: str  # the C enum constant is {P}_KERNEL_<NAME>
+    stage: StageKind
+    function: str
+    variants: tuple[Variant, ...]
+    layout: BlockLayout | None = None
+
+    @property
+    def enum_name(self) -> str:
+        return f"KERNEL_{self.name}"
+
+
+# 1x1 convolutions with these many input channels (MobileNetV2's narrow bottlenecks
+# expanding) get doubled 16-bit weights: two pixels' inputs then fit in registers as SMLAD
+# pairs. Each count has its own unrolled kernel, hence a short list; wider layers keep
+# int8 weights: doubling them all would double the flash.
+NARROW_POINTWISE_INPUTS = (8, 16)
+# Likewise other convolutions whose receptive field has at most this many bytes (the stem's
+# 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
+MAX_PACKED_PATCH = 64
+
+ALL = tuple(Variant)
+CONV_PIXELS = RowKernel("CONV_PIXELS", StageKind.CONV, "conv_pixels", ALL)
+CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_packed_row", SIMD, CHANNEL_PAIRS)
+POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_pixels", ALL)
+POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row", SIMD,
+                                 NARROW_CHANNELS)
+                    for n in NARROW_POINTWISE_INPUTS}
+POINTWISE_QUADS = RowKernel("POINTWISE_QUADS", StageKind.CONV_1X1, "pointwise_quads_row", (Variant.DSP,),
+                            CHANNEL_QUADS)  # Helium has its own wide 1x1: POINTWISE_PIXELS on its dot products
+DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
+DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
+                             DEPTHWISE_GROUPS)
+
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_QUADS,
+               DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
+
+
+def row_kernels(variant: Variant) -> list[RowKernel]:
+    """The row kernels of a variant, in the order of their C enum."""
+    return [k for k in ROW_KERNELS if variant in k.variants]
+
+
+def stage_kind(op: ir.Conv2D | ir.DepthwiseConv2D) -> StageKind:
+    if isinstance(op, ir.DepthwiseConv2D):
+        return StageKind.DEPTHWISE
+    pointwise = op.kernel == (1, 1) and op.padding == ir.Padding()
+    return StageKind.CONV_1X1 if pointwise else StageKind.CONV
+
+
+def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast_output_stage: bool) -> RowKernel:
+    """The kernel for a convolution stage. The SIMD kernels with blocks need the fast output
+    stage (their block ends in the channel's `scales`) and channels in whole words where
+    they read them a word at a time; everything else takes the portable row kernel of its
+    kind (with the variant's inner loops)."""
+    kind = stage_kind(op)
+    in_c, out_c = op.input.shape[-1], op.output.shape[-1]
+    simd = variant.simd and fast_output_stage
+    if kind is StageKind.DEPTHWISE:
+        return DEPTHWISE_GROUPS if simd and out_c % 4 == 0 else DEPTHWISE_TAPS
+    if kind is StageKind.CONV_1X1:
+        if simd and in_c in POINTWISE_NARROW:
+            return POINTWISE_NARROW[in_c]
+        if simd and in_c % 4 == 0 and variant in POINTWISE_QUADS.variants:
+            return POINTWISE_QUADS
+        return POINTWISE_PIXELS
+    patch_bytes = op.kernel[0] * op.kernel[1] * in_c
+    return CONV_PACKED if simd and patch_bytes <= MAX_PACKED_PATCH else CONV_PIXELS
