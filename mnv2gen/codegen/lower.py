@@ -240,11 +240,16 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
+def pipeline_buffers(op: ir.RowPipeline) -> list[ir.Tensor]:
+    """The tensors of a pipeline's buffer table, in its order: the C names buffers by index."""
+    return op.activation_inputs() + [stage.output for stage in op.stages]
+
+
 def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
-    tensors = op.activation_inputs() + [stage.output for stage in op.stages]
+    tensors = pipeline_buffers(op)
     index = {id(t): i for i, t in enumerate(tensors)}
     buffers = []
     for t in tensors:
