@@ -4,20 +4,29 @@ The arena plan and its byte-replay proof rest on `schedule_events`, a Python mir
 `pipeline_run` (templates/ref/pipeline.c.j2). Here the generated C is built with its row
 trace (-D<P>_TRACE_ROWS), run on one input, and every row it reads and writes, in order,
 must be the rows the plan's events say, layer by layer.
+
+The rings the engine writes are also inside the arena by construction: model.c's
+compile-time assertion covers them (checked last).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import subprocess
 
 import pytest
 
 import model_zoo
 from mnv2gen import ir
 from mnv2gen.codegen.lower import pipeline_buffers
+from mnv2gen.codegen.render import Options, render
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.host_sim.build import build_host, row_trace_flags
 from mnv2gen.host_sim.runner import trace_rows_host
 from mnv2gen.plan import rows
+from mnv2gen.targets import C_WARNINGS
 from mnv2gen.verification.compare import make_inputs
+from mnv2gen.verification.harness import find_compiler
 
 FLAGSHIP = "mnv2_a035_96_c1000"
 PREFIX = "mnv2"
@@ -88,3 +97,17 @@ def test_flagship_engine_runs_the_planned_rows(tmp_path, monkeypatch):
 def test_every_fixture_engine_runs_the_planned_rows(name, tmp_path):
     ours, steps = engine_trace(name, tmp_path)
     assert_same_trace(ours, planned_trace(steps))
+
+
+def test_a_ring_outside_the_arena_stops_the_build(tmp_path):
+    """Only a ring moves past the arena's end (every layer's output stays put), and model.c's
+    compile-time assertion refuses to compile."""
+    result = compile_model(model_zoo.get_model(FLAGSHIP))
+    plan = result.plan
+    ring = next(plan.lifetimes.of(t) for op in plan.steps if isinstance(op, ir.RowPipeline)
+                for t in op.internal_tensors())
+    moved = dataclasses.replace(plan, offsets={**plan.offsets, id(ring): plan.arena_bytes})
+    write_files(render(result.graph, moved, Options()), tmp_path)
+    build = subprocess.run([find_compiler(), *C_WARNINGS, "-fsyntax-only", "-I", str(tmp_path),
+                            str(tmp_path / f"{PREFIX}_model.c")], capture_output=True, text=True)
+    assert build.returncode != 0 and "regions_fit_in_arena" in build.stderr, build.stderr[-2000:]

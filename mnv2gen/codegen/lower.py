@@ -63,6 +63,7 @@ class Layer:
     takes_operands: bool = True  # False: the params already hold the arena addresses
     inputs: list[Operand] = field(default_factory=list)
     output: Operand | None = None
+    rings: list[Operand] = field(default_factory=list)  # a pipeline's buffers between its stages
 
     @property
     def name(self) -> str:
@@ -256,6 +257,7 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
         buffer = plan.lifetimes.of(t)
         buffers.append(dict(base=ArenaAddress(plan.offset(t)), row_bytes=row_bytes(t),
                             height=tensor_rows(t), slots=buffer.rows))
+    layer.rings = [Operand(plan.offset(t), t.ctype, plan.lifetimes.of(t).nbytes) for t in op.internal_tensors()]
     stages = []
     for k, stage in enumerate(op.stages):
         def array(role, ctype, values, k=k):
