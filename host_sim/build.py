@@ -29,3 +29,11 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
     if result.returncode != 0:
         raise RuntimeError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
     return binary
+
+
+def row_trace_flags(prefix: str) -> tuple[str, ...]:
+    """Extra flags for build_host that make the harness record the pipeline engine's row
+    events (see harness.c); the layer trace hook then only marks where each layer ends."""
+    P = prefix.upper()
+    return (f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace", f"-D{P}_TRACE_ROWS", "-DHARNESS_TRACE_ROWS",
+            f"-DTRACE_ROW_READ_HOOK={prefix}_trace_row_read", f"-DTRACE_ROW_WRITE_HOOK={prefix}_trace_row_write")

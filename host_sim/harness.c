@@ -4,6 +4,10 @@
  * N inputs of INPUT_BYTES each; for every input the harness writes OUTPUT_BYTES to stdout.
  * Built with -DHARNESS_TRACE, it also appends every layer's output to the file named by argv[1]:
  * int32 layer, int32 byte count, then the bytes.
+ * Built with -DHARNESS_TRACE_ROWS instead (and the model's row trace, see host_sim/build.py
+ * row_trace_flags), it writes to that file, as text lines, every row the pipeline engine
+ * reads ("read BUFFER ROW") and writes ("write STAGE BUFFER ROW"), each layer closed by
+ * "layer NUMBER".
  *
  * The build passes the generated names: -DMODEL_HEADER="\"mnv2_model.h\"" -DMODEL_INPUT=...
  */
@@ -14,6 +18,7 @@
 #include MODEL_HEADER
 
 #ifdef HARNESS_TRACE
+#define HARNESS_TRACE_FILE
 static FILE *trace_file;
 
 void TRACE_HOOK(int32_t layer, const void *data, int32_t bytes)
@@ -21,6 +26,28 @@ void TRACE_HOOK(int32_t layer, const void *data, int32_t bytes)
     fwrite(&layer, sizeof layer, 1, trace_file);
     fwrite(&bytes, sizeof bytes, 1, trace_file);
     fwrite(data, 1, (size_t)bytes, trace_file);
+}
+#endif
+
+#ifdef HARNESS_TRACE_ROWS
+#define HARNESS_TRACE_FILE
+static FILE *trace_file;
+
+void TRACE_HOOK(int32_t layer, const void *data, int32_t bytes)
+{
+    (void)data;
+    (void)bytes;
+    fprintf(trace_file, "layer %ld\n", (long)layer);
+}
+
+void TRACE_ROW_READ_HOOK(int32_t buffer, int32_t row)
+{
+    fprintf(trace_file, "read %ld %ld\n", (long)buffer, (long)row);
+}
+
+void TRACE_ROW_WRITE_HOOK(int32_t stage, int32_t buffer, int32_t row)
+{
+    fprintf(trace_file, "write %ld %ld %ld\n", (long)stage, (long)buffer, (long)row);
 }
 #endif
 
@@ -33,7 +60,7 @@ int main(int argc, char **argv)
 {
     char magic[4];
     uint32_t count, i;
-#ifdef HARNESS_TRACE
+#ifdef HARNESS_TRACE_FILE
     if (argc < 2 || !(trace_file = fopen(argv[1], "wb"))) {
         fprintf(stderr, "harness: trace builds need a trace file argument\n");
         return 3;
@@ -57,7 +84,7 @@ int main(int argc, char **argv)
         }
         fwrite(MODEL_OUTPUT(), 1, MODEL_OUTPUT_BYTES, stdout);
     }
-#ifdef HARNESS_TRACE
+#ifdef HARNESS_TRACE_FILE
     fclose(trace_file);
 #endif
     return fflush(stdout) == 0 ? 0 : 5;

@@ -63,6 +63,7 @@ class Layer:
     takes_operands: bool = True  # False: the params already hold the arena addresses
     inputs: list[Operand] = field(default_factory=list)
     output: Operand | None = None
+    rings: list[Operand] = field(default_factory=list)  # a pipeline's buffers between its stages
 
     @property
     def name(self) -> str:
@@ -240,17 +241,23 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
+def pipeline_buffers(op: ir.RowPipeline) -> list[ir.Tensor]:
+    """The tensors of a pipeline's buffer table, in its order: the C names buffers by index."""
+    return op.activation_inputs() + [stage.output for stage in op.stages]
+
+
 def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
-    tensors = op.activation_inputs() + [stage.output for stage in op.stages]
+    tensors = pipeline_buffers(op)
     index = {id(t): i for i, t in enumerate(tensors)}
     buffers = []
     for t in tensors:
         buffer = plan.lifetimes.of(t)
         buffers.append(dict(base=ArenaAddress(plan.offset(t)), row_bytes=row_bytes(t),
                             height=tensor_rows(t), slots=buffer.rows))
+    layer.rings = [Operand(plan.offset(t), t.ctype, plan.lifetimes.of(t).nbytes) for t in op.internal_tensors()]
     stages = []
     for k, stage in enumerate(op.stages):
         def array(role, ctype, values, k=k):

@@ -204,7 +204,7 @@ def _layer_view(layer: Layer, prefix: str) -> dict:
         number=layer.number, name=_file_static(layer.name, prefix), summary=comment_text(op.describe(), 120),
         details=details, params_type=layer.params_type, fields=list(layer.params.items()), decls=decls,
         kernel=layer.kernel, args=args,
-        output=layer.output, output_address=ArenaAddress(layer.output.offset, layer.output.ctype, const=True),
+        output=layer.output, rings=layer.rings, output_address=ArenaAddress(layer.output.offset, layer.output.ctype, const=True),
     )
 
 
