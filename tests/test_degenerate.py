@@ -17,7 +17,6 @@ import tflite_edit
 from mnv2gen.verification import oracle
 from mnv2gen.cli import main
 
-pytest.importorskip("tensorflow")
 
 
 def softmax_model(tmp_path, scale: float, classes: int):

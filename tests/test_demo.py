@@ -13,7 +13,6 @@ import pytest
 from mnv2gen.cli import main
 from mnv2gen.presentation.demo import Progress, load_test_set
 
-pytest.importorskip("tensorflow")  # the oracle
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MODEL = MODELS / "mobilenet_v2_035_96_digits.tflite"

@@ -94,6 +94,7 @@ def test_bit_exact_on_board(name, board, out_dir):
 
 # Every fixture of the zoo on the DSP kernels (the M7 runs the M4's) and the Helium ones.
 @needs_toolchain
+@pytest.mark.full
 @pytest.mark.parametrize("board", [M4, M55])
 @pytest.mark.parametrize("name", list(model_zoo.MODELS))
 def test_every_fixture_is_bit_exact_on_the_simd_kernels(name, board, out_dir):
@@ -205,7 +206,7 @@ DSP_KINDS = ("conv", "depthwise", "pad", "fc", "add")
 
 @needs_toolchain
 @pytest.mark.parametrize("board", [M4, M55])  # the DSP kernels, and the Helium ones
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.full), pytest.param(2, marks=pytest.mark.full)])
 @pytest.mark.parametrize("kind", DSP_KINDS)
 def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
     path = model_zoo.single_op_model(kind, seed)

@@ -195,7 +195,6 @@ def test_a_model_that_is_not_fully_int8_is_named_with_what_to_do(mode, kind, tmp
 
 
 def test_demo_runs_from_any_folder(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("tensorflow")
     few = tmp_path / "few.npz"
     from mnv2gen.presentation.demo import DEFAULT_MODEL
 
@@ -308,7 +307,6 @@ def test_bias_axis_out_of_range_names_the_flag_that_accepts_it(tmp_path, capsys)
 
 
 def test_bias_axis_out_of_range_is_bit_exact_with_tflite_micro(tmp_path, capsys):
-    pytest.importorskip("tflite_micro")
     model = person_detect_like(tmp_path)
     assert main(["verify", str(model), "--reference", "tflm", "-n", "6", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

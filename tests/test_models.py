@@ -8,7 +8,11 @@ from conftest import assert_bit_exact
 import model_zoo
 
 
-@pytest.mark.parametrize("name", sorted(model_zoo.MODELS))
+FAST_TIER_MODELS = ("mnv2_a035_96_c1000", "mnv2_a035_96_c10")
+
+
+@pytest.mark.parametrize("name", [name if name in FAST_TIER_MODELS else pytest.param(name, marks=pytest.mark.full)
+                                  for name in sorted(model_zoo.MODELS)])
 def test_model_is_bit_exact(name, out_dir):
     assert_bit_exact(model_zoo.get_model(name), out_dir, count=50)
 

@@ -1,5 +1,5 @@
 """Every fixture model, built with -fsanitize=address,undefined and the debug canaries,
-runs random and extreme inputs clean and bit-exact with TFLite. Marked slow: about ten
+runs random and extreme inputs clean and bit-exact with TFLite. Part of the full matrix: about ten
 seconds per model (most of it the sanitizer build)."""
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from host_check import HostModel
 
 import model_zoo
 
-pytest.importorskip("tensorflow")
 
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("name", sorted(model_zoo.MODELS))
 def test_zoo_model_is_clean_under_sanitizers(name, tmp_path):
     model = HostModel(model_zoo.get_model(name), tmp_path, sanitize=True)
@@ -21,7 +20,7 @@ def test_zoo_model_is_clean_under_sanitizers(name, tmp_path):
     assert tally.bit_exact, tally
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("kind", model_zoo.SINGLE_OP_KINDS)
 def test_single_op_model_is_clean_under_sanitizers(kind, tmp_path):
     model = HostModel(model_zoo.single_op_model(kind, 0), tmp_path, sanitize=True)
