@@ -4,11 +4,12 @@ pipelines, the MobileNetV2 paper's bound, our arena and TFLite Micro's, and what
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .. import ir
 from ..codegen.render import Options
-from ..compiler import CompileResult, compile_model
+from ..compiler import PlannedModel, plan_graph
+from ..frontend import load_model
 from ..passes import OPTIMIZE_LEVELS
 
 
@@ -52,7 +53,7 @@ class MemoryReport:
         return asdict(self)
 
 
-def _step_rows(result: CompileResult) -> list[StepRow]:
+def _step_rows(result: PlannedModel) -> list[StepRow]:
     plan = result.plan
     rows = []
     for number, op in enumerate(plan.steps):
@@ -81,11 +82,15 @@ def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
 
 
 def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
-    result = compile_model(model_path, options)
+    # Planned, not compiled: the report needs the plans and their figures, not the C. One
+    # load serves every level (the passes leave the loaded graph as it was).
+    loaded = load_model(model_path, options.reference)
+    result = plan_graph(loaded, options)
     tflm_total, tflm_head = _tflm_arena(model_path, result.graph) if with_tflm else (None, None)
     schedules = []
     for level in OPTIMIZE_LEVELS:
-        other = result if level == options.optimize else compile_model(model_path, Options(optimize=level))
+        other = result if level == options.optimize else plan_graph(
+            loaded, replace(options, optimize=level, memory_budget=None))
         schedules.append(ScheduleRow(level, other.arena_bytes, sum(op.macs() for op in other.plan.steps)))
     return MemoryReport(
         model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
