@@ -14,9 +14,12 @@ import numpy as np
 import tflite
 
 from ..errors import ModelError
+from ..ir import DType
 
-# TFLite TensorType codes -> our dtype names. Anything else is reported by name.
-TENSOR_TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+# TFLite TensorType codes -> our dtypes. Anything else is reported by name.
+TENSOR_TYPES = {tflite.TensorType.FLOAT32: DType.FLOAT32, tflite.TensorType.INT32: DType.INT32,
+                tflite.TensorType.UINT8: DType.UINT8, tflite.TensorType.INT64: DType.INT64,
+                tflite.TensorType.INT16: DType.INT16, tflite.TensorType.INT8: DType.INT8}
 TENSOR_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
 
 # The options fields we read, per builtin op: (options class, [field getters]).

@@ -43,7 +43,7 @@ def fold_shape_ops(ops: list[RawOp], tensors: list[ir.Tensor], fail: Fail) -> li
         if tuple(value.shape) != tuple(out.shape) and not (value.ndim == 0 and out.shape in ((), (1,))):
             raise fail(f"{where} computes shape {list(value.shape)} but its output tensor "
                        f"{out.name!r} declares {list(out.shape)}")
-        out.data = value.astype(ir.DTYPES[out.dtype][0]).reshape(out.shape)
+        out.data = value.astype(out.dtype.numpy_type).reshape(out.shape)
     return kept
 
 

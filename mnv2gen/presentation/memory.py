@@ -77,7 +77,7 @@ def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     if not oracle.tflm_available():
         return None, None
     run = oracle.tflm_outputs(model_path, make_inputs(graph, 1)[:1], graph.output.shape,
-                              ir.DTYPES[graph.output.dtype][0])
+                              graph.output.dtype.numpy_type)
     return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
 
 
