@@ -10,7 +10,7 @@ from . import ir
 from .codegen.render import Options, render
 from .errors import UserError
 from .frontend import load_model
-from .passes import run_passes
+from .passes import OptimizeLevel, run_passes
 from .plan.arena import ArenaPlan, plan_arena
 from .plan.bound import paper_bound
 
@@ -43,7 +43,7 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "
             f"{options.memory_budget:,} bytes (the paper's bound for this model is {bound:,}); "
-            + ("try --optimize memory" if options.optimize != "memory" else
+            + ("try --optimize memory" if options.optimize != OptimizeLevel.MEMORY else
                "no schedule mnv2gen knows fits: raise the budget or use a smaller model"),
             source=loaded.source)
     return PlannedModel(graph=passed.scheduled, plan=plan, paper_bound=bound,

@@ -3,13 +3,25 @@ verifies the graph at each pass boundary (once per pass, not once per rewrite)."
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .. import ir
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
 
-OPTIMIZE_LEVELS = ("memory", "balanced", "speed")
+
+
+class OptimizeLevel(enum.StrEnum):
+    """What `--optimize` trades: arena bytes against recomputed MACs (see run_passes). A str
+    enum, so "memory" from a command line or a JSON file equals OptimizeLevel.MEMORY."""
+
+    MEMORY = "memory"
+    BALANCED = "balanced"
+    SPEED = "speed"
+
+
+OPTIMIZE_LEVELS = tuple(OptimizeLevel)
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,7 @@ def _verified(graph: ir.Graph) -> ir.Graph:
     return graph
 
 
-def run_passes(graph: ir.Graph, optimize: str = "memory") -> Passed:
+def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY) -> Passed:
     """speed: every convolution and ADD on its own (layer by layer); balanced: inverted
     residuals fused, so their expansion is never whole; memory: also neighbouring pipelines
     fused wherever the planner finds that it shrinks the arena. All are bit-exact. `graph`
@@ -36,8 +48,8 @@ def run_passes(graph: ir.Graph, optimize: str = "memory") -> Passed:
 
     layers = _verified(wrap_layers(_verified(fold_pad(graph))))
     bottlenecks = _verified(fuse_bottlenecks(layers))
-    if optimize == "speed":
+    if optimize == OptimizeLevel.SPEED:
         return Passed(scheduled=layers, bottlenecks=bottlenecks)
-    if optimize == "balanced":
+    if optimize == OptimizeLevel.BALANCED:
         return Passed(scheduled=bottlenecks, bottlenecks=bottlenecks)
     return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_bytes_of)), bottlenecks=bottlenecks)

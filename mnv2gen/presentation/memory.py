@@ -10,7 +10,7 @@ from .. import ir
 from ..codegen.render import Options
 from ..compiler import PlannedModel, plan_graph
 from ..frontend import load_model
-from ..passes import OPTIMIZE_LEVELS
+from ..passes import OPTIMIZE_LEVELS, OptimizeLevel
 
 
 @dataclass
@@ -115,7 +115,7 @@ def format_report(report: MemoryReport) -> str:
                      f"({report.tflm_activation_bytes:,} activations); ours is "
                      f"{report.arena_bytes / report.tflm_arena_bytes:.2f}x")
     lines += ["", "schedules (all bit-exact):", f"  {'optimize':<9} {'arena B':>9} {'MACs':>13}  MAC overhead"]
-    baseline = next(s.macs for s in report.schedules if s.optimize == "speed")
+    baseline = next(s.macs for s in report.schedules if s.optimize == OptimizeLevel.SPEED)
     for s in report.schedules:
         lines.append(f"  {s.optimize:<9} {s.arena_bytes:>9,} {s.macs:>13,}  {100 * (s.macs / baseline - 1):+.1f}%")
     return "\n".join(lines)
