@@ -41,6 +41,19 @@ OPTION_FIELDS: dict[str, tuple[type, list[str]]] = {
     "PACK": (tflite.PackOptions, ["ValuesCount", "Axis"]),
 }
 
+
+
+def _check_option_getters() -> None:
+    """Every getter named above is a method of its options class: a misspelt one would make
+    every model with that op read as malformed, so it fails at import instead."""
+    for op_name, (cls, getters) in OPTION_FIELDS.items():
+        missing = [g for g in getters if not callable(getattr(cls, g, None))]
+        if missing:
+            raise ImportError(f"{cls.__name__} has no {', '.join(missing)} (OPTION_FIELDS[{op_name!r}])")
+
+
+_check_option_getters()
+
 MAX_FILE_BYTES = 1 << 31  # flatbuffers address 2 GiB at most
 
 
@@ -68,6 +81,14 @@ class RawOp:
     inputs: list[int]
     outputs: list[int]
     options: dict = field(default_factory=dict)
+
+    def option(self, getter: str, default):
+        """The option read by `getter`, or `default` (the schema's) when the model stores no
+        options table. Only getters OPTION_FIELDS reads for this op are known: a misspelt
+        one raises instead of quietly reading as the default."""
+        if getter not in OPTION_FIELDS.get(self.name, (None, ()))[1]:
+            raise KeyError(f"{self.name} options are not read with {getter!r} (see OPTION_FIELDS)")
+        return self.options.get(getter, default)
 
 
 @dataclass

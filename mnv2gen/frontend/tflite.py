@@ -275,7 +275,7 @@ class _OpContext:
         return self.builder.fail(f"{self.where}: {message}")
 
     def option(self, name: str, default):
-        return self.op.options.get(name, default)
+        return self.op.option(name, default)
 
     def input(self, position: int, *, optional: bool = False) -> ir.Tensor | None:
         if position >= len(self.op.inputs) or self.op.inputs[position] == -1:
