@@ -162,8 +162,8 @@ def _read_tensor(t, index: int) -> RawTensor:
     q = t.Quantization()
     if q is not None and q.ScaleLength() > 0:
         quant = RawQuant(
-            scale=np.array([q.Scale(i) for i in range(q.ScaleLength())], dtype=np.float32),
-            zero_point=np.array([q.ZeroPoint(i) for i in range(q.ZeroPointLength())], dtype=np.int64),
+            scale=_vector(q.ScaleLength(), q.ScaleAsNumpy, np.float32),
+            zero_point=_vector(q.ZeroPointLength(), q.ZeroPointAsNumpy, np.int64),
             axis=int(q.QuantizedDimension()),
         )
     return RawTensor(
@@ -174,6 +174,13 @@ def _read_tensor(t, index: int) -> RawTensor:
         buffer=int(t.Buffer()),
         quant=quant,
     )
+
+
+def _vector(length: int, as_numpy, dtype) -> np.ndarray:
+    """A numeric vector of the flatbuffer, copied out whole: its per-element getters cost a
+    Python call each, about a second for a model's per-channel scales. `as_numpy` returns 0
+    for an absent vector, hence the length test."""
+    return np.array(as_numpy() if length else [], dtype=dtype)
 
 
 def _read_op(op, index: int, opcodes: list[str]) -> RawOp:
