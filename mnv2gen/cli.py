@@ -21,12 +21,12 @@ import time
 from contextlib import nullcontext
 
 from . import __version__
-from .codegen.render import PREFIX_PATTERN, Options, output_names
+from .codegen.render import PREFIX_PATTERN, REFERENCES, Options, output_names
 from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .outputs import check_output_file, check_output_folder, is_png
 from .firmware.boards import BOARDS, get_board
-from .passes import OPTIMIZE_LEVELS
+from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 
 
 def _prefix(value: str) -> str:
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="prefix of every public symbol, macro and file name: a lowercase C "
                               "identifier of up to 31 characters (default: mnv2)")
         sub.add_argument("--target", choices=TARGETS, help=target_help)
-        sub.add_argument("--reference", choices=("tflite", "tflm"), default="tflite",
+        sub.add_argument("--reference", choices=REFERENCES, default="tflite",
                          help="whose arithmetic to equal where TFLite's reference kernels and TFLite "
                               "Micro differ (default: tflite)")
         sub.add_argument("--json", action="store_true", help="print the result, or the error, as one JSON object")
@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     def add_schedule_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--optimize", choices=OPTIMIZE_LEVELS, default="memory",
+        # The levels by name: argparse's error lists choices by repr.
+        sub.add_argument("--optimize", choices=[str(level) for level in OPTIMIZE_LEVELS],
+                         default=OptimizeLevel.MEMORY,
                          help="memory: fuse the stem and inverted residuals into row pipelines, the "
                               "least RAM; balanced: fuse each inverted residual; speed: layer by layer "
                               "(all bit-exact; default: memory)")

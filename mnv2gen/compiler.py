@@ -1,24 +1,24 @@
-"""The compile pipeline as one function: model file -> IR -> passes -> plan -> C files."""
+"""The compile pipeline: model file -> IR -> passes -> plan (`plan_model`), then -> C files
+(`compile_model`). Reports that need the plan and its figures stop before rendering."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
 from .codegen.render import Options, render
 from .errors import UserError
 from .frontend import load_model
-from .passes import run_passes
+from .passes import OptimizeLevel, run_passes
 from .plan.arena import ArenaPlan, plan_arena
 from .plan.bound import paper_bound
 
 
 @dataclass
-class CompileResult:
+class PlannedModel:
     graph: ir.Graph
     plan: ArenaPlan
-    files: dict[str, str]
     paper_bound: int = 0  # the MobileNetV2 paper's M(G) of the model
     paper_bound_op: str = ""  # the op that sets it
     model_ops: int = 0  # the model's ops, before fusion gathers them into steps (plan.steps)
@@ -28,22 +28,37 @@ class CompileResult:
         return self.plan.arena_bytes
 
 
-def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
-    options = options or Options()
-    loaded = load_model(model_path, options.reference)
-    bound, where = paper_bound(loaded)
-    model_ops = len(loaded.ops)
-    graph = run_passes(loaded, options.optimize)
-    plan = plan_arena(graph)
+@dataclass
+class CompileResult(PlannedModel):
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
+    """Schedule and place a loaded model. The passes leave `loaded` as it was, so one load
+    can be planned at several optimize levels."""
+    passed = run_passes(loaded, options.optimize)
+    bound, where = paper_bound(passed.bottlenecks)
+    plan = plan_arena(passed.scheduled)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "
             f"{options.memory_budget:,} bytes (the paper's bound for this model is {bound:,}); "
-            + ("try --optimize memory" if options.optimize != "memory" else
+            + ("try --optimize memory" if options.optimize != OptimizeLevel.MEMORY else
                "no schedule mnv2gen knows fits: raise the budget or use a smaller model"),
-            source=str(model_path))
-    return CompileResult(graph=graph, plan=plan, files=render(graph, plan, options), paper_bound=bound,
-                         paper_bound_op=where.describe() if where else "", model_ops=model_ops)
+            source=loaded.source)
+    return PlannedModel(graph=passed.scheduled, plan=plan, paper_bound=bound,
+                        paper_bound_op=where.describe() if where else "", model_ops=len(loaded.ops))
+
+
+def plan_model(model_path: str | Path, options: Options | None = None) -> PlannedModel:
+    options = options or Options()
+    return plan_graph(load_model(model_path, options.reference), options)
+
+
+def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
+    options = options or Options()
+    planned = plan_model(model_path, options)
+    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options))
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

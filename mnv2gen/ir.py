@@ -16,18 +16,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Element types we can meet, with their numpy type and C type.
-DTYPES: dict[str, tuple[type, str]] = {
-    "int8": (np.int8, "int8_t"),
-    "uint8": (np.uint8, "uint8_t"),
-    "int16": (np.int16, "int16_t"),
-    "int32": (np.int32, "int32_t"),
-    "int64": (np.int64, "int64_t"),
-    "float32": (np.float32, "float"),
+class DType(enum.StrEnum):
+    """An element type we can meet. A str enum: it equals and prints as its name ("int8"),
+    so JSON, templates and messages are unchanged while the code names DType.INT8."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    INT16 = "int16"
+    INT32 = "int32"
+    INT64 = "int64"
+    FLOAT32 = "float32"
+
+    @property
+    def numpy_type(self) -> type:
+        return DTYPES[self][0]
+
+    @property
+    def ctype(self) -> str:
+        return DTYPES[self][1]
+
+
+# Each element type's numpy type and C type.
+DTYPES: dict[DType, tuple[type, str]] = {
+    DType.INT8: (np.int8, "int8_t"),
+    DType.UINT8: (np.uint8, "uint8_t"),
+    DType.INT16: (np.int16, "int16_t"),
+    DType.INT32: (np.int32, "int32_t"),
+    DType.INT64: (np.int64, "int64_t"),
+    DType.FLOAT32: (np.float32, "float"),
 }
 
 
-ITEMSIZES = {name: np.dtype(numpy_type).itemsize for name, (numpy_type, _) in DTYPES.items()}
+ITEMSIZES = {dtype: np.dtype(numpy_type).itemsize for dtype, (numpy_type, _) in DTYPES.items()}
 
 
 class IRError(Exception):
@@ -55,10 +75,13 @@ class Quantization:
 class Tensor:
     name: str
     shape: tuple[int, ...]
-    dtype: str
+    dtype: DType  # a name ("int8") is accepted and made a DType
     quant: Quantization | None = None
     data: np.ndarray | None = None  # constant (weights, bias, shapes); None for activations
     index: int = -1  # index in the source model, used to trace against TFLite
+
+    def __post_init__(self) -> None:
+        self.dtype = DType(self.dtype)
 
     @property
     def size(self) -> int:
@@ -74,7 +97,7 @@ class Tensor:
 
     @property
     def ctype(self) -> str:
-        return DTYPES[self.dtype][1]
+        return self.dtype.ctype
 
     @property
     def is_constant(self) -> bool:

@@ -17,7 +17,7 @@ from decimal import Context, Decimal
 
 import numpy as np
 
-from .ir import Activation, Tensor
+from .ir import Activation, DType, Tensor
 
 INT8_MIN, INT8_MAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -311,4 +311,4 @@ def _logistic_entry(exp_of_minus_x: np.float32, output: Tensor) -> int:
 
 
 def _input_byte_values(t: Tensor) -> np.ndarray:
-    return np.arange(256, dtype=np.int64) + (-128 if t.dtype == "int8" else 0)
+    return np.arange(256, dtype=np.int64) + (-128 if t.dtype == DType.INT8 else 0)

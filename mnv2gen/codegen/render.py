@@ -17,6 +17,7 @@ import jinja2
 import numpy as np
 
 from .. import __version__, ir
+from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
 from ..targets import TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
@@ -34,16 +35,26 @@ PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
 CONV_PATCH_LIMIT = 512
+# Whose arithmetic the C equals where TFLite and TFLite Micro differ.
+REFERENCES = ("tflite", "tflm")
 
 
 @dataclass
 class Options:
     prefix: str = "mnv2"
-    target: str = "host"
+    target: str = "host"  # one of targets.TARGETS (checked)
     reference: str = "tflite"  # whose rounding to follow where TFLite and TFLite Micro differ
-    optimize: str = "memory"  # memory | balanced | speed (see passes.run_passes)
+    optimize: OptimizeLevel = OptimizeLevel.MEMORY  # see passes.run_passes; a name is accepted
     memory_budget: int | None = None  # fail the compile if the arena would be larger
     kernels: str | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
+
+    def __post_init__(self) -> None:
+        # A misspelt target or level would otherwise compile as the default, silently.
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"unknown reference {self.reference!r}; known: {', '.join(REFERENCES)}")
+        self.optimize = OptimizeLevel(self.optimize)
 
 
 def comment_text(text: str, limit: int = 80) -> str:

@@ -14,9 +14,12 @@ import numpy as np
 import tflite
 
 from ..errors import ModelError
+from ..ir import DType
 
-# TFLite TensorType codes -> our dtype names. Anything else is reported by name.
-TENSOR_TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+# TFLite TensorType codes -> our dtypes. Anything else is reported by name.
+TENSOR_TYPES = {tflite.TensorType.FLOAT32: DType.FLOAT32, tflite.TensorType.INT32: DType.INT32,
+                tflite.TensorType.UINT8: DType.UINT8, tflite.TensorType.INT64: DType.INT64,
+                tflite.TensorType.INT16: DType.INT16, tflite.TensorType.INT8: DType.INT8}
 TENSOR_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
 
 # The options fields we read, per builtin op: (options class, [field getters]).
@@ -37,6 +40,19 @@ OPTION_FIELDS: dict[str, tuple[type, list[str]]] = {
                                                    "NewAxisMask", "ShrinkAxisMask"]),
     "PACK": (tflite.PackOptions, ["ValuesCount", "Axis"]),
 }
+
+
+
+def _check_option_getters() -> None:
+    """Every getter named above is a method of its options class: a misspelt one would make
+    every model with that op read as malformed, so it fails at import instead."""
+    for op_name, (cls, getters) in OPTION_FIELDS.items():
+        missing = [g for g in getters if not callable(getattr(cls, g, None))]
+        if missing:
+            raise ImportError(f"{cls.__name__} has no {', '.join(missing)} (OPTION_FIELDS[{op_name!r}])")
+
+
+_check_option_getters()
 
 MAX_FILE_BYTES = 1 << 31  # flatbuffers address 2 GiB at most
 
@@ -65,6 +81,14 @@ class RawOp:
     inputs: list[int]
     outputs: list[int]
     options: dict = field(default_factory=dict)
+
+    def option(self, getter: str, default):
+        """The option read by `getter`, or `default` (the schema's) when the model stores no
+        options table. Only getters OPTION_FIELDS reads for this op are known: a misspelt
+        one raises instead of quietly reading as the default."""
+        if getter not in OPTION_FIELDS.get(self.name, (None, ()))[1]:
+            raise KeyError(f"{self.name} options are not read with {getter!r} (see OPTION_FIELDS)")
+        return self.options.get(getter, default)
 
 
 @dataclass
@@ -138,8 +162,8 @@ def _read_tensor(t, index: int) -> RawTensor:
     q = t.Quantization()
     if q is not None and q.ScaleLength() > 0:
         quant = RawQuant(
-            scale=np.array([q.Scale(i) for i in range(q.ScaleLength())], dtype=np.float32),
-            zero_point=np.array([q.ZeroPoint(i) for i in range(q.ZeroPointLength())], dtype=np.int64),
+            scale=_vector(q.ScaleLength(), q.ScaleAsNumpy, np.float32),
+            zero_point=_vector(q.ZeroPointLength(), q.ZeroPointAsNumpy, np.int64),
             axis=int(q.QuantizedDimension()),
         )
     return RawTensor(
@@ -150,6 +174,13 @@ def _read_tensor(t, index: int) -> RawTensor:
         buffer=int(t.Buffer()),
         quant=quant,
     )
+
+
+def _vector(length: int, as_numpy, dtype) -> np.ndarray:
+    """A numeric vector of the flatbuffer, copied out whole: its per-element getters cost a
+    Python call each, about a second for a model's per-channel scales. `as_numpy` returns 0
+    for an absent vector, hence the length test."""
+    return np.array(as_numpy() if length else [], dtype=dtype)
 
 
 def _read_op(op, index: int, opcodes: list[str]) -> RawOp:

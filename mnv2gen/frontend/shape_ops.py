@@ -43,7 +43,7 @@ def fold_shape_ops(ops: list[RawOp], tensors: list[ir.Tensor], fail: Fail) -> li
         if tuple(value.shape) != tuple(out.shape) and not (value.ndim == 0 and out.shape in ((), (1,))):
             raise fail(f"{where} computes shape {list(value.shape)} but its output tensor "
                        f"{out.name!r} declares {list(out.shape)}")
-        out.data = value.astype(ir.DTYPES[out.dtype][0]).reshape(out.shape)
+        out.data = value.astype(out.dtype.numpy_type).reshape(out.shape)
     return kept
 
 
@@ -57,15 +57,14 @@ def _strided_slice(op: RawOp, inputs: list[ir.Tensor]) -> np.ndarray:
     data, begin, end, strides = (t.data.reshape(-1) if i else t.data for i, t in enumerate(inputs))
     if data.ndim != 1:
         raise ValueError("only 1-D slices (of shape vectors) are supported")
-    o = op.options
-    if o.get("EllipsisMask", 0) or o.get("NewAxisMask", 0):
+    if op.option("EllipsisMask", 0) or op.option("NewAxisMask", 0):
         raise ValueError("ellipsis and new-axis masks are not supported")
-    b = None if o.get("BeginMask", 0) & 1 else int(begin[0])
-    e = None if o.get("EndMask", 0) & 1 else int(end[0])
+    b = None if op.option("BeginMask", 0) & 1 else int(begin[0])
+    e = None if op.option("EndMask", 0) & 1 else int(end[0])
     s = int(strides[0])
     if s == 0:
         raise ValueError("stride 0")
-    if o.get("ShrinkAxisMask", 0) & 1:
+    if op.option("ShrinkAxisMask", 0) & 1:
         index = int(begin[0])
         if not -len(data) <= index < len(data):
             raise ValueError(f"index {index} is outside a vector of {len(data)}")
@@ -74,7 +73,7 @@ def _strided_slice(op: RawOp, inputs: list[ir.Tensor]) -> np.ndarray:
 
 
 def _pack(op: RawOp, inputs: list[ir.Tensor]) -> np.ndarray:
-    axis = op.options.get("Axis", 0)
+    axis = op.option("Axis", 0)
     values = [t.data for t in inputs]
     if any(v.shape != values[0].shape for v in values):
         raise ValueError("packed values differ in shape")

@@ -38,6 +38,11 @@ ACTIVATIONS = {0: ir.Activation.NONE, 1: ir.Activation.RELU, 2: ir.Activation.RE
 ACTIVATION_NAMES = {4: "RELU_N1_TO_1", 5: "TANH", 6: "SIGN_BIT"}
 PADDING_SAME, PADDING_VALID = 0, 1
 
+INT8, UINT8, INT32, INT64, FLOAT32 = (ir.DType.INT8, ir.DType.UINT8, ir.DType.INT32, ir.DType.INT64,
+                                      ir.DType.FLOAT32)
+QUANTIZED_8BIT = (INT8, UINT8)
+EDGE_DTYPES = (INT8, UINT8, FLOAT32)  # what a graph's input and output may be
+
 
 def load_tflite(path: str | Path, reference: str = "tflite") -> ir.Graph:
     """Read, validate and convert a .tflite file into a verified IR graph. `reference` is the
@@ -190,7 +195,7 @@ class _Builder:
     def _quantization(self, t: RawTensor, tensor: ir.Tensor, where: str) -> ir.Quantization | None:
         q = t.quant
         if q is None:
-            if tensor.dtype in ("int8", "uint8"):
+            if tensor.dtype in QUANTIZED_8BIT:
                 raise self.fail(f"{where} is {tensor.dtype} but has no quantization parameters; "
                                 "export a fully int8-quantized model")
             return None
@@ -209,7 +214,7 @@ class _Builder:
                 raise self.fail(f"{where} has {len(scales)} per-channel scales on axis {axis}, "
                                 f"which does not match its shape {list(tensor.shape)}")
             axis = 0
-        low, high = {"int8": (-128, 127), "uint8": (0, 255)}.get(tensor.dtype, (-(2**31), 2**31 - 1))
+        low, high = {INT8: (-128, 127), UINT8: (0, 255)}.get(tensor.dtype, (-(2**31), 2**31 - 1))
         if any(not low <= z <= high for z in zero_points):
             bad = next(z for z in zero_points if not low <= z <= high)
             raise self.fail(f"{where} has zero point {bad}, outside the {tensor.dtype} range "
@@ -221,7 +226,7 @@ class _Builder:
         Micro's own person_detect.tflite: TFLite refuses to load it, TFLite Micro ignores the
         axis (and the bias's scales: the kernels use input scale x weight scale). Accepted
         when the C is to equal TFLite Micro; otherwise refused with the flag that accepts it."""
-        if not (tensor.dtype == "int32" and tensor.shape == (scales,) and tensor.is_constant):
+        if not (tensor.dtype == INT32 and tensor.shape == (scales,) and tensor.is_constant):
             return False
         if self.reference == "tflm":
             return True
@@ -238,9 +243,9 @@ class _Builder:
         graph_input, graph_output = tensors[raw.inputs[0]], tensors[raw.outputs[0]]
         if graph_input.is_constant:
             raise self.fail(f"the graph input {graph_input.name!r} is a constant")
-        if graph_input.dtype not in ("int8", "uint8", "float32"):
+        if graph_input.dtype not in EDGE_DTYPES:
             raise self.fail(f"the graph input is {graph_input.dtype}; expected int8, uint8 or float32")
-        if graph_output.dtype not in ("int8", "uint8", "float32"):
+        if graph_output.dtype not in EDGE_DTYPES:
             raise self.fail(f"the graph output is {graph_output.dtype}; expected int8, uint8 or float32")
         if len(graph_input.shape) == 4 and graph_input.shape[0] != 1:
             raise self.fail(f"the input has batch size {graph_input.shape[0]}; mnv2gen compiles "
@@ -270,7 +275,7 @@ class _OpContext:
         return self.builder.fail(f"{self.where}: {message}")
 
     def option(self, name: str, default):
-        return self.op.options.get(name, default)
+        return self.op.option(name, default)
 
     def input(self, position: int, *, optional: bool = False) -> ir.Tensor | None:
         if position >= len(self.op.inputs) or self.op.inputs[position] == -1:
@@ -284,11 +289,11 @@ class _OpContext:
             raise self.fail(f"expected 1 output, found {len(self.op.outputs)}")
         return self.tensors[self.op.outputs[0]]
 
-    def activation(self, t: ir.Tensor, role: str, dtypes=("int8",), rank: int | None = None) -> ir.Tensor:
+    def activation(self, t: ir.Tensor, role: str, dtypes=(INT8,), rank: int | None = None) -> ir.Tensor:
         if t.is_constant:
             raise self.fail(f"{role} {t.name!r} is a constant; constant-folding it is not supported")
         self._check_type(t, role, dtypes, rank)
-        if t.dtype in ("int8", "uint8") and t.quant.per_channel:
+        if t.dtype in QUANTIZED_8BIT and t.quant.per_channel:
             raise self.fail(f"{role} {t.name!r} is quantized per channel; activations must be per tensor")
         return t
 
@@ -348,7 +353,7 @@ class _OpContext:
         bias = self.input(position, optional=True)
         if bias is None:
             return None
-        self.constant(bias, "bias", ("int32",))
+        self.constant(bias, "bias", (INT32,))
         if bias.size != channels:
             raise self.fail(f"bias {bias.name!r} has {bias.size} values for {channels} output channels")
         return bias
@@ -389,7 +394,7 @@ def _check_accumulator(ctx: _OpContext, x: ir.Tensor, w: ir.Tensor, bias: ir.Ten
 
 def _convolution(ctx: _OpContext, depthwise: bool) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input", rank=4)
-    w = ctx.constant(ctx.input(1), "weights", ("int8",), rank=4)
+    w = ctx.constant(ctx.input(1), "weights", (INT8,), rank=4)
     out = ctx.activation(ctx.output(), "output", rank=4)
     ctx.no_dilation()
     if depthwise:
@@ -415,7 +420,7 @@ def _convolution(ctx: _OpContext, depthwise: bool) -> ir.Op:
 
 def _fully_connected(ctx: _OpContext) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input")
-    w = ctx.constant(ctx.input(1), "weights", ("int8",), rank=2)
+    w = ctx.constant(ctx.input(1), "weights", (INT8,), rank=2)
     out = ctx.activation(ctx.output(), "output")
     if ctx.option("WeightsFormat", 0) != 0:
         raise ctx.fail("shuffled weight formats are not supported")
@@ -440,7 +445,7 @@ def _add(ctx: _OpContext) -> ir.Op:
 
 def _pad(ctx: _OpContext) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input", rank=4)
-    pads = ctx.constant(ctx.input(1), "paddings", ("int32", "int64"))
+    pads = ctx.constant(ctx.input(1), "paddings", (INT32, INT64))
     out = ctx.activation(ctx.output(), "output", rank=4)
     if pads.shape != (4, 2):
         raise ctx.fail(f"paddings have shape {list(pads.shape)}; expected [4, 2]")
@@ -455,7 +460,7 @@ def _pad(ctx: _OpContext) -> ir.Op:
 
 def _mean(ctx: _OpContext) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input", rank=4)
-    axes = ctx.constant(ctx.input(1), "axes", ("int32", "int64"))
+    axes = ctx.constant(ctx.input(1), "axes", (INT32, INT64))
     out = ctx.activation(ctx.output(), "output")
     normalized = sorted({int(a) % 4 for a in axes.data.reshape(-1)})
     if normalized != [1, 2] or any(not -4 <= int(a) < 4 for a in axes.data.reshape(-1)):
@@ -482,7 +487,7 @@ def _average_pool(ctx: _OpContext) -> ir.Op:
 
 
 def _reshape(ctx: _OpContext) -> ir.Op:
-    x = ctx.activation(ctx.input(0), "input", dtypes=("int8", "uint8", "float32"))
+    x = ctx.activation(ctx.input(0), "input", dtypes=EDGE_DTYPES)
     out = ctx.activation(ctx.output(), "output", dtypes=(x.dtype,))
     if x.nbytes != out.nbytes:
         raise ctx.fail(f"reshapes {list(x.shape)} into {list(out.shape)}: the element counts differ")
@@ -527,16 +532,16 @@ def _logistic(ctx: _OpContext) -> ir.Op:
 
 
 def _quantize(ctx: _OpContext) -> ir.Op:
-    x = ctx.activation(ctx.input(0), "input", dtypes=("float32", "uint8", "int8"))
-    out = ctx.activation(ctx.output(), "output", dtypes=("int8", "uint8"))
-    if x.dtype == "float32" and out.dtype != "int8":
+    x = ctx.activation(ctx.input(0), "input", dtypes=(FLOAT32, UINT8, INT8))
+    out = ctx.activation(ctx.output(), "output", dtypes=QUANTIZED_8BIT)
+    if x.dtype == FLOAT32 and out.dtype != INT8:
         raise ctx.fail("QUANTIZE from float32 must produce int8")
     return ir.Quantize(input=x, output=out, index=ctx.op.index)
 
 
 def _dequantize(ctx: _OpContext) -> ir.Op:
-    x = ctx.activation(ctx.input(0), "input", dtypes=("int8",))
-    out = ctx.activation(ctx.output(), "output", dtypes=("float32",))
+    x = ctx.activation(ctx.input(0), "input", dtypes=(INT8,))
+    out = ctx.activation(ctx.output(), "output", dtypes=(FLOAT32,))
     return ir.Dequantize(input=x, output=out, index=ctx.op.index)
 
 

@@ -1,24 +1,55 @@
-"""Graph rewrites. Each pass takes a verified graph and leaves a verified graph."""
+"""Graph rewrites. Each pass takes a verified graph and leaves a valid one; `run_passes`
+verifies the graph at each pass boundary (once per pass, not once per rewrite)."""
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 from .. import ir
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
 
-OPTIMIZE_LEVELS = ("memory", "balanced", "speed")
 
 
-def run_passes(graph: ir.Graph, optimize: str = "memory") -> ir.Graph:
+class OptimizeLevel(enum.StrEnum):
+    """What `--optimize` trades: arena bytes against recomputed MACs (see run_passes). A str
+    enum, so "memory" from a command line or a JSON file equals OptimizeLevel.MEMORY."""
+
+    MEMORY = "memory"
+    BALANCED = "balanced"
+    SPEED = "speed"
+
+
+OPTIMIZE_LEVELS = tuple(OptimizeLevel)
+
+
+@dataclass(frozen=True)
+class Passed:
+    """What the passes leave: the schedule the optimize level asks for, and the graph with
+    each inverted residual fused (the paper's view of the model, whose bound
+    plan/bound.py takes), so nobody runs the passes twice to get it."""
+
+    scheduled: ir.Graph
+    bottlenecks: ir.Graph
+
+
+def _verified(graph: ir.Graph) -> ir.Graph:
+    graph.verify()
+    return graph
+
+
+def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY) -> Passed:
     """speed: every convolution and ADD on its own (layer by layer); balanced: inverted
     residuals fused, so their expansion is never whole; memory: also neighbouring pipelines
-    fused wherever the planner finds that it shrinks the arena. All are bit-exact."""
+    fused wherever the planner finds that it shrinks the arena. All are bit-exact. `graph`
+    is verified already (the frontend's); the passes do not change it."""
     from ..plan.arena import arena_bytes_of
 
-    graph.verify()
-    graph = wrap_layers(fold_pad(graph))
-    if optimize in ("balanced", "memory"):
-        graph = fuse_bottlenecks(graph)
-    if optimize == "memory":
-        graph = fuse_neighbours(graph, arena_bytes_of)
-    return graph
+    layers = _verified(wrap_layers(_verified(fold_pad(graph))))
+    bottlenecks = _verified(fuse_bottlenecks(layers))
+    if optimize == OptimizeLevel.SPEED:
+        return Passed(scheduled=layers, bottlenecks=bottlenecks)
+    if optimize == OptimizeLevel.BALANCED:
+        return Passed(scheduled=bottlenecks, bottlenecks=bottlenecks)
+    return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_bytes_of)), bottlenecks=bottlenecks)

@@ -16,12 +16,11 @@ def op_working_set(op: ir.Op) -> int:
     return sum(t.nbytes for t in op.activation_inputs()) + op.output.nbytes
 
 
-def paper_bound(graph: ir.Graph) -> tuple[int, ir.Op | None]:
-    """The bound of a graph as loaded (before any fusion), and the op that sets it."""
-    from ..passes import run_passes
-
+def paper_bound(bottlenecks: ir.Graph) -> tuple[int, ir.Op | None]:
+    """The bound of a model, and the op that sets it, from its graph with pads folded and
+    bottlenecks fused (`passes.Passed.bottlenecks`, which every compile computes)."""
     best, where = 0, None
-    for op in run_passes(graph, "balanced").ops:
+    for op in bottlenecks.ops:
         if isinstance(op, ir.Reshape):
             continue
         size = op_working_set(op)

@@ -4,12 +4,13 @@ pipelines, the MobileNetV2 paper's bound, our arena and TFLite Micro's, and what
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .. import ir
 from ..codegen.render import Options
-from ..compiler import CompileResult, compile_model
-from ..passes import OPTIMIZE_LEVELS
+from ..compiler import PlannedModel, plan_graph
+from ..frontend import load_model
+from ..passes import OPTIMIZE_LEVELS, OptimizeLevel
 
 
 @dataclass
@@ -52,7 +53,7 @@ class MemoryReport:
         return asdict(self)
 
 
-def _step_rows(result: CompileResult) -> list[StepRow]:
+def _step_rows(result: PlannedModel) -> list[StepRow]:
     plan = result.plan
     rows = []
     for number, op in enumerate(plan.steps):
@@ -76,16 +77,20 @@ def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     if not oracle.tflm_available():
         return None, None
     run = oracle.tflm_outputs(model_path, make_inputs(graph, 1)[:1], graph.output.shape,
-                              ir.DTYPES[graph.output.dtype][0])
+                              graph.output.dtype.numpy_type)
     return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
 
 
 def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
-    result = compile_model(model_path, options)
+    # Planned, not compiled: the report needs the plans and their figures, not the C. One
+    # load serves every level (the passes leave the loaded graph as it was).
+    loaded = load_model(model_path, options.reference)
+    result = plan_graph(loaded, options)
     tflm_total, tflm_head = _tflm_arena(model_path, result.graph) if with_tflm else (None, None)
     schedules = []
     for level in OPTIMIZE_LEVELS:
-        other = result if level == options.optimize else compile_model(model_path, Options(optimize=level))
+        other = result if level == options.optimize else plan_graph(
+            loaded, replace(options, optimize=level, memory_budget=None))
         schedules.append(ScheduleRow(level, other.arena_bytes, sum(op.macs() for op in other.plan.steps)))
     return MemoryReport(
         model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
@@ -110,7 +115,7 @@ def format_report(report: MemoryReport) -> str:
                      f"({report.tflm_activation_bytes:,} activations); ours is "
                      f"{report.arena_bytes / report.tflm_arena_bytes:.2f}x")
     lines += ["", "schedules (all bit-exact):", f"  {'optimize':<9} {'arena B':>9} {'MACs':>13}  MAC overhead"]
-    baseline = next(s.macs for s in report.schedules if s.optimize == "speed")
+    baseline = next(s.macs for s in report.schedules if s.optimize == OptimizeLevel.SPEED)
     for s in report.schedules:
         lines.append(f"  {s.optimize:<9} {s.arena_bytes:>9,} {s.macs:>13,}  {100 * (s.macs / baseline - 1):+.1f}%")
     return "\n".join(lines)
