@@ -190,7 +190,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
-        row_kernels=row_kernels(variant), block_layouts={layout.name: layout for layout in LAYOUTS},
+        stage_kinds=list(StageKind), row_kernels=row_kernels(variant), block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
     )
     files = {
