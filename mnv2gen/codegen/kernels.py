@@ -29,12 +29,23 @@ class Variant(str, enum.Enum):
 
 
 class StageKind(enum.Enum):
-    """A row-pipeline stage's kind (the C's {P}_STAGE_*): which row function the engine calls."""
+    """A row-pipeline stage's kind (the C's {P}_STAGE_*, rendered from here): which row
+    function the engine calls."""
 
     CONV = 0  # conv_row(params, input rows, output row)
     CONV_1X1 = 1  # conv_1x1_row(params, input row, output row)
     DEPTHWISE = 2  # depthwise_row(params, input rows, output row)
     ADD = 3  # add_s8 on one row of each input
+
+    @property
+    def params_type(self) -> str:
+        """Its params' struct, without the prefix."""
+        return "add_params" if self is StageKind.ADD else "conv_params"
+
+    @property
+    def params_note(self) -> str:
+        """What its params hold besides what the struct says."""
+        return {StageKind.CONV_1X1: "bias with the zero point folded", StageKind.ADD: "size = one row"}.get(self, "")
 
 
 SIMD = (Variant.DSP, Variant.MVE)

@@ -248,11 +248,12 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                    if isinstance(s, ir.Conv2D)], default=4) // 4) * 4, CONV_PATCH_LIMIT),
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
-        # Which convolutions lower.py gave which layout of conv_params.blocks.
+        # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED takes.
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
-        row_kernels=row_kernels(variant), block_layouts={layout.name: layout for layout in LAYOUTS},
+        variant=variant, stage_kinds=list(StageKind), row_kernels=row_kernels(variant),
+        block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
     )
     templates = {**C_FILES, KERNELS_C: f"{variant.value}/kernels.c.j2"}  # one header for every variant

@@ -1,0 +1,72 @@
+"""The SIMD kernels' blocks (codegen/blocks.py): every packer lays its constants out where its
+layout's offsets (the C's <NAME>_BIAS, _WEIGHTS, _SCALES(units), _WORDS(units)) say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnv2gen.codegen import blocks
+from mnv2gen.codegen.kernels import ROW_KERNELS, Variant, row_kernels
+
+
+def offset(layout: blocks.BlockLayout, field: str, units: int) -> int:
+    fixed, per_unit = {name: (fixed, per_unit) for name, fixed, per_unit in layout.offsets()}[field]
+    return fixed + per_unit * units
+
+
+def constants(out_c: int, depth: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    bias = rng.integers(-(2**20), 2**20, out_c)
+    weights = rng.integers(-128, 128, (out_c, depth)).astype(np.int8)
+    scales = rng.integers(1, 2**30, (out_c, blocks.SCALE_WORDS))
+    return bias, weights, scales
+
+
+def assert_laid_out(layout, packed, units, bias, scales, channels):
+    """Biases (as packed: doubled or not) and scales of `channels` channels where the layout says."""
+    words = offset(layout, "WORDS", units)
+    assert packed.size % words == 0
+    per_block = packed.reshape(-1, words)
+    assert per_block.shape[0] == -(-channels // layout.channels)
+    for c in range(channels):
+        block, j = per_block[c // layout.channels], c % layout.channels
+        assert block[offset(layout, "BIAS", units) + j] == bias[c]
+        start = offset(layout, "SCALES", units) + j * blocks.SCALE_WORDS
+        assert list(block[start:start + blocks.SCALE_WORDS]) == list(scales[c])
+
+
+@pytest.mark.parametrize("in_c", [8, 16])
+def test_narrow_blocks(in_c):
+    bias, weights, scales = constants(5, in_c)
+    packed = blocks.narrow_blocks(bias, weights, scales)
+    assert_laid_out(blocks.NARROW_CHANNELS, packed, in_c // 4, 2 * bias, scales, 5)
+
+
+@pytest.mark.parametrize("out_c", [6, 7])
+def test_pair_blocks(out_c):
+    bias, weights, scales = constants(out_c, 27)  # the stem's 3x3x3
+    packed = blocks.pair_blocks(bias, blocks.padded_rows(weights), scales)
+    assert_laid_out(blocks.CHANNEL_PAIRS, packed, 28 // 4, 2 * bias, scales, out_c)
+
+
+@pytest.mark.parametrize("out_c", [8, 10])
+def test_quad_blocks(out_c):
+    bias, weights, scales = constants(out_c, 24)
+    packed = blocks.quad_blocks(bias, weights, scales)
+    assert_laid_out(blocks.CHANNEL_QUADS, packed, 24 // 4, bias, scales, out_c)
+
+
+def test_depthwise_blocks():
+    channels, taps = 12, 9
+    bias, weights, scales = constants(channels, taps)
+    depthwise = weights.T.reshape(1, 3, 3, channels)
+    packed = blocks.depthwise_blocks(2 * bias, depthwise, scales)
+    assert_laid_out(blocks.DEPTHWISE_GROUPS, packed, taps, 2 * bias, scales, channels)
+
+
+def test_every_variant_has_a_portable_kernel_per_stage_kind():
+    for variant in Variant:
+        kinds = [kernel.stage for kernel in row_kernels(variant) if kernel.layout is None]
+        assert sorted(kind.name for kind in kinds) == ["CONV", "CONV_1X1", "DEPTHWISE"], variant
+    assert len({kernel.name for kernel in ROW_KERNELS}) == len(ROW_KERNELS)
