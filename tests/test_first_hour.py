@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import model_zoo
+from conftest import require_tools
 import tflite_edit
 from mnv2gen.cli import main
 
@@ -205,9 +206,8 @@ def test_demo_runs_from_any_folder(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "demo" / "host" / "mnv2_model.c").exists()
 
 
-@pytest.mark.skipif(not shutil.which("qemu-system-arm") or not shutil.which("arm-none-eabi-gcc"),
-                    reason="needs the Arm toolchain and QEMU")
 def test_run_needs_no_out_folder(capsys):
+    require_tools("qemu-system-arm", "arm-none-eabi-gcc")
     assert main(["run", str(model_zoo.single_op_model("conv", 0)), "-n", "1", "--no-layers", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["bit_exact"] and result["out"] is None
@@ -231,23 +231,33 @@ def test_output_does_not_depend_on_the_folder_or_the_flags_that_do_not_change_th
 # ---------------------------------------------------------------- 10, 11. the C in a user's build
 
 
-@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
-def test_cortex_m4_c_built_for_a_cortex_m3_stops_at_a_clear_error(tmp_path):
+@pytest.mark.parametrize("source", ["mnv2_model.c", "mnv2_kernels.c"])
+def test_cortex_m4_c_built_for_a_cortex_m3_stops_at_a_clear_error(tmp_path, source):
+    require_tools("arm-none-eabi-gcc")
     assert main(["compile", str(model_zoo.single_op_model("conv", 0)), "--out", str(tmp_path),
                  "--target", "cortex-m4", "--quiet"]) == 0
     result = subprocess.run(["arm-none-eabi-gcc", "-mthumb", "-mcpu=cortex-m3", "-std=c99", "-c",
-                             str(tmp_path / "mnv2_model.c"), "-o", str(tmp_path / "m.o")],
+                             str(tmp_path / source), "-o", str(tmp_path / "m.o")],
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "#error" in result.stderr and "--target cortex-m4" in result.stderr
+    assert result.returncode != 0 and "--target cortex-m4" in result.stderr
+    first_error = next(line for line in result.stderr.splitlines() if "error" in line)
+    assert "#error" in first_error, result.stderr[-2000:]
 
 
-def _unity_build(tmp_path, names: list[str]) -> subprocess.CompletedProcess:
-    model = str(model_zoo.get_model(SMALL))
-    for prefix in ("first", "second"):
-        assert main(["compile", model, "--out", str(tmp_path), "--prefix", prefix, "--quiet"]) == 0
+UNITY_COMPILERS = {"host": "gcc", "cortex-m4": "arm-none-eabi-gcc", "cortex-m55": "arm-none-eabi-gcc"}
+
+
+def _unity_build(tmp_path, names: list[str], target: str = "host") -> subprocess.CompletedProcess:
+    """Two different models (different shapes, so their model-dependent constants differ),
+    each under its own prefix, with the files `names` of both #included into one C file."""
+    from mnv2gen.targets import C_WARNINGS, cpu_flags
+
+    for prefix, model in (("first", SMALL), ("second", "mnv2_a035_96_c1000")):
+        assert main(["compile", str(model_zoo.get_model(model)), "--out", str(tmp_path), "--prefix", prefix,
+                     "--target", target, "--quiet"]) == 0
     unity = tmp_path / "unity.c"
     unity.write_text("".join(f'#include "{prefix}_{name}.c"\n' for prefix in ("first", "second") for name in names))
-    return subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", str(unity),
+    return subprocess.run([UNITY_COMPILERS[target], *cpu_flags(target), *C_WARNINGS, "-O1", "-c", str(unity),
                            "-I", str(tmp_path), "-o", str(tmp_path / "unity.o")], capture_output=True, text=True)
 
 
@@ -256,10 +266,10 @@ def test_two_models_model_and_weights_in_one_translation_unit(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="the kernel templates' static helpers are not prefixed yet "
-                   "(templates/*/kernels*.j2 are being split; the lead routes this)")
-def test_two_models_whole_c_in_one_translation_unit(tmp_path):
-    result = _unity_build(tmp_path, ["model", "weights", "kernels"])
+@pytest.mark.parametrize("target", sorted(UNITY_COMPILERS))
+def test_two_models_whole_c_in_one_translation_unit(tmp_path, target):
+    """Every kernel variant's private names take the prefix (templates/ref/private_names.j2)."""
+    result = _unity_build(tmp_path, ["model", "weights", "kernels"], target)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

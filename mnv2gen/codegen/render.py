@@ -172,17 +172,9 @@ def output_names(prefix: str) -> list[str]:
 
 # What each kernel variant needs of the compiler, checked by the preprocessor so a wrong
 # build (Cortex-M4 C for a Cortex-M3) stops at a clear #error, not an implicit declaration.
-VARIANT_FEATURES = {"dsp": "__ARM_FEATURE_DSP", "mve": "__ARM_FEATURE_MVE"}
-
-
-def target_guard(target: str, variant: str) -> str:
-    feature = VARIANT_FEATURES.get(variant)
-    if feature is None:
-        return ""
-    return (f"#if !defined({feature})\n"
-            f"#error \"this C was generated with --target {target}: its kernels need {feature}, which this "
-            f"compiler does not provide; compile with -mcpu={target}, or regenerate with the --target of "
-            f"your core (--target host: portable C)\"\n#endif")
+# The predefined macro of the instructions each kernel variant uses: C generated for them and
+# compiled for a core without them stops at an #error that says so (templates/target_guard.j2).
+VARIANT_FEATURES = {Variant.DSP: "__ARM_FEATURE_DSP", Variant.MVE: "__ARM_FEATURE_MVE"}
 
 
 def _endpoint(t: ir.Tensor, offset: int) -> dict:
@@ -232,7 +224,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                for s in op.stages if not isinstance(s, ir.Add)]
     env = _environment()
     context = dict(
-        p=p, P=P, banner=_banner(graph, options), target_guard=target_guard(options.target, variant),
+        p=p, P=P, banner=_banner(graph, options), target=options.target, required_feature=VARIANT_FEATURES.get(variant),
         arena_bytes=plan.arena_bytes,
         input=_endpoint(graph.input, plan.offset(graph.input)),
         output=_endpoint(graph.output, plan.offset(graph.output)),
@@ -262,6 +254,6 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     sources = sorted(name.format(p=p) for name in templates if name.endswith(".c"))
     for name, template in BUILD_FILES.items():
         rendered[name.format(p=p)] = env.get_template(template).render(
-            context, target=options.target, sources=sources, cpu_flags={t: cpu_flags(t) for t in TARGETS},
+            context, sources=sources, cpu_flags={t: cpu_flags(t) for t in TARGETS},
             kernels=variant.value)
     return rendered
