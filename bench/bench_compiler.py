@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's mnv2gen, not an installed copy.
+sys.path.insert(0, str(ROOT))
 DEFAULT_MODEL = ROOT / "models" / "mobilenet_v2_035_96.tflite"
 
 

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's mnv2gen, not an installed copy.
+sys.path.insert(0, str(ROOT))
 DEFAULT_MODEL = ROOT / "models" / "mobilenet_v2_035_96.tflite"
 
 # TFLite Micro on the same model, from ../shared/anchors.md (QEMU 7.2, arm-none-eabi-gcc 12.2).

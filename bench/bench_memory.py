@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's mnv2gen, not an installed copy.
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 MODELS = ["mnv2_a035_96_c1000", "mnv2_a035_128_c1000", "mnv2_a035_224_c1000", "mnv2_a10_224_c1000"]

@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's mnv2gen, not an installed copy.
+sys.path.insert(0, str(ROOT))
 DEFAULT_MODEL = ROOT / "models" / "mobilenet_v2_035_96.tflite"
 
 _INSTRUCTION = re.compile(r"^0x([0-9a-f]{8}):")
