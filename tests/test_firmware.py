@@ -118,10 +118,12 @@ def test_instruction_count_is_exact_and_repeatable(out_dir, tmp_path):
 
 @needs_toolchain
 def test_per_layer_counts_add_up(out_dir):
-    report = run("mnv1_a025_96_c10", M4, out_dir, per_layer=True, prefix="tiny")
+    path, result = compile_for("mnv1_a025_96_c10", M4, out_dir, prefix="tiny")
+    report = run_on_board(path, result, out_dir, BOARDS[M4], count=1, prefix="tiny", per_layer=True)
     assert report.bit_exact
-    traced_layers = re.findall(r"^\s*TRACE\((\d+),", (out_dir / "tiny_model.c").read_text(), re.MULTILINE)
-    assert [layer.layer for layer in report.layers] == [int(n) for n in traced_layers]
+    steps = result.plan.steps
+    assert [layer.layer for layer in report.layers] == list(range(len(steps)))
+    assert [layer.macs for layer in report.layers] == [step.macs() for step in steps]
     assert all(layer.instructions > 0 and layer.op for layer in report.layers)
     # The layers come from a build with a hook call after each: a few instructions apart.
     total = sum(layer.instructions for layer in report.layers)

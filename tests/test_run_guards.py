@@ -9,7 +9,6 @@ guards must turn each into an error code (see templates/model.h.j2), and the deb
 
 from __future__ import annotations
 
-import re
 import subprocess
 
 import pytest
@@ -67,17 +66,19 @@ NORMAL, OVERRUN, ZERO_OVERRUN, REENTER, CALLER_OVERRUN = range(5)
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
+    """The generated C and, from the compile's own plan, the arena offsets of LAYER's output
+    and of the input, where the harness aims its overruns."""
     out = tmp_path_factory.mktemp("guards")
-    write_files(compile_model(model_zoo.get_model(MODEL)).files, out)
-    return out
+    result = compile_model(model_zoo.get_model(MODEL))
+    write_files(result.files, out)
+    plan = result.plan
+    return out, plan.offset(plan.steps[LAYER].output), plan.offset(result.graph.input)
 
 
 def build(generated, tmp_path, debug: bool):
     require_tools("gcc")
     compiler = "gcc"
-    model_c = (generated / "mnv2_model.c").read_text()
-    layer_offset = re.search(rf"TRACE\({LAYER}, ARENA\(const int8_t, (\d+)\)", model_c).group(1)
-    input_offset = re.search(r"mnv2_input\(void\)\s*\{\s*return ARENA\(\w+, (\d+)\)", model_c).group(1)
+    generated, layer_offset, input_offset = generated
     harness = tmp_path / "guards_main.c"
     harness.write_text(HARNESS)
     binary = tmp_path / ("guards_debug" if debug else "guards")

@@ -12,13 +12,13 @@ build, the firmware one would ship.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..codegen.render import comment_text
 from ..compiler import CompileResult
 from ..errors import UserError
 from ..firmware.boards import Board
@@ -26,12 +26,6 @@ from ..firmware.build import build_firmware, firmware_sizes
 from ..firmware.runner import QemuRun, run_qemu
 from . import oracle
 from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
-
-# The generated model.c names each layer in a comment, and its run function calls TRACE()
-# after each: the k-th call of the trace hook is the k-th TRACE(...) line.
-_LAYER_COMMENT = re.compile(r"^/\* Layer (\d+): (.*)$", re.MULTILINE)
-_TRACE_CALL = re.compile(r"^\s*TRACE\((\d+),", re.MULTILINE)
-
 
 @dataclass
 class LayerCount:
@@ -120,8 +114,7 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
         if per_layer:
             traced = build_firmware(c_dir, prefix, board, tmp, trace=True)
-            _add_layers(report, Path(c_dir), prefix, _run(traced, result, inputs[:1], f"{prefix}_trace"),
-                        result.plan.steps)
+            _add_layers(report, _run(traced, result, inputs[:1], f"{prefix}_trace"), result.plan.steps)
     return report
 
 
@@ -141,14 +134,14 @@ def _run(firmware, result: CompileResult, inputs, trace_hook: str | None = None)
     return run_qemu(firmware, inputs, numpy_dtype(graph.output), graph.output.shape, trace_hook=trace_hook)
 
 
-def _add_layers(report: FirmwareReport, c_dir: Path, prefix: str, traced: QemuRun, steps) -> None:
-    model_c = (c_dir / f"{prefix}_model.c").read_text()
-    names = dict(_LAYER_COMMENT.findall(model_c))
-    numbers = _TRACE_CALL.findall(model_c)
+def _add_layers(report: FirmwareReport, traced: QemuRun, steps) -> None:
+    """The traced build calls its hook after every step of the schedule, in order: the k-th
+    span is step k's (model.c's layer k)."""
     spans = traced.layers[0]
-    if len(spans) != len(numbers):
-        report.layers_note = (f"the trace hook ran {len(spans)} times for {len(numbers)} TRACE() calls, "
+    if len(spans) != len(steps):
+        report.layers_note = (f"the trace hook ran {len(spans)} times for {len(steps)} layers, "
                               "so the counts cannot be matched to layers")
         return
-    report.layers = [LayerCount(int(n), names.get(n, ""), s.instructions, s.cycles, steps[int(n)].macs())
-                     for n, s in zip(numbers, spans)]
+    report.layers = [LayerCount(number, comment_text(step.describe(), 120), span.instructions, span.cycles,
+                                step.macs())
+                     for number, (step, span) in enumerate(zip(steps, spans))]
