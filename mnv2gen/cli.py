@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 
 from . import __version__
-from .codegen.render import PREFIX_PATTERN, REFERENCES, Options, output_names
+from .codegen.render import PREFIX_PATTERN, REFERENCES, ArenaMode, Options, check_section, output_names
 from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .outputs import check_output_file, check_output_folder, is_png
@@ -35,6 +35,14 @@ def _prefix(value: str) -> str:
             f"{value!r} is not a valid prefix: use a lowercase C identifier of up to 31 "
             "characters (letters, digits, underscores; starting with a letter)")
     return value
+
+
+def _section(value: str) -> str:
+    """A linker section name that can go into the C as it is."""
+    try:
+        return check_section(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _whole_number(low: int, high: int, what: str):
@@ -104,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--memory-budget", type=_budget, metavar="BYTES",
                          help="fail unless the arena fits in BYTES (a positive whole number)")
 
+    def add_placement_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--weights-section", type=_section, metavar="NAME",
+                         help="put the weight arrays in linker section NAME (e.g. external QSPI flash); "
+                              "letters, digits, _ and ., up to 63")
+        sub.add_argument("--arena-section", type=_section, metavar="NAME",
+                         help="put the static arena in linker section NAME (e.g. .ccmram, DTCM); the "
+                              "start-up code must zero it like .bss")
+        sub.add_argument("--arena", choices=[str(mode) for mode in ArenaMode], default=ArenaMode.STATIC,
+                         help="static: the C holds its arena; external: the caller hands a buffer to "
+                              "<prefix>_set_arena() before use, so models can share one (default: static)")
+
     def add_inputs_options(sub: argparse.ArgumentParser, default: int) -> None:
         sub.add_argument("-n", "--inputs", type=_inputs, default=default,
                          help=f"random inputs to compare, besides the all-min and all-max ones (1 to "
@@ -111,9 +130,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (0 or more; default: 0)")
 
     temporary = "folder for the generated C files (default: a temporary folder, deleted afterwards)"
-    model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
-                  "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
-                  "cortex-m55 Helium (default: host)")
+    compile_ = model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
+                             "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
+                             "cortex-m55 Helium (default: host)")
+    add_placement_options(compile_)
     verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
                            temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
                            "use `mnv2gen run --board`)")
@@ -171,8 +191,13 @@ def _check_out(args) -> None:
 def _compile(args, out: str) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
-    options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
-                      optimize=args.optimize, memory_budget=args.memory_budget)
+    placement = {name: getattr(args, name) for name in ("weights_section", "arena_section", "arena")
+                 if hasattr(args, name)}  # only compile takes them
+    try:
+        options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
+                          optimize=args.optimize, memory_budget=args.memory_budget, **placement)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     start = time.perf_counter()
     result = compile_model(args.model, options)
     try:
