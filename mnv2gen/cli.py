@@ -24,7 +24,7 @@ from . import __version__
 from .codegen.render import PREFIX_PATTERN, REFERENCES, ArenaMode, Options, check_section, output_names
 from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
-from .outputs import check_output_file, check_output_folder, is_png
+from .outputs import check_output_file, check_output_folder, is_firmware_image, is_png
 from .firmware.boards import BOARDS, get_board
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 
@@ -157,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                         "the board's core, which is the default; any other is refused")
     run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
                      help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55) run under QEMU; "
+                          "netduinoplus2 (STM32F405) too, as the flashable image (with --out: its .elf, "
+                          ".bin, .hex), output on its USART; "
                           "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
     add_inputs_options(run, default=10)
     layers = run.add_mutually_exclusive_group()
@@ -334,6 +336,8 @@ def cmd_run(args) -> int:
                         "leave --target out, the board sets it")
     args.target = board.core
     _check_out(args)
+    if args.out is not None and board.flashable:
+        check_output_folder(args.out, _image_names(args.prefix, board), [args.model], generated=is_firmware_image)
     if board.runnable and args.reference == "tflm":
         oracle.require_tflm()
     elif board.runnable:
@@ -342,13 +346,29 @@ def cmd_run(args) -> int:
         summary, result = _compile(args, out)
         try:
             report = run_on_board(args.model, result, out, board, count=args.inputs, seed=args.seed,
-                                  prefix=args.prefix, per_layer=not args.no_layers, reference=args.reference)
+                                  prefix=args.prefix, per_layer=not args.no_layers, reference=args.reference,
+                                  image_dir=args.out)
         except FirmwareFailed as exc:
             return _print(args, {**summary, "error": f"the firmware failed: {exc}"},
                           [f"mnv2gen: the firmware failed, so nothing was compared: {exc}"], EXIT_FAILED)
     summary.update(report.summary())
-    lines = _firmware_lines(report) + (_profile_lines(report) if args.profile else [])
+    lines = _firmware_lines(report) + (_profile_lines(report) if args.profile else []) + _image_lines(report)
     return _print(args, summary, lines, EXIT_MISMATCH if report.bit_exact is False else EXIT_OK)
+
+
+def _image_names(prefix: str, board) -> list[str]:
+    """The firmware images `run --out` keeps for a flashable board (see run_on_board)."""
+    return [f"{prefix}_{board.name}{suffix}" for suffix in (".elf", ".bin", ".hex")]
+
+
+def _image_lines(report) -> list[str]:
+    """Where the flashable image is and how to flash it, or how to keep it."""
+    if not report.board.flashable:
+        return []
+    if not report.images:
+        return ["the image is not kept: give --out DIR to keep its .elf, .bin and .hex"]
+    return ([f"image (the one run above): {', '.join(str(path) for path in report.images)}", "flash it with one of:"]
+            + [f"  {command}" for command in report.board.flash_commands(str(report.images[0]))])
 
 
 PROFILE_LAYERS = 10
@@ -374,7 +394,9 @@ def _firmware_lines(report) -> list[str]:
     board, sizes = report.board, report.sizes
     lines = [f"board: {board.name} ({board.description})",
              f"flash: {sizes['flash_bytes']:,} bytes = weights {sizes['weights_bytes']:,} + code and "
-             f"other constants {sizes['code_bytes']:,} (.text {sizes['text_bytes']:,}, "
+             f"other constants {sizes['code_bytes']:,}"
+             + (f" + the linked test inputs {sizes['test_inputs_bytes']:,}" if sizes["test_inputs_bytes"] else "")
+             + f" (.text {sizes['text_bytes']:,}, "
              f".rodata {sizes['rodata_bytes']:,}, .data {sizes['data_bytes']:,})",
              f"RAM: arena {report.arena_bytes:,} bytes; .data + .bss "
              f"{sizes['data_bytes'] + sizes['bss_bytes']:,}; stack reserved {sizes['stack_reserved_bytes']:,}"]
