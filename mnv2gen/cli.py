@@ -26,6 +26,7 @@ from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .outputs import check_output_file, check_output_folder, is_firmware_image, is_png
 from .firmware.boards import BOARDS, get_board
+from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 
 
@@ -134,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
                              "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
                              "cortex-m55 Helium (default: host)")
     add_placement_options(compile_)
+    compile_.add_argument("--board", choices=list(CHIPS), metavar="BOARD",
+                          help="check that the model fits this part's flash and RAM (exit 2 with the numbers if "
+                               f"not), and default --target to its core: {', '.join(CHIPS)}")
     verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
                            temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
                            "use `mnv2gen run --board`)")
@@ -190,7 +194,9 @@ def _check_out(args) -> None:
         check_output_folder(args.out, output_names(args.prefix), [args.model])
 
 
-def _compile(args, out: str) -> tuple[dict, object]:
+def _compile(args, out: str, check=None) -> tuple[dict, object]:
+    """Compile and write the C to `out`; `check(result)`, if given, runs before anything is
+    written (and may refuse with a UserError)."""
     from .compiler import compile_model, write_files
 
     placement = {name: getattr(args, name) for name in ("weights_section", "arena_section", "arena")
@@ -202,6 +208,8 @@ def _compile(args, out: str) -> tuple[dict, object]:
         raise UserError(str(exc)) from None
     start = time.perf_counter()
     result = compile_model(args.model, options)
+    if check is not None:
+        check(result, options)
     try:
         written = write_files(result.files, out)
     except OSError as exc:
@@ -239,13 +247,39 @@ def _ops_text(summary: dict) -> str:
 
 
 def cmd_compile(args) -> int:
-    args.target = args.target or "host"
+    chip = get_chip(args.board) if args.board else None
+    args.target = args.target or (chip.target if chip else "host")
+    if chip and args.target not in ("host", chip.target):
+        raise UserError(f"--target {args.target} cannot run on {chip.name} ({chip.core}); use --target "
+                        f"{chip.target} (its default) or host")
     _check_out(args)
-    summary, _ = _compile(args, args.out)
+    fit_lines = []
+
+    def check_fit(result, options) -> None:
+        fit_lines.extend(_fit_lines(chip, result, options))
+
+    summary, _ = _compile(args, args.out, check_fit if chip else None)
+    if chip:
+        summary["fit"] = fit_lines
     return _print(args, summary, [
         f"compiled {summary['model']}: {_ops_text(summary)} -> {len(summary['files'])} files in {summary['out']}",
         f"arena: {summary['arena_bytes']:,} bytes",
+        *fit_lines,
     ])
+
+
+def _fit_lines(chip, result, options) -> list[str]:
+    """Whether the compiled model fits `chip` (a UserError with the numbers if not)."""
+    from .firmware.chips import check_fit, code_bytes, fit_needs, weights_bytes
+
+    needs = fit_needs(chip, weights=weights_bytes(result.files, options.prefix),
+                      code=code_bytes(result.files, options.prefix, chip),
+                      arena=result.arena_bytes, weights_placed=options.weights_section is not None,
+                      arena_placed=options.arena_section is not None)
+    placed = [(what, section) for what, section in (("weights", options.weights_section),
+                                                    ("arena", options.arena_section)) if section]
+    return check_fit(chip, needs) + [f"  the {what} in section {section}: not counted against the chip's regions"
+                                     for what, section in placed]
 
 
 def _check_verify_target(args) -> None:
