@@ -192,3 +192,43 @@ def test_bad_placement_flags_are_one_line_errors(tmp_path, capsys, flags):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "c").exists()
+
+
+# Calls set_arena and run from inside a run (a trace hook), as an interrupt handler might.
+REENTRY_MAIN = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include "a_model.h"
+
+static union { uint8_t bytes[A_ARENA_BUFFER_BYTES]; double align; } buffer;
+static int inner_set = -1, inner_run = -1;
+
+void a_trace(int32_t layer, const void *data, int32_t bytes)
+{
+    (void)data;
+    (void)bytes;
+    if (layer == 0) {
+        inner_set = a_set_arena(&buffer, sizeof buffer);
+        inner_run = a_run();
+    }
+}
+
+int main(void)
+{
+    int outer;
+    a_set_arena(&buffer, sizeof buffer);
+    memset(a_input(), 0, A_INPUT_BYTES);
+    outer = a_run();
+    printf("%d %d %d\n", outer, inner_set, inner_run);
+    return 0;
+}
+"""
+
+
+def test_external_arena_busy_flag_refuses_set_arena_and_run_during_a_run(tmp_path):
+    _compile(FIRST, tmp_path / "a", prefix="a", arena="external")
+    (tmp_path / "main.c").write_text(REENTRY_MAIN)
+    binary = _build([tmp_path / "a"], tmp_path / "main.c", tmp_path / "reentry", "-DA_TRACE")
+    codes = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.split()
+    assert codes == ["0", "1", "1"]  # the outer run completes; both inner calls are busy
