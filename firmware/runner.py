@@ -1,8 +1,10 @@
-"""Run firmware under qemu-system-arm: inputs and outputs over semihosting files, instructions
-counted by our TCG plugin between the harness's marker functions.
+"""Run firmware under qemu-system-arm, instructions counted by our TCG plugin between the
+harness's marker functions.
 
-The input file follows host_sim's protocol ("MNV2", uint32 count, the inputs); the harness
-writes the outputs back to a file and its stack high-water mark to the console (stderr).
+On semihosting boards the input file follows host_sim's protocol ("MNV2", uint32 count, the
+inputs); the harness writes the outputs back to a file and its stack high-water mark to the
+console (stderr). On USART boards the inputs are in the image and everything comes back as
+text lines on the serial port (see linked_harness.c); see usart.py.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def qemu_command(firmware: Firmware, trace_hook: str | None = None) -> list[str]
             "-semihosting-config", "enable=on,target=native,arg=firmware,arg=input.bin,arg=output.bin",
             "-kernel", str(firmware.elf.resolve()),
             "-plugin", _plugin_argument(firmware, trace_hook)]
+
+
+def usart_qemu_command(firmware: Firmware, trace_hook: str | None = None) -> list[str]:
+    """The QEMU command line of a USART board: its first serial port (USART1) on stdout."""
+    return [tool("qemu-system-arm"), "-M", firmware.board.machine, "-nographic",
+            "-kernel", str(firmware.elf.resolve()), "-plugin", _plugin_argument(firmware, trace_hook)]
 
 
 _COUNT_LINE = re.compile(r"^(run|tail) (\d+) insns (\d+) cycles (\d+)$"

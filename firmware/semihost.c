@@ -1,4 +1,5 @@
 /* See semihost.h. */
+#include "console.h"
 #include "semihost.h"
 
 enum {
@@ -62,22 +63,6 @@ void semihost_print(const char *text)
     (void)semihost_call(SYS_WRITE0, text);
 }
 
-void semihost_print_u32(uint32_t value, unsigned base)
-{
-    char text[2 + 10 + 1]; /* "0x", up to 10 digits, NUL */
-    char *p = text + sizeof text - 1;
-    *p = '\0';
-    do {
-        *--p = "0123456789abcdef"[value % base];
-        value /= base;
-    } while (value != 0);
-    if (base == 16) {
-        *--p = 'x';
-        *--p = '0';
-    }
-    semihost_print(p);
-}
-
 int semihost_command_line(char *buffer, size_t size)
 {
     uint32_t args[2] = {(uint32_t)(uintptr_t)buffer, (uint32_t)size};
@@ -99,4 +84,15 @@ void semihost_exit(int code)
     }
     for (;;) {
     }
+}
+
+/* The console (console.h) of the boards QEMU runs with semihosting. */
+void console_print(const char *text)
+{
+    semihost_print(text);
+}
+
+void console_exit(int code)
+{
+    semihost_exit(code);
 }

@@ -25,9 +25,6 @@ int semihost_write(int32_t handle, const void *buffer, size_t bytes);
 /* Print a NUL-terminated string on the host's console. */
 void semihost_print(const char *text);
 
-/* Print an unsigned number in base 10 or 16 (with a 0x prefix). */
-void semihost_print_u32(uint32_t value, unsigned base);
-
 /* The command line the host gave the program (QEMU: -semihosting-config arg=...).
  * Returns 1 and a NUL-terminated line in `buffer`, or 0. */
 int semihost_command_line(char *buffer, size_t size);

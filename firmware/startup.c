@@ -3,12 +3,12 @@
  * The linker script (ld/sections.ld) provides the symbols below. The reset handler does what
  * a C program expects before main(): copy .data from flash to RAM, zero .bss, enable the FPU
  * (and, on the Cortex-M55, MVE: both use coprocessors 10 and 11). Any fault prints where it
- * happened over semihosting and ends the program with exit code 6, so a crash can never be
- * mistaken for a finished run.
+ * happened on the console (console.h: semihosting, or a USART) and ends the program with exit
+ * code 6, so a crash can never be mistaken for a finished run.
  */
 #include <stdint.h>
 
-#include "semihost.h"
+#include "console.h"
 
 #define EXIT_FAULT 6
 
@@ -66,7 +66,7 @@ void Reset_Handler(void)
         *to++ = *from++;
     for (uint32_t *p = __bss_start__; p < __bss_end__;)
         *p++ = 0;
-    semihost_exit(main());
+    console_exit(main());
 }
 
 /* The exception frame the core pushed: r0-r3, r12, lr, pc, xPSR. */
@@ -76,16 +76,16 @@ static void __attribute__((used, noreturn)) fault_report(const uint32_t *frame)
 {
     uint32_t ipsr;
     __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr));
-    semihost_print("harness: fault: exception ");
-    semihost_print_u32(ipsr & 0x1FFu, 10);
-    semihost_print(" at pc ");
-    semihost_print_u32(frame[FRAME_PC], 16);
-    semihost_print(", CFSR ");
-    semihost_print_u32(SCB_CFSR, 16);
-    semihost_print(", HFSR ");
-    semihost_print_u32(SCB_HFSR, 16);
-    semihost_print("\n");
-    semihost_exit(EXIT_FAULT);
+    console_print("harness: fault: exception ");
+    console_print_u32(ipsr & 0x1FFu, 10);
+    console_print(" at pc ");
+    console_print_u32(frame[FRAME_PC], 16);
+    console_print(", CFSR ");
+    console_print_u32(SCB_CFSR, 16);
+    console_print(", HFSR ");
+    console_print_u32(SCB_HFSR, 16);
+    console_print("\n");
+    console_exit(EXIT_FAULT);
 }
 
 /* Naked: hand the stacked frame (on the main stack, the only one we use) to C untouched. */

@@ -21,11 +21,12 @@ import time
 from contextlib import nullcontext
 
 from . import __version__
-from .codegen.render import PREFIX_PATTERN, REFERENCES, Options, output_names
+from .codegen.render import PREFIX_PATTERN, REFERENCES, ArenaMode, Options, check_section, output_names
 from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
-from .outputs import check_output_file, check_output_folder, is_png
+from .outputs import check_output_file, check_output_folder, is_firmware_image, is_png
 from .firmware.boards import BOARDS, get_board
+from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 
 
@@ -35,6 +36,14 @@ def _prefix(value: str) -> str:
             f"{value!r} is not a valid prefix: use a lowercase C identifier of up to 31 "
             "characters (letters, digits, underscores; starting with a letter)")
     return value
+
+
+def _section(value: str) -> str:
+    """A linker section name that can go into the C as it is."""
+    try:
+        return check_section(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _whole_number(low: int, high: int, what: str):
@@ -104,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--memory-budget", type=_budget, metavar="BYTES",
                          help="fail unless the arena fits in BYTES (a positive whole number)")
 
+    def add_placement_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--weights-section", type=_section, metavar="NAME",
+                         help="put the weight arrays in linker section NAME (e.g. external QSPI flash); "
+                              "letters, digits, _ and ., up to 63")
+        sub.add_argument("--arena-section", type=_section, metavar="NAME",
+                         help="put the static arena in linker section NAME (e.g. .ccmram, DTCM); the "
+                              "start-up code must zero it like .bss")
+        sub.add_argument("--arena", choices=[str(mode) for mode in ArenaMode], default=ArenaMode.STATIC,
+                         help="static: the C holds its arena; external: the caller hands a buffer to "
+                              "<prefix>_set_arena() before use, so models can share one (default: static)")
+
     def add_inputs_options(sub: argparse.ArgumentParser, default: int) -> None:
         sub.add_argument("-n", "--inputs", type=_inputs, default=default,
                          help=f"random inputs to compare, besides the all-min and all-max ones (1 to "
@@ -111,9 +131,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (0 or more; default: 0)")
 
     temporary = "folder for the generated C files (default: a temporary folder, deleted afterwards)"
-    model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
-                  "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
-                  "cortex-m55 Helium (default: host)")
+    compile_ = model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
+                             "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
+                             "cortex-m55 Helium (default: host)")
+    add_placement_options(compile_)
+    compile_.add_argument("--board", choices=list(CHIPS), metavar="BOARD",
+                          help="check that the model fits this part's flash and RAM (exit 2 with the numbers if "
+                               f"not), and default --target to its core: {', '.join(CHIPS)}")
     verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
                            temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
                            "use `mnv2gen run --board`)")
@@ -137,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
                         "the board's core, which is the default; any other is refused")
     run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
                      help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55) run under QEMU; "
+                          "netduinoplus2 (STM32F405) too, as the flashable image (with --out: its .elf, "
+                          ".bin, .hex), output on its USART; "
                           "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
     add_inputs_options(run, default=10)
     layers = run.add_mutually_exclusive_group()
@@ -168,13 +194,22 @@ def _check_out(args) -> None:
         check_output_folder(args.out, output_names(args.prefix), [args.model])
 
 
-def _compile(args, out: str) -> tuple[dict, object]:
+def _compile(args, out: str, check=None) -> tuple[dict, object]:
+    """Compile and write the C to `out`; `check(result)`, if given, runs before anything is
+    written (and may refuse with a UserError)."""
     from .compiler import compile_model, write_files
 
-    options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
-                      optimize=args.optimize, memory_budget=args.memory_budget)
+    placement = {name: getattr(args, name) for name in ("weights_section", "arena_section", "arena")
+                 if hasattr(args, name)}  # only compile takes them
+    try:
+        options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
+                          optimize=args.optimize, memory_budget=args.memory_budget, **placement)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     start = time.perf_counter()
     result = compile_model(args.model, options)
+    if check is not None:
+        check(result, options)
     try:
         written = write_files(result.files, out)
     except OSError as exc:
@@ -212,13 +247,39 @@ def _ops_text(summary: dict) -> str:
 
 
 def cmd_compile(args) -> int:
-    args.target = args.target or "host"
+    chip = get_chip(args.board) if args.board else None
+    args.target = args.target or (chip.target if chip else "host")
+    if chip and args.target not in ("host", chip.target):
+        raise UserError(f"--target {args.target} cannot run on {chip.name} ({chip.core}); use --target "
+                        f"{chip.target} (its default) or host")
     _check_out(args)
-    summary, _ = _compile(args, args.out)
+    fit_lines = []
+
+    def check_fit(result, options) -> None:
+        fit_lines.extend(_fit_lines(chip, result, options))
+
+    summary, _ = _compile(args, args.out, check_fit if chip else None)
+    if chip:
+        summary["fit"] = fit_lines
     return _print(args, summary, [
         f"compiled {summary['model']}: {_ops_text(summary)} -> {len(summary['files'])} files in {summary['out']}",
         f"arena: {summary['arena_bytes']:,} bytes",
+        *fit_lines,
     ])
+
+
+def _fit_lines(chip, result, options) -> list[str]:
+    """Whether the compiled model fits `chip` (a UserError with the numbers if not)."""
+    from .firmware.chips import check_fit, code_bytes, fit_needs, weights_bytes
+
+    needs = fit_needs(chip, weights=weights_bytes(result.files, options.prefix),
+                      code=code_bytes(result.files, options.prefix, chip),
+                      arena=result.arena_bytes, weights_placed=options.weights_section is not None,
+                      arena_placed=options.arena_section is not None)
+    placed = [(what, section) for what, section in (("weights", options.weights_section),
+                                                    ("arena", options.arena_section)) if section]
+    return check_fit(chip, needs) + [f"  the {what} in section {section}: not counted against the chip's regions"
+                                     for what, section in placed]
 
 
 def _check_verify_target(args) -> None:
@@ -309,6 +370,8 @@ def cmd_run(args) -> int:
                         "leave --target out, the board sets it")
     args.target = board.core
     _check_out(args)
+    if args.out is not None and board.flashable:
+        check_output_folder(args.out, _image_names(args.prefix, board), [args.model], generated=is_firmware_image)
     if board.runnable and args.reference == "tflm":
         oracle.require_tflm()
     elif board.runnable:
@@ -317,13 +380,29 @@ def cmd_run(args) -> int:
         summary, result = _compile(args, out)
         try:
             report = run_on_board(args.model, result, out, board, count=args.inputs, seed=args.seed,
-                                  prefix=args.prefix, per_layer=not args.no_layers, reference=args.reference)
+                                  prefix=args.prefix, per_layer=not args.no_layers, reference=args.reference,
+                                  image_dir=args.out)
         except FirmwareFailed as exc:
             return _print(args, {**summary, "error": f"the firmware failed: {exc}"},
                           [f"mnv2gen: the firmware failed, so nothing was compared: {exc}"], EXIT_FAILED)
     summary.update(report.summary())
-    lines = _firmware_lines(report) + (_profile_lines(report) if args.profile else [])
+    lines = _firmware_lines(report) + (_profile_lines(report) if args.profile else []) + _image_lines(report)
     return _print(args, summary, lines, EXIT_MISMATCH if report.bit_exact is False else EXIT_OK)
+
+
+def _image_names(prefix: str, board) -> list[str]:
+    """The firmware images `run --out` keeps for a flashable board (see run_on_board)."""
+    return [f"{prefix}_{board.name}{suffix}" for suffix in (".elf", ".bin", ".hex")]
+
+
+def _image_lines(report) -> list[str]:
+    """Where the flashable image is and how to flash it, or how to keep it."""
+    if not report.board.flashable:
+        return []
+    if not report.images:
+        return ["the image is not kept: give --out DIR to keep its .elf, .bin and .hex"]
+    return ([f"image (the one run above): {', '.join(str(path) for path in report.images)}", "flash it with one of:"]
+            + [f"  {command}" for command in report.board.flash_commands(str(report.images[0]))])
 
 
 PROFILE_LAYERS = 10
@@ -349,7 +428,9 @@ def _firmware_lines(report) -> list[str]:
     board, sizes = report.board, report.sizes
     lines = [f"board: {board.name} ({board.description})",
              f"flash: {sizes['flash_bytes']:,} bytes = weights {sizes['weights_bytes']:,} + code and "
-             f"other constants {sizes['code_bytes']:,} (.text {sizes['text_bytes']:,}, "
+             f"other constants {sizes['code_bytes']:,}"
+             + (f" + the linked test inputs {sizes['test_inputs_bytes']:,}" if sizes["test_inputs_bytes"] else "")
+             + f" (.text {sizes['text_bytes']:,}, "
              f".rodata {sizes['rodata_bytes']:,}, .data {sizes['data_bytes']:,})",
              f"RAM: arena {report.arena_bytes:,} bytes; .data + .bss "
              f"{sizes['data_bytes'] + sizes['bss_bytes']:,}; stack reserved {sizes['stack_reserved_bytes']:,}"]

@@ -61,7 +61,17 @@ def is_png(path: Path) -> bool:
     return _head(path).startswith(PNG_SIGNATURE)
 
 
-def check_output_folder(out: str, names: Iterable[str], inputs: Iterable[str], flag: str = "--out") -> None:
+def is_firmware_image(path: Path) -> bool:
+    """Whether an existing file is a firmware image `run` wrote (they cannot carry our mark):
+    an ELF, an Intel HEX file, or a .bin beside such an ELF."""
+    head = _head(path)
+    if path.suffix == ".bin":
+        return is_firmware_image(path.with_suffix(".elf"))
+    return head.startswith(b"\x7fELF") or (path.suffix == ".hex" and head.startswith(b":"))
+
+
+def check_output_folder(out: str, names: Iterable[str], inputs: Iterable[str], flag: str = "--out",
+                        generated: Callable[[Path], bool] = is_generated) -> None:
     """`out` may receive the generated files `names`: it is (or can be made) a writable
     folder, and none of those files is an input or a file mnv2gen did not write."""
     if not out.strip():
@@ -77,7 +87,7 @@ def check_output_folder(out: str, names: Iterable[str], inputs: Iterable[str], f
             raise UserError(f"{flag} would overwrite the input {target}", source=out)
         if target.is_dir():
             raise UserError(f"{flag}: {target} is a folder where a generated file goes", source=out)
-        if target.exists() and not is_generated(target):
+        if target.exists() and not generated(target):
             raise UserError(f"{flag}: {target} exists and was not written by mnv2gen; move it away "
                             "or choose another folder (or --prefix)", source=out)
 

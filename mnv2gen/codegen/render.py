@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import jinja2
@@ -37,6 +38,30 @@ VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 CONV_PATCH_LIMIT = 512
 # Whose arithmetic the C equals where TFLite and TFLite Micro differ.
 REFERENCES = ("tflite", "tflm")
+# A linker section name the C can carry in __attribute__((section("..."))) as it is: no quote,
+# backslash or space can reach the C, and the length stays under every toolchain's limits.
+SECTION_PATTERN = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]{0,62}$")
+# The alignment of the arena's start: that of the double in the static arena's union, enough
+# for float I/O and for the SIMD kernels' word loads.
+ARENA_ALIGN = 8
+
+
+class ArenaMode(StrEnum):
+    """Who owns the arena: the generated C (one static array), or the caller, who hands a
+    buffer to <p>_set_arena() before use (so several models can share one)."""
+    STATIC = "static"
+    EXTERNAL = "external"
+
+
+def _section_problem(name: str) -> str:
+    return (f"{name!r} is not a valid section name: use up to 63 letters, digits, underscores and dots, "
+            "not starting with a digit (e.g. .ccmram)")
+
+
+def check_section(name: str) -> str:
+    if not SECTION_PATTERN.match(name):
+        raise ValueError(_section_problem(name))
+    return name
 
 
 @dataclass
@@ -47,6 +72,9 @@ class Options:
     optimize: OptimizeLevel = OptimizeLevel.MEMORY  # see passes.run_passes; a name is accepted
     memory_budget: int | None = None  # fail the compile if the arena would be larger
     kernels: str | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
+    weights_section: str | None = None  # the linker section of the weight arrays (default: .rodata)
+    arena_section: str | None = None  # the linker section of the static arena (default: .bss)
+    arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -55,6 +83,14 @@ class Options:
         if self.reference not in REFERENCES:
             raise ValueError(f"unknown reference {self.reference!r}; known: {', '.join(REFERENCES)}")
         self.optimize = OptimizeLevel(self.optimize)
+        self.arena = ArenaMode(self.arena)
+        # The section names reach the C as they are: only names that cannot inject text pass.
+        for flag, section in (("--weights-section", self.weights_section), ("--arena-section", self.arena_section)):
+            if section is not None and not SECTION_PATTERN.match(section):
+                raise ValueError(f"{flag}: {_section_problem(section)}")
+        if self.arena_section is not None and self.arena is ArenaMode.EXTERNAL:
+            raise ValueError("--arena-section places the static arena; with --arena external there is "
+                             "none: place the buffer you pass to set_arena() yourself")
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -152,6 +188,9 @@ def _option_flags(options: Options) -> list[str]:
     """The flags that change the C, as they would be given to `mnv2gen compile`."""
     flags = [f"--prefix {options.prefix}", f"--target {options.target}", f"--reference {options.reference}",
              f"--optimize {options.optimize}"]
+    flags += [f"--weights-section {options.weights_section}"] if options.weights_section else []
+    flags += [f"--arena-section {options.arena_section}"] if options.arena_section else []
+    flags += [f"--arena {options.arena}"] if options.arena is not ArenaMode.STATIC else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -185,7 +224,39 @@ def _endpoint(t: ir.Tensor, offset: int) -> dict:
                 quant_text=quant)
 
 
-def _layer_view(layer: Layer, prefix: str) -> dict:
+class _ArenaBindings:
+    """With --arena external the arena's address is known only at run time, so a constant
+    table cannot hold an address in it: such a table becomes a plain static whose initializer
+    holds NULL there, and <p>_set_arena() writes each address (`assignments`)."""
+
+    def __init__(self, external: bool):
+        self.external = external
+        self.assignments: list[tuple[str, ArenaAddress]] = []
+
+    def fields(self, fields: dict, lvalue: str) -> list[tuple[str, object]]:
+        """`fields` as (name, value) pairs, an arena address as None when it is bound later."""
+        if not self.external:
+            return list(fields.items())
+        bound = [(f"{lvalue}.{name}", value) for name, value in fields.items() if isinstance(value, ArenaAddress)]
+        self.assignments += bound
+        return [(name, None if isinstance(value, ArenaAddress) else value) for name, value in fields.items()]
+
+    def qualifier(self, count_before: int) -> str:
+        """`const `, unless addresses were bound since `count_before` (a plain static then)."""
+        return "const " if len(self.assignments) == count_before else ""
+
+
+def _decl_view(decl, prefix: str, bindings: _ArenaBindings) -> dict:
+    name, before = _file_static(decl.name, prefix), len(bindings.assignments)
+    if isinstance(decl.fields, list):
+        fields = [bindings.fields(row, f"{name}[{i}]") for i, row in enumerate(decl.fields)]
+    else:
+        fields = bindings.fields(decl.fields, name)
+    return dict(ctype=decl.ctype, name=name, table=isinstance(decl.fields, list), fields=fields,
+                comment=comment_text(decl.comment, 160), qualifier=bindings.qualifier(before))
+
+
+def _layer_view(layer: Layer, prefix: str, bindings: _ArenaBindings) -> dict:
     """What the model template needs of one layer: comment, struct fields and the call's
     arguments, as values for its `c` filter."""
     op = layer.op
@@ -195,17 +266,17 @@ def _layer_view(layer: Layer, prefix: str) -> dict:
         + [f"out @{layer.output.offset} ({layer.output.nbytes} B)"]))
     if hasattr(op, "activation") and op.activation is not ir.Activation.NONE:
         details.append(f"fused activation: {op.activation.name}")
-    decls = [dict(ctype=d.ctype, name=_file_static(d.name, prefix), table=isinstance(d.fields, list),
-                  comment=comment_text(d.comment, 160),
-                  fields=[list(f.items()) for f in d.fields] if isinstance(d.fields, list) else list(d.fields.items()))
-             for d in layer.decls]
+    decls = [_decl_view(d, prefix, bindings) for d in layer.decls]
+    before = len(bindings.assignments)
+    fields = bindings.fields(layer.params, _file_static(layer.name, prefix))
     args = [DeclRef(layer.name, address=True)] if layer.params_type else list(layer.scalar_args)
     if layer.takes_operands:
         args += [ArenaAddress(o.offset, o.ctype, const=True) for o in layer.inputs]
         args.append(ArenaAddress(layer.output.offset, layer.output.ctype))
     return dict(
         number=layer.number, name=_file_static(layer.name, prefix), summary=comment_text(op.describe(), 120),
-        details=details, params_type=layer.params_type, fields=list(layer.params.items()), decls=decls,
+        details=details, params_type=layer.params_type, fields=fields, decls=decls,
+        params_qualifier=bindings.qualifier(before),
         kernel=layer.kernel, args=args,
         output=layer.output, rings=layer.rings, output_address=ArenaAddress(layer.output.offset, layer.output.ctype, const=True),
     )
@@ -223,12 +294,15 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if not isinstance(s, ir.Add)]
     env = _environment()
+    bindings = _ArenaBindings(options.arena is ArenaMode.EXTERNAL)
     context = dict(
         p=p, P=P, banner=_banner(graph, options), target=options.target, required_feature=VARIANT_FEATURES.get(variant),
-        arena_bytes=plan.arena_bytes,
+        arena_bytes=plan.arena_bytes, external_arena=options.arena is ArenaMode.EXTERNAL,
+        arena_align=ARENA_ALIGN, arena_data_bytes=-(-plan.arena_bytes // ARENA_ALIGN) * ARENA_ALIGN,
+        weights_section=options.weights_section, arena_section=options.arena_section,
         input=_endpoint(graph.input, plan.offset(graph.input)),
         output=_endpoint(graph.output, plan.offset(graph.output)),
-        layers=[_layer_view(layer, p) for layer in layers],
+        layers=[_layer_view(layer, p, bindings) for layer in layers], arena_bindings=bindings.assignments,
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),
         max_kernel_taps=max([k[0] * k[1] for k in kernels], default=1),

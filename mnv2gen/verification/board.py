@@ -12,6 +12,8 @@ build, the firmware one would ship.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,10 @@ import numpy as np
 from ..codegen.render import comment_text
 from ..compiler import CompileResult
 from ..errors import UserError
-from ..firmware.boards import Board
-from ..firmware.build import build_firmware, firmware_sizes
+from ..firmware.boards import Board, Console
+from ..firmware.build import Firmware, build_firmware, firmware_sizes
 from ..firmware.runner import QemuRun, run_qemu
+from ..firmware.usart import run_usart
 from . import oracle
 from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
 
@@ -49,6 +52,7 @@ class FirmwareReport:
     cycles_estimate_m4: list[int] = field(default_factory=list)  # per input
     layers: list[LayerCount] = field(default_factory=list)
     layers_note: str = ""  # why there is no per-layer breakdown, if there is none
+    images: list[Path] = field(default_factory=list)  # a flashable board's .elf, .bin, .hex, kept
 
     @property
     def bit_exact(self) -> bool | None:
@@ -89,33 +93,75 @@ class FirmwareReport:
                 for l in self.layers]
         elif self.layers_note:
             summary["layers_note"] = self.layers_note
+        if self.images:
+            summary["images"] = [str(path) for path in self.images]
         return summary
 
 
 def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Path, board: Board, *,
                  count: int = 10, seed: int = 0, prefix: str = "mnv2", per_layer: bool = True,
-                 reference: str = "tflite") -> FirmwareReport:
+                 reference: str = "tflite", image_dir: str | Path | None = None) -> FirmwareReport:
     """Build for `board`; if QEMU emulates it, run `count` random inputs plus the all-min and
     all-max ones and compare them with the reference the C was compiled to equal ("tflite":
     TFLite's reference kernels, or "tflm": TFLite Micro). Boards without an emulator only get
-    the build, which fails with a UserError when the model does not fit."""
+    the build, which fails with a UserError when the model does not fit. A flashable board's
+    image (the first, if the inputs needed several) is copied to `image_dir` if given."""
+    inputs = make_inputs(result.graph, count, seed)
     with tempfile.TemporaryDirectory(prefix="mnv2gen-firmware-") as tmp:
-        firmware = build_firmware(c_dir, prefix, board, tmp)
+        if board.console is Console.USART:
+            firmware, run = _run_linked(c_dir, prefix, board, Path(tmp), result, inputs)
+        else:
+            firmware = build_firmware(c_dir, prefix, board, tmp)
+            run = _run(firmware, result, inputs) if board.runnable else None
         report = FirmwareReport(board=board, sizes=firmware_sizes(firmware), arena_bytes=result.arena_bytes,
                                 reference=reference)
-        if not board.runnable:
+        if image_dir is not None and board.flashable:
+            report.images = _keep_images(firmware, Path(image_dir), f"{prefix}_{board.name}")
+        if run is None:
             return report
-        inputs = make_inputs(result.graph, count, seed)
-        run = _run(firmware, result, inputs)
         report.inputs = len(inputs)
         report.matched, report.reference_aborted = _compare(model_path, inputs, run.outputs, reference)
         report.stack_bytes = run.stack_bytes
         report.instructions = [span.instructions for span in run.runs]
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
         if per_layer:
-            traced = build_firmware(c_dir, prefix, board, tmp, trace=True)
+            traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=inputs[:1])
             _add_layers(report, _run(traced, result, inputs[:1], f"{prefix}_trace"), result.plan.steps)
     return report
+
+
+# The test inputs a USART board's image holds at a time (they share its flash with the model).
+LINKED_INPUT_BYTES = 96 * 1024
+
+
+def _run_linked(c_dir, prefix: str, board: Board, workdir: Path, result: CompileResult,
+                inputs: np.ndarray) -> tuple[Firmware, QemuRun]:
+    """Run the inputs in images of at most LINKED_INPUT_BYTES of them each (rebuilt in turn in
+    `workdir`, only the inputs recompiled); return the first image, kept, and every run merged."""
+    per_image = max(1, LINKED_INPUT_BYTES // max(1, inputs[0].nbytes))
+    first, runs = None, []
+    for start in range(0, len(inputs), per_image):
+        batch = inputs[start:start + per_image]
+        firmware = build_firmware(c_dir, prefix, board, workdir, inputs=batch)
+        if first is None:
+            paths = _keep_images(firmware, workdir / "first", "firmware")
+            first = dataclasses.replace(firmware, elf=paths[0])
+        runs.append(_run(firmware, result, batch))
+    merged = QemuRun(outputs=np.concatenate([r.outputs for r in runs]),
+                     runs=[span for r in runs for span in r.runs],
+                     layers=[spans for r in runs for spans in r.layers],
+                     tails=[span for r in runs for span in r.tails],
+                     stack_bytes=max(r.stack_bytes for r in runs))
+    return first, merged
+
+
+def _keep_images(firmware: Firmware, folder: Path, stem: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for suffix in (".elf", ".bin", ".hex"):
+        kept.append(folder / f"{stem}{suffix}")
+        shutil.copyfile(firmware.elf.with_suffix(suffix), kept[-1])
+    return kept
 
 
 def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -> tuple[int, int]:
@@ -130,8 +176,10 @@ def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -
 
 
 def _run(firmware, result: CompileResult, inputs, trace_hook: str | None = None) -> QemuRun:
-    graph = result.graph
-    return run_qemu(firmware, inputs, numpy_dtype(graph.output), graph.output.shape, trace_hook=trace_hook)
+    output = result.graph.output
+    if firmware.board.console is Console.USART:  # the inputs are in the image
+        return run_usart(firmware, len(inputs), numpy_dtype(output), output.shape, trace_hook=trace_hook)
+    return run_qemu(firmware, inputs, numpy_dtype(output), output.shape, trace_hook=trace_hook)
 
 
 def _add_layers(report: FirmwareReport, traced: QemuRun, steps) -> None:
