@@ -228,12 +228,16 @@ def _check_verify_target(args) -> None:
 
 
 def cmd_verify(args) -> int:
+    from .frontend import is_onnx
     from .verification import oracle
     from .verification.host import verify
 
     _check_verify_target(args)
     _check_out(args)
-    oracle.require_tflite()
+    if is_onnx(args.model):
+        oracle.require_onnxruntime()
+    else:
+        oracle.require_tflite()
     if args.reference == "tflm":
         oracle.require_tflm()
     with _out_folder(args) as out:
@@ -252,6 +256,8 @@ def cmd_verify(args) -> int:
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
+    if report.oracle:
+        summary["oracle"] = report.oracle
     if report.warnings and not args.json:
         print("\n".join(f"mnv2gen: warning: {w}" for w in report.warnings), file=sys.stderr)
     return _print(args, summary, _verify_lines(report, result),
@@ -264,7 +270,10 @@ def _verify_lines(report, result) -> list[str]:
     def aborted(count: int) -> str:
         return f"; it aborted on {count} inputs, which cannot be compared" if count else ""
 
-    if report.tflite_note:
+    if report.reference == "onnxruntime":
+        lines = [f"ONNX Runtime: {report.matched_tflite}/{report.inputs} outputs identical (the reference: "
+                 f"{report.oracle})" + aborted(report.tflite_aborted)]
+    elif report.tflite_note:
         lines = [f"TFLite reference kernels: not compared ({report.tflite_note})"]
     else:
         lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"

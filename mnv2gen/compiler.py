@@ -31,6 +31,10 @@ class CompileResult:
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
     loaded = load_model(model_path, options.reference)
+    if loaded.arithmetic is ir.Arithmetic.ONNXRUNTIME and (options.target != "host" or options.kernels):
+        raise UserError(f"ONNX models compile for --target host (portable C) only so far, not --target "
+                        f"{options.target}: their Cortex-M builds need -ffp-contract=off, not yet in mnv2gen's "
+                        "firmware builds", source=str(model_path))
     bound, where = paper_bound(loaded)
     model_ops = len(loaded.ops)
     graph = run_passes(loaded, options.optimize)
