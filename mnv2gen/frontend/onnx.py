@@ -158,8 +158,9 @@ def _dequantize_linear(b: _Builder, node: OnnxNode) -> ir.Op:
     b.attributes(node, {"axis": 1})
     x = b.activation(node, 0)
     b.check_input_quantization(node, x, 1)
-    if len(x.shape) != 2:
-        raise b.fail(node, "only the classifier's [1, classes] output may be dequantized")
+    if len(x.shape) != 2 and x.shape[-1] != 1:
+        raise b.fail(node, "only a [1, classes] or single-channel output may be dequantized (their NCHW "
+                     "and NHWC bytes are the same)")
     output = ir.Tensor(f"t{node.position}", x.shape, "float32")
     return ir.Dequantize(input=x, output=output, index=node.position, arithmetic=ORT)
 
