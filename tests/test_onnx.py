@@ -4,9 +4,6 @@ requantization's two roundings on accumulators above 2^24 and built ties, hostil
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +11,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnx_zoo
 from mnv2gen.compiler import compile_model, write_files
-from mnv2gen.host_sim.build import build_host
 from mnv2gen.verification import oracle
 from mnv2gen.verification.host import run_c_on_host, verify
 
