@@ -77,7 +77,7 @@ class _Builder:
     # ---------------------------------------------------------------- operands
 
     def activation(self, node: OnnxNode, slot: int) -> ir.Tensor:
-        name = self._input_name(node, slot)
+        name = self.input_name(node, slot)
         tensor = self.tensors.get(name)
         if tensor is None:
             raise self.fail(node, f"input {slot} must be an activation, not a constant")
@@ -87,7 +87,7 @@ class _Builder:
 
     def constant(self, node: OnnxNode, slot: int, dtypes: tuple, shape: tuple[int, ...] | None = None,
                  what: str = "") -> np.ndarray:
-        name = self._input_name(node, slot)
+        name = self.input_name(node, slot)
         value = self.model.constants.get(name)
         what = what or f"input {slot}"
         if value is None:
@@ -98,7 +98,7 @@ class _Builder:
             raise self.fail(node, f"{what} has shape {value.shape}, expected {shape}")
         return value
 
-    def _input_name(self, node: OnnxNode, slot: int) -> str:
+    def input_name(self, node: OnnxNode, slot: int) -> str:
         if slot >= len(node.inputs) or not node.inputs[slot]:
             raise self.fail(node, f"input {slot} is missing")
         return node.inputs[slot]
@@ -109,21 +109,20 @@ class _Builder:
             raise self.fail(node, f"scale (input {slot}) must be one positive float")
         return float(value.reshape(-1)[0])
 
-    def quantization(self, node: OnnxNode, scale_slot: int) -> tuple[ir.Quantization, str]:
+    def quantization(self, node: OnnxNode, scale_slot: int) -> ir.Quantization:
         """An activation's (scale, zero point) pair at inputs scale_slot, scale_slot + 1,
-        as the IR keeps it (int8, uint8 shifted), and the element type it had."""
+        as the IR keeps it: int8, uint8 ones shifted (model_offset 128)."""
         scale = self.scale(node, scale_slot)
         zero_point = self.constant(node, scale_slot + 1, (np.int8, np.uint8), what=f"zero point (input {scale_slot + 1})")
         if zero_point.size != 1:
             raise self.fail(node, "an activation's zero point must be one value")
         offset = ACTIVATION_TYPES[zero_point.dtype]
-        return ir.Quantization((scale,), (int(zero_point.reshape(-1)[0]) - offset,), model_offset=offset), \
-            zero_point.dtype.name
+        return ir.Quantization((scale,), (int(zero_point.reshape(-1)[0]) - offset,), model_offset=offset)
 
     def check_input_quantization(self, node: OnnxNode, tensor: ir.Tensor, scale_slot: int) -> None:
         """The scale and zero point a node states for its input must be the ones the input
         was quantized with, bit for bit (ONNX Runtime would use the node's own)."""
-        quant, _ = self.quantization(node, scale_slot)
+        quant = self.quantization(node, scale_slot)
         if quant != tensor.quant:
             raise self.fail(node, f"the scale or zero point of input {scale_slot - 1} differ from those its "
                             "producer quantized it with")
@@ -145,10 +144,10 @@ class _Builder:
 
 def _quantize_linear(b: _Builder, node: OnnxNode) -> ir.Op:
     b.attributes(node, {"axis": 1, "saturate": 1})
-    x = b._input_name(node, 0)
+    x = b.input_name(node, 0)
     if x not in b.tensors or b.tensors[x] is not b.input or b.ops:
         raise b.fail(node, "only the model's first node may quantize, and only its float input")
-    quant, _ = b.quantization(node, 1)
+    quant = b.quantization(node, 1)
     n, c, h, w = b.input.shape
     output = b.new_activation(node, (n, h, w, c), quant)
     return ir.Quantize(input=b.input, output=output, index=node.position, arithmetic=ORT, from_nchw=True)
@@ -203,7 +202,7 @@ def _conv(b: _Builder, node: OnnxNode) -> ir.Op:
                      "convolutions (group == channels, multiplier 1) are supported")
     _check_window(b, node, attrs, (kh, kw))
     weights, scales = _weights(b, node, 3, out_c)
-    quant, _ = b.quantization(node, 6)
+    quant = b.quantization(node, 6)
     stride = attrs["strides"]
     top, left, bottom, right = attrs["pads"]
     padding = ir.Padding(top=top, bottom=bottom, left=left, right=right)
@@ -247,7 +246,7 @@ def _add(b: _Builder, node: OnnxNode) -> ir.Op:
     b.check_input_quantization(node, other, 4)
     if x.shape != other.shape:
         raise b.fail(node, f"inputs of shapes {x.shape} and {other.shape}: broadcasting is not supported")
-    quant, _ = b.quantization(node, 6)
+    quant = b.quantization(node, 6)
     output = b.new_activation(node, x.shape, quant)
     return ir.Add(input=x, output=output, index=node.position, arithmetic=ORT, other=other)
 
@@ -260,7 +259,7 @@ def _global_average_pool(b: _Builder, node: OnnxNode) -> ir.Op:
     b.check_input_quantization(node, x, 1)
     if len(x.shape) != 4:
         raise b.fail(node, "the input must be [1, C, H, W]")
-    quant, _ = b.quantization(node, 3)
+    quant = b.quantization(node, 3)
     output = b.new_activation(node, (1, 1, 1, x.shape[3]), quant)
     return ir.Mean(input=x, output=output, index=node.position, arithmetic=ORT, keep_dims=True)
 
@@ -293,7 +292,7 @@ def _gemm(b: _Builder, node: OnnxNode) -> ir.Op:
     _, scales = _weights(b, node, 3, units)
     if len(node.inputs) < 9 or not node.inputs[8]:
         raise b.fail(node, "a QGemm without an output scale and zero point (float output) is not supported")
-    quant, _ = b.quantization(node, 7)
+    quant = b.quantization(node, 7)
     w = ir.Tensor(f"t{node.position}_weights", (units, depth), "int8",
                   ir.Quantization(scales, (0,) * units), weights)
     output = b.new_activation(node, (1, units), quant)
