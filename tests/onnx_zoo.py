@@ -145,7 +145,7 @@ class _RandomReader:
         pass
 
 
-def quantize(float_model: onnx.ModelProto, activation: str, path: Path, seed: int = 0) -> Path:
+def quantize(float_model: onnx.ModelProto, activation: str, path: Path, seed: int = 0, qdq: bool = False) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     CalibrationDataReader.register(_RandomReader)
@@ -153,7 +153,8 @@ def quantize(float_model: onnx.ModelProto, activation: str, path: Path, seed: in
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save(float_model, float_path)
-        quantize_static(str(float_path), str(path), _RandomReader(shape, 16, seed), quant_format=QuantFormat.QOperator,
+        quantize_static(str(float_path), str(path), _RandomReader(shape, 16, seed),
+                        quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                         per_channel=True, weight_type=QuantType.QInt8,
                         activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8)
     return path
@@ -170,11 +171,12 @@ def _cached(name: str, make) -> Path:
     return path
 
 
-def mobilenet_v2(activation: str, width: float = 0.35, size: int = 96, classes: int = 10, seed: int = 0) -> Path:
-    name = f"mnv2_{width}_{size}_{classes}_{activation}_s{seed}"
-    return _cached(name, lambda p: quantize(mobilenet_v2_float(width, size, classes, seed), activation, p, seed))
+def mobilenet_v2(activation: str, width: float = 0.35, size: int = 96, classes: int = 10, seed: int = 0,
+                 qdq: bool = False) -> Path:
+    name = f"mnv2_{width}_{size}_{classes}_{activation}_s{seed}" + ("_qdq" if qdq else "")
+    return _cached(name, lambda p: quantize(mobilenet_v2_float(width, size, classes, seed), activation, p, seed, qdq))
 
 
-def single_op(kind: str, activation: str, seed: int = 0) -> Path:
-    return _cached(f"op_{kind}_{activation}_s{seed}",
-                   lambda p: quantize(single_op_float(kind, seed), activation, p, seed))
+def single_op(kind: str, activation: str, seed: int = 0, qdq: bool = False) -> Path:
+    return _cached(f"op_{kind}_{activation}_s{seed}" + ("_qdq" if qdq else ""),
+                   lambda p: quantize(single_op_float(kind, seed), activation, p, seed, qdq))

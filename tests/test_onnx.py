@@ -26,23 +26,39 @@ def assert_bit_exact_onnx(model_path, out_dir, count: int = 50):
     return result, report
 
 
+FORMATS = {"qoperator": False, "qdq": True}
+
+
+@pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
-def test_mobilenet_v2_bit_exact(activation, out_dir):
-    result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation), out_dir)
+def test_mobilenet_v2_bit_exact(activation, qdq, out_dir):
+    result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation, qdq=qdq), out_dir)
     kinds = {type(op).__name__ for op in result.graph.ops}
     assert {"Conv2D", "DepthwiseConv2D", "Add", "Mean", "FullyConnected", "Quantize", "Dequantize"} <= kinds
     assert sum(op.macs() for op in result.graph.ops) > 5_000_000
 
 
+@pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 @pytest.mark.parametrize("kind", onnx_zoo.SINGLE_OPS)
-def test_single_op_bit_exact(kind, activation, out_dir):
-    assert_bit_exact_onnx(onnx_zoo.single_op(kind, activation), out_dir)
+def test_single_op_bit_exact(kind, activation, qdq, out_dir):
+    assert_bit_exact_onnx(onnx_zoo.single_op(kind, activation, qdq=qdq), out_dir)
+
+
+def test_qdq_reads_as_the_same_ops_as_qoperator():
+    from mnv2gen.frontend import load_model
+
+    def describe(path):
+        return [(type(op), op.describe(), op.output.quant) for op in load_model(path).ops]
+
+    for activation in onnx_zoo.ACTIVATIONS:
+        assert describe(onnx_zoo.mobilenet_v2(activation, qdq=True)) == describe(onnx_zoo.mobilenet_v2(activation))
 
 
 def test_uint8_session_sets_x64quantprecision():
     assert "x64quantprecision=1" in oracle.ort_description(onnx_zoo.single_op("conv", "uint8"))
     assert "x64quantprecision" not in oracle.ort_description(onnx_zoo.single_op("conv", "int8"))
+    assert "qdqisint8allowed=1" in oracle.ort_description(onnx_zoo.single_op("conv", "int8"))
 
 
 # --------------------------------------------------------------------------- hand-built graphs

@@ -81,7 +81,28 @@ def _unsupported_op_named_hostile(model):
     return model
 
 
+def _qdq_bias_scale_off_by_one_ulp(_):
+    model = onnx.load(onnx_zoo.single_op("conv", "uint8", qdq=True))
+    bias_dequantize = next(n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                           and numpy_helper.to_array(next((t for t in model.graph.initializer if t.name == n.input[0]),
+                                                          numpy_helper.from_array(np.zeros(1, np.int8)))).dtype == np.int32)
+    scale = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == bias_dequantize.input[1]))
+    return _replace_initializer(model, bias_dequantize.input[1], np.nextafter(scale, np.float32(1)).astype(np.float32))
+
+
+def _qdq_float_op_left(_):
+    model = onnx.load(onnx_zoo.single_op("conv", "uint8", qdq=True))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    relu = helper.make_node("Relu", [conv.output[0]], ["relu_out"], name="relu")
+    for node in model.graph.node:  # the QuantizeLinear after the Conv now reads the Relu
+        node.input[:] = ["relu_out" if name == conv.output[0] else name for name in node.input]
+    model.graph.node.insert(list(model.graph.node).index(conv) + 1, relu)
+    return model
+
+
 MUTATIONS = {
+    "qdq bias scale": (_qdq_bias_scale_off_by_one_ulp, "bias scale is not x_scale * w_scale"),
+    "qdq float op": (_qdq_float_op_left, "not quantized by exactly one QuantizeLinear"),
     "strides 0": (lambda m: _set_attribute(m, "strides", [0, 0]), "strides"),
     "dilations 2": (lambda m: _set_attribute(m, "dilations", [2, 2]), "dilations"),
     "negative pads": (lambda m: _set_attribute(m, "pads", [-1, 0, 0, 0]), "pads"),

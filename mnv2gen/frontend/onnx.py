@@ -1,4 +1,5 @@
 """Quantized `.onnx` (QOperator, as onnxruntime.quantization.quantize_static writes it) -> IR.
+QDQ models are first fused into the same nodes (`onnx_qdq.py`), as ONNX Runtime fuses them.
 
 The graph it reads: QuantizeLinear -> QLinearConv (depthwise where group == channels) ->
 com.microsoft QLinearAdd -> com.microsoft QLinearGlobalAveragePool -> Flatten ->
@@ -23,6 +24,7 @@ import numpy as np
 from .. import ir
 from ..errors import ModelError, printable
 from .onnx_model import MICROSOFT_DOMAIN, OnnxModel, OnnxNode, read_onnx
+from .onnx_qdq import is_qdq, qdq_to_qoperator
 
 ORT = ir.Arithmetic.ONNXRUNTIME
 ACTIVATION_TYPES = {np.dtype(np.int8): 0, np.dtype(np.uint8): 128}  # -> model_offset
@@ -32,6 +34,8 @@ MAX_STRIDE = 4
 
 def load_onnx(path: str | Path) -> ir.Graph:
     model = read_onnx(Path(path))
+    if is_qdq(model):
+        model = qdq_to_qoperator(model)
     graph = _Builder(model).build()
     graph.source_sha256 = hashlib.sha256(model.data).hexdigest()
     try:

@@ -179,8 +179,10 @@ ENGINE_NAMES = {"tflite": "TFLite's interpreter", "tflm": "TFLite Micro", "onnxr
 # ONNX Runtime's session, as verify uses it for an ONNX model. Its integer results are the
 # x86-64 CPU provider's with AVX2 (other CPUs take other kernels with other roundings). On
 # CPUs without VNNI its u8 x s8 products may saturate unless x64quantprecision is set, which
-# only uint8 activations take (with it ORT has no int8 QGemm).
+# only uint8 activations take (with it ORT has no int8 QGemm). QDQ models with int8
+# activations stay partly float on x86 unless qdqisint8allowed is set.
 UINT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+INT8_SESSION_CONFIG = {"session.qdqisint8allowed": "1"}
 
 
 def ort_session_config(model_path: str | Path) -> dict[str, str]:
@@ -188,7 +190,7 @@ def ort_session_config(model_path: str | Path) -> dict[str, str]:
     (its graph's first QuantizeLinear's zero point)."""
     from ..frontend.onnx import activation_type
 
-    return dict(UINT8_SESSION_CONFIG) if activation_type(model_path) == "uint8" else {}
+    return dict(UINT8_SESSION_CONFIG if activation_type(model_path) == "uint8" else INT8_SESSION_CONFIG)
 ORT_INSTALL_HINT = "verifying an ONNX model needs ONNX Runtime: pip install 'mnv2gen[verify]'"
 
 
