@@ -307,6 +307,7 @@ def _memory_lines(result, report) -> list[str]:
 
 def cmd_run(args) -> int:
     from .firmware.runner import FirmwareFailed
+    from .frontend import is_onnx
     from .verification import oracle
     from .verification.board import run_on_board
 
@@ -318,6 +319,8 @@ def cmd_run(args) -> int:
     _check_out(args)
     if board.runnable and args.reference == "tflm":
         oracle.require_tflm()
+    elif board.runnable and is_onnx(args.model):
+        oracle.require_onnxruntime()
     elif board.runnable:
         oracle.require_tflite()
     with _out_folder(args) as out:
@@ -377,7 +380,7 @@ def _firmware_lines(report) -> list[str]:
         lines += [f"  layer {layer.layer:3d} {layer.instructions:>13,} {100 * layer.instructions / total:5.1f}%  "
                   + (f"{layer.instructions / layer.macs:5.2f} instr/MAC  " if layer.macs else " " * 17)
                   + layer.op for layer in report.layers]
-    reference = "TFLite Micro" if report.reference == "tflm" else "TFLite reference kernels"
+    reference = {"tflm": "TFLite Micro", "onnxruntime": "ONNX Runtime"}.get(report.reference, "TFLite reference kernels")
     lines.append(f"{reference}: {report.matched}/{report.inputs} outputs identical")
     lines.append("bit-exact" if report.bit_exact else "MISMATCH")
     return lines

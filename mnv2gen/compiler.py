@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import ir
+from .codegen.kernels import Variant
 from .codegen.render import Options, render
 from .errors import UserError
 from .frontend import load_model
@@ -31,10 +32,8 @@ class CompileResult:
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
     loaded = load_model(model_path, options.reference)
-    if loaded.arithmetic is ir.Arithmetic.ONNXRUNTIME and (options.target != "host" or options.kernels):
-        raise UserError(f"ONNX models compile for --target host (portable C) only so far, not --target "
-                        f"{options.target}: their Cortex-M builds need -ffp-contract=off, not yet in mnv2gen's "
-                        "firmware builds", source=str(model_path))
+    if loaded.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+        options = _portable_kernels(options, model_path)
     bound, where = paper_bound(loaded)
     model_ops = len(loaded.ops)
     graph = run_passes(loaded, options.optimize)
@@ -48,6 +47,15 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
             source=str(model_path))
     return CompileResult(graph=graph, plan=plan, files=render(graph, plan, options), paper_bound=bound,
                          paper_bound_op=where.describe() if where else "", model_ops=model_ops)
+
+
+def _portable_kernels(options: Options, model_path) -> Options:
+    """ONNX Runtime's arithmetic has portable kernels only, so far: every core gets them (the
+    banner says so), and asking for the SIMD ones is refused."""
+    if options.kernels not in (None, Variant.REF.value):
+        raise UserError(f"ONNX models have portable kernels only so far, not --kernels {options.kernels}",
+                        source=str(model_path))
+    return replace(options, kernels=None) if options.target == "host" else replace(options, kernels=Variant.REF.value)
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

@@ -10,7 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnx_zoo
+from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
+from mnv2gen.firmware.boards import BOARDS
+from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification import oracle
 from mnv2gen.verification.host import run_c_on_host, verify
 
@@ -53,6 +56,22 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
 
     for activation in onnx_zoo.ACTIVATIONS:
         assert describe(onnx_zoo.mobilenet_v2(activation, qdq=True)) == describe(onnx_zoo.mobilenet_v2(activation))
+
+
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
+@pytest.mark.parametrize("model", ["mobilenet_v2", "add"])
+def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
+    """The portable kernels built for the board, run under QEMU, against ONNX Runtime."""
+    from conftest import require_tools
+    from test_firmware import TOOLS
+
+    require_tools(*TOOLS)
+    path = onnx_zoo.mobilenet_v2("uint8") if model == "mobilenet_v2" else onnx_zoo.single_op("add", "int8")
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
+    assert report.reference == "onnxruntime" and report.inputs == 5
+    assert report.matched == report.inputs and report.bit_exact
 
 
 def test_uint8_session_sets_x64quantprecision():

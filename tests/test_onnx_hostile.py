@@ -143,8 +143,17 @@ def test_names_never_reach_the_c(tmp_path):
     assert not any("evil" in text for text in result.files.values())
 
 
-def test_cortex_m_targets_are_refused(tmp_path):
-    _assert_refused(onnx_zoo.single_op("conv", "uint8"), tmp_path / "out", "--target host", "--target", "cortex-m4")
+def test_cortex_m_targets_get_the_portable_kernels(tmp_path):
+    """ONNX Runtime's arithmetic has no DSP or Helium kernels yet: any core gets portable C,
+    and the banner says so."""
+    from mnv2gen.codegen.render import Options
+
+    for target in ("cortex-m4", "cortex-m55"):
+        files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target=target)).files
+        assert "(kernels: ref)" in files["mnv2_model.c"] and "__ARM_FEATURE_DSP" not in files["mnv2_model.c"]
+        assert "ort_conv_s8" in files["mnv2_kernels.c"]
+    with pytest.raises(Exception, match="portable kernels only"):
+        compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="dsp"))
 
 
 def test_compile_imports_neither_onnxruntime_nor_torch(tmp_path):

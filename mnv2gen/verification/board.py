@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import ir
 from ..compiler import CompileResult
 from ..errors import UserError
 from ..firmware.boards import Board
@@ -46,7 +47,7 @@ class FirmwareReport:
     board: Board
     sizes: dict[str, int]
     arena_bytes: int
-    reference: str = "tflite"  # whose outputs ours are compared with: "tflite" or "tflm"
+    reference: str = "tflite"  # whose outputs ours are compared with: "tflite", "tflm" or "onnxruntime"
     inputs: int = 0
     matched: int | None = None  # None: nothing run (the board has no emulator)
     reference_aborted: int = 0  # inputs the reference engine died on: not comparable, not counted
@@ -107,6 +108,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
     the build, which fails with a UserError when the model does not fit."""
     with tempfile.TemporaryDirectory(prefix="mnv2gen-firmware-") as tmp:
         firmware = build_firmware(c_dir, prefix, board, tmp)
+        if result.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+            reference = "onnxruntime"
         report = FirmwareReport(board=board, sizes=firmware_sizes(firmware), arena_bytes=result.arena_bytes,
                                 reference=reference)
         if not board.runnable:
@@ -129,7 +132,8 @@ def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -
     """(inputs identical to the reference, inputs on which the reference engine aborted)."""
     if reference == "tflm":
         oracle.require_tflm()
-    engine = oracle.tflm_outputs if reference == "tflm" else oracle.reference_outputs
+    engines = {"tflm": oracle.tflm_outputs, "onnxruntime": oracle.onnxruntime_outputs}
+    engine = engines.get(reference, oracle.reference_outputs)
     expected = engine(model_path, inputs, ours.shape[1:], ours.dtype)
     if "error" in expected.info:
         raise UserError(f"the reference ({reference}) could not run the model: {expected.info['error']}")
