@@ -100,7 +100,12 @@ def _qdq_float_op_left(_):
     return model
 
 
+def _overflowing_scale(model):
+    return _replace_initializer(model, _conv_node(model).input[6], np.float32(1e-45))
+
+
 MUTATIONS = {
+    "overflowing scale": (_overflowing_scale, "not a finite float32"),
     "qdq bias scale": (_qdq_bias_scale_off_by_one_ulp, "bias scale is not x_scale * w_scale"),
     "qdq float op": (_qdq_float_op_left, "not quantized by exactly one QuantizeLinear"),
     "strides 0": (lambda m: _set_attribute(m, "strides", [0, 0]), "strides"),
@@ -122,7 +127,7 @@ def test_hostile_models_are_refused_in_one_line(mutation, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(mutate(_model()).SerializeToString())
     line = _assert_refused(path, tmp_path / "out", expected)
-    assert "node" in line or mutation in ("external data", "opset 12")
+    assert "node" in line or mutation in ("external data", "opset 12", "overflowing scale")
 
 
 @pytest.mark.parametrize("cut", [1, 100, 0.5])

@@ -23,8 +23,19 @@ INT32_LIMIT = 2**31
 
 def float32_scales(x_scale: float, w_scales: tuple[float, ...], y_scale: float) -> np.ndarray:
     """S[c] = fl(fl(x_scale * w_scale[c]) / y_scale) (qlinearconv.cc's ComputeOutputScale)."""
-    products = np.float32(x_scale) * np.asarray(w_scales, dtype=np.float32)
-    return (products / np.float32(y_scale)).astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):  # refused below, by the caller's _finite
+        products = np.float32(x_scale) * np.asarray(w_scales, dtype=np.float32)
+        return (products / np.float32(y_scale)).astype(np.float32)
+
+
+def _finite(op: ir.Op, what: str, *values) -> None:
+    """Scales so extreme that a derived constant overflows (or a requantization scale
+    underflows to 0) give no arithmetic worth reproducing: the model is refused."""
+    for value in values:
+        array = np.asarray(value, dtype=np.float32)
+        if not np.isfinite(array).all() or (what == "scale" and not (array > 0).all()):
+            raise ModelError(f"op {op.index} ({op.op_name}): its scales give a {what} that is not a finite "
+                             "float32 (or is 0)")
 
 
 def fmaf(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
@@ -57,6 +68,7 @@ def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Laye
     _accumulator_bound(op, bias)
     layer = Layer(number, op, "ort_conv_s8", "ort_conv_params")
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
+    _finite(op, "scale", scales)
     layer.params.update(
         geometry, depthwise=int(depthwise), input_zero_point=op.input.zero_point,
         output_zero_point=op.output.zero_point, weights=layer.array("weights", "int8_t", op.weights.data),
@@ -89,10 +101,14 @@ def _add(op: ir.Add, number: int, build: Build) -> Layer:
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
         raise ModelError(f"op {op.index} (QLinearAdd): inputs and output of different element types")
-    a_ratio = np.float32(np.float32(a.scale[0]) / np.float32(y.scale[0]))
-    b_ratio = np.float32(np.float32(b.scale[0]) / np.float32(y.scale[0]))
-    a_zp, b_zp, y_zp = (np.float32(q.zero_point[0] + offset) for q in (a, b, y))
-    bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
+    with np.errstate(over="ignore", under="ignore"):  # refused below
+        a_ratio = np.float32(np.float32(a.scale[0]) / np.float32(y.scale[0]))
+        b_ratio = np.float32(np.float32(b.scale[0]) / np.float32(y.scale[0]))
+        _finite(op, "scale", a_ratio, b_ratio)
+        a_zp, b_zp, y_zp = (np.float32(q.zero_point[0] + offset) for q in (a, b, y))
+        _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
+        bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
+    _finite(op, "bias", bias)
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
     layer.params.update(size=op.output.size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                         bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
@@ -102,7 +118,9 @@ def _add(op: ir.Add, number: int, build: Build) -> Layer:
 def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     _, h, w, channels = op.input.shape
     pixels = h * w
-    scale = np.float32(np.float32(op.input.scale) / np.float32(np.float32(op.output.scale) * np.float32(pixels)))
+    with np.errstate(over="ignore", under="ignore"):  # refused below
+        scale = np.float32(np.float32(op.input.scale) / np.float32(np.float32(op.output.scale) * np.float32(pixels)))
+    _finite(op, "scale", scale)
     layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
     layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
                         output_zero_point=op.output.zero_point, scale=Float32(scale))

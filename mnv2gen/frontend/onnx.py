@@ -135,11 +135,15 @@ class _Builder:
         return ir.Tensor(f"t{node.position}", shape, "int8", quant)
 
     def attributes(self, node: OnnxNode, allowed: dict[str, object]) -> dict[str, object]:
-        """The node's attributes over `allowed`'s defaults; any attribute not named there
-        is refused."""
+        """The node's attributes over `allowed`'s defaults, each of its default's type (a
+        None default: a list of ints); any attribute not named there is refused."""
         unknown = set(node.attributes) - set(allowed)
         if unknown:
             raise self.fail(node, f"attribute {printable(sorted(unknown)[0][:40])} is not supported")
+        for name, value in node.attributes.items():
+            expected = type(allowed[name]) if allowed[name] is not None else tuple
+            if type(value) is not expected:
+                raise self.fail(node, f"attribute {name} is a {type(value).__name__}, expected a {expected.__name__}")
         return {**allowed, **node.attributes}
 
 

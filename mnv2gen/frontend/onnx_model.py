@@ -82,6 +82,12 @@ def _parse(data: bytes, source: str):
     return model
 
 
+def text(value) -> str:
+    """A protobuf string field as text: proto2 hands back bytes where the file's "string"
+    is not valid UTF-8."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
 def _is_constant(node: OnnxNode) -> bool:
     return node.op_type == "Constant" and node.domain == ""
 
@@ -99,7 +105,7 @@ class _Reader:
             raise self.fail("sparse initializers are not supported")
         constants = {}
         for tensor in self.graph.initializer:
-            constants[tensor.name] = self._constant(tensor, f"initializer {printable(tensor.name[:60])}")
+            constants[text(tensor.name)] = self._constant(tensor, f"initializer {printable(text(tensor.name)[:60])}")
         all_nodes = [self._node(position, proto) for position, proto in enumerate(self.graph.node)]
         nodes = [node for node in all_nodes if not _is_constant(node)]
         used = {name for node in nodes for name in node.inputs}
@@ -110,7 +116,7 @@ class _Reader:
         self._check_order(nodes, constants, input_name)
         if len(self.graph.output) != 1:
             raise self.fail(f"the model has {len(self.graph.output)} outputs; mnv2gen compiles models with one")
-        return OnnxModel(self.source, nodes, constants, input_name, input_shape, self.graph.output[0].name,
+        return OnnxModel(self.source, nodes, constants, input_name, input_shape, text(self.graph.output[0].name),
                          self.data)
 
     def _check_opsets(self) -> None:
@@ -118,14 +124,15 @@ class _Reader:
 
         newest = onnx.defs.onnx_opset_version()
         for opset in self.model.opset_import:
-            if opset.domain in ("", "ai.onnx"):
+            domain = text(opset.domain)
+            if domain in ("", "ai.onnx"):
                 if not FIRST_OPSET <= opset.version <= newest:
                     raise self.fail(f"opset {opset.version}: mnv2gen reads opsets {FIRST_OPSET} to {newest}")
-            elif opset.domain == MICROSOFT_DOMAIN:
+            elif domain == MICROSOFT_DOMAIN:
                 if opset.version != 1:
                     raise self.fail(f"{MICROSOFT_DOMAIN} opset {opset.version}: only version 1 is known")
-            elif opset.domain != "ai.onnx.ml":
-                raise self.fail(f"unknown operator domain {printable(opset.domain[:60])}")
+            elif domain != "ai.onnx.ml":
+                raise self.fail(f"unknown operator domain {printable(domain[:60])}")
         if self.model.functions:
             raise self.fail("model-local functions are not supported")
 
@@ -157,12 +164,11 @@ class _Reader:
         return array
 
     def _node(self, position: int, proto) -> OnnxNode:
-        node = OnnxNode(position, proto.op_type, proto.domain if proto.domain != "ai.onnx" else "", proto.name,
-                        list(proto.input), list(proto.output), {})
-        if proto.domain == MICROSOFT_DOMAIN:
-            node.domain = MICROSOFT_DOMAIN
+        domain = text(proto.domain)
+        node = OnnxNode(position, text(proto.op_type), "" if domain == "ai.onnx" else domain, text(proto.name),
+                        [text(name) for name in proto.input], [text(name) for name in proto.output], {})
         for attribute in proto.attribute:
-            node.attributes[attribute.name] = self._attribute(node, attribute)
+            node.attributes[text(attribute.name)] = self._attribute(node, attribute)
         if len(node.outputs) != 1 or not node.outputs[0]:
             raise self.fail(f"{node.label()}: expected one output, found {len(node.outputs)}")
         return node
@@ -174,7 +180,7 @@ class _Reader:
             return int(attribute.i)
         if attribute.type == AttributeProto.INTS:
             if len(attribute.ints) > 8:
-                raise self.fail(f"{node.label()}: attribute {printable(attribute.name[:40])} is too long")
+                raise self.fail(f"{node.label()}: attribute {printable(text(attribute.name)[:40])} is too long")
             return tuple(int(v) for v in attribute.ints)
         if attribute.type == AttributeProto.FLOAT:
             return float(attribute.f)
@@ -182,7 +188,7 @@ class _Reader:
             return attribute.s.decode("ascii", errors="replace")[:40]
         if attribute.type == AttributeProto.TENSOR:
             return attribute.t
-        raise self.fail(f"{node.label()}: attribute {printable(attribute.name[:40])} has a type mnv2gen "
+        raise self.fail(f"{node.label()}: attribute {printable(text(attribute.name)[:40])} has a type mnv2gen "
                         "does not read")
 
     def _constant_node(self, node: OnnxNode) -> dict[str, np.ndarray]:
@@ -192,7 +198,7 @@ class _Reader:
         return {node.outputs[0]: self._constant(value, node.label())}
 
     def _input(self, constants: dict) -> tuple[str, tuple[int, ...]]:
-        inputs = [value for value in self.graph.input if value.name not in constants]
+        inputs = [value for value in self.graph.input if text(value.name) not in constants]
         if len(inputs) != 1:
             raise self.fail(f"the model has {len(inputs)} inputs; mnv2gen compiles models with one")
         value = inputs[0]
@@ -204,7 +210,7 @@ class _Reader:
         if len(shape) != 4 or shape[0] not in (1, -1) or any(not 0 < d <= MAX_DIM for d in shape[1:]):
             raise self.fail(f"the input shape {shape} is not [1, C, H, W] with fixed C, H and W "
                             "(a dynamic batch is read as 1)")
-        return value.name, (1, *shape[1:])
+        return text(value.name), (1, *shape[1:])
 
     def _check_order(self, nodes: list[OnnxNode], constants: dict, input_name: str) -> None:
         """Every node reads only the input, constants and outputs of earlier nodes, and no
