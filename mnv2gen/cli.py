@@ -256,8 +256,11 @@ def cmd_verify(args) -> int:
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
-    if report.oracle:
-        summary["oracle"] = report.oracle
+    if report.reference == "onnxruntime":  # one reference: no TFLite or TFLite Micro figures
+        for key in ("matched_tflite", "matched_tflm", "tflite_aborted", "tflm_aborted", "tflm_arena_bytes"):
+            summary.pop(key)
+        summary.update(reference="onnxruntime", oracle=report.oracle, matched_onnxruntime=report.matched_tflite,
+                       onnxruntime_aborted=report.tflite_aborted)
     if report.warnings and not args.json:
         print("\n".join(f"mnv2gen: warning: {w}" for w in report.warnings), file=sys.stderr)
     return _print(args, summary, _verify_lines(report, result),

@@ -169,6 +169,17 @@ def test_compile_imports_neither_onnxruntime_nor_torch(tmp_path):
     assert result.stdout.strip() == "['onnx']"
 
 
+def test_verify_json_names_onnx_runtime(tmp_path):
+    import json
+
+    result = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "verify", str(onnx_zoo.single_op("gap", "uint8")),
+                             "--out", str(tmp_path / "out"), "-n", "3", "--json"], capture_output=True, text=True)
+    summary = json.loads(result.stdout)
+    assert result.returncode == 0 and summary["bit_exact"] and summary["matched_onnxruntime"] == 5
+    assert summary["reference"] == "onnxruntime" and "ONNX Runtime 1.31.1" in summary["oracle"]
+    assert "matched_tflite" not in summary
+
+
 def test_build_fragments_carry_the_float_flags(tmp_path):
     files = compile_model(onnx_zoo.single_op("conv", "int8")).files
     assert "-ffp-contract=off" in files["mnv2_model.mk"] and "-ffp-contract=off" in files["mnv2_model.cmake"]
