@@ -138,6 +138,40 @@ def test_truncated_files_are_refused(cut, tmp_path):
     _assert_refused(path, tmp_path / "out", "")
 
 
+def _save_with_external_data(folder, location="model.onnx.data"):
+    model = onnx.load(onnx_zoo.single_op("depthwise", "uint8"))
+    folder.mkdir(exist_ok=True)
+    onnx.save_model(model, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=location, size_threshold=0)
+    return folder / "model.onnx"
+
+
+def test_external_data_is_read_and_bit_exact(tmp_path):
+    """torch's default exporter writes the weights to model.onnx.data beside the model."""
+    from test_onnx import assert_bit_exact_onnx
+
+    path = _save_with_external_data(tmp_path / "model")
+    stored = onnx.load(path, load_external_data=False).graph.initializer
+    assert sum(t.data_location == onnx.TensorProto.EXTERNAL for t in stored) >= 3  # the weights among them
+    assert_bit_exact_onnx(path, tmp_path / "out", count=10)
+
+
+@pytest.mark.parametrize("edit", ["../escape.data", "/etc/passwd", "offset", "length"])
+def test_hostile_external_data_is_refused(edit, tmp_path):
+    path = _save_with_external_data(tmp_path / "model")
+    model = onnx.load(path, load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    for entry in tensor.external_data:
+        if edit.startswith(("/", "..")) and entry.key == "location":
+            entry.value = edit
+        elif entry.key == edit:
+            entry.value = str(1 << 40)
+    if edit in ("offset", "length") and not any(e.key == edit for e in tensor.external_data):
+        tensor.external_data.add(key=edit, value=str(1 << 40))
+    onnx.save(model, path)
+    _assert_refused(path, tmp_path / "out", "external data")
+
+
 def test_names_never_reach_the_c(tmp_path):
     model = _model()
     for node in model.graph.node:

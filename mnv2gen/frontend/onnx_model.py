@@ -66,7 +66,7 @@ def read_onnx(path: Path) -> OnnxModel:
         raise ModelError(f"the file has {len(data):,} bytes, over the {MAX_FILE_BYTES:,} mnv2gen reads",
                          source=source)
     model = _parse(data, source)
-    return _Reader(model, source, data).read()
+    return _Reader(model, source, data, path.resolve().parent).read()
 
 
 def _parse(data: bytes, source: str):
@@ -93,8 +93,9 @@ def _is_constant(node: OnnxNode) -> bool:
 
 
 class _Reader:
-    def __init__(self, model, source: str, data: bytes):
+    def __init__(self, model, source: str, data: bytes, folder: Path):
         self.model, self.graph, self.source, self.data = model, model.graph, source, data
+        self.folder = folder  # where external data files may be, and nowhere else
 
     def fail(self, message: str) -> ModelError:
         return ModelError(message, source=self.source)
@@ -139,9 +140,6 @@ class _Reader:
     def _constant(self, tensor, what: str) -> np.ndarray:
         from onnx import numpy_helper
 
-        if tensor.data_location == 1 or tensor.external_data:
-            raise self.fail(f"{what} is stored in an external data file; inline it "
-                            "(onnx.load with load_external_data, then onnx.save without external data)")
         numpy_type = ELEMENT_TYPES.get(tensor.data_type)
         if numpy_type is None:
             raise self.fail(f"{what} has element type {tensor.data_type}, not one mnv2gen reads")
@@ -151,6 +149,8 @@ class _Reader:
         count = math.prod(shape)
         if count > MAX_CONSTANT_ELEMENTS:
             raise self.fail(f"{what} has {count:,} elements, too many")
+        if tensor.data_location == 1 or tensor.external_data:
+            return self._external(tensor, what, numpy_type, shape)
         if tensor.HasField("raw_data") and len(tensor.raw_data) != count * np.dtype(numpy_type).itemsize:
             raise self.fail(f"{what} holds {len(tensor.raw_data)} bytes for a {shape} {np.dtype(numpy_type)}")
         try:
@@ -159,9 +159,36 @@ class _Reader:
             raise self.fail(f"{what} cannot be decoded") from None
         if array.shape != shape or array.dtype != numpy_type:
             raise self.fail(f"{what} does not hold the {shape} values it declares")
+        return self._finite(array, what)
+
+    def _finite(self, array: np.ndarray, what: str) -> np.ndarray:
         if array.dtype == np.float32 and not np.isfinite(array).all():
             raise self.fail(f"{what} holds a non-finite value")
         return array
+
+    def _external(self, tensor, what: str, numpy_type, shape: tuple[int, ...]) -> np.ndarray:
+        """A constant in an external data file (torch's exporter writes `model.onnx.data`):
+        a file beside the model, named without any folder, its offset and length inside it."""
+        fields = {text(entry.key): text(entry.value) for entry in tensor.external_data}
+        location = fields.get("location", "")
+        if not location or location != Path(location).name or location in (".", "..") or "\\" in location:
+            raise self.fail(f"{what}: its external data file must be a plain file name beside the model")
+        file = self.folder / location
+        nbytes = math.prod(shape) * np.dtype(numpy_type).itemsize
+        try:
+            offset, length = int(fields.get("offset", "0")), int(fields.get("length", str(nbytes)))
+        except ValueError:
+            raise self.fail(f"{what}: its external data offset or length is not a number") from None
+        if not file.is_file():
+            raise self.fail(f"{what}: its external data file {printable(location[:60])} is missing")
+        size = file.stat().st_size
+        if length != nbytes or not 0 <= offset <= size - length:
+            raise self.fail(f"{what}: its external data ({length} bytes at {offset}) does not fit the declared "
+                            f"{shape} or the file's {size} bytes")
+        with file.open("rb") as f:
+            f.seek(offset)
+            array = np.frombuffer(f.read(length), dtype=numpy_type).reshape(shape).copy()
+        return self._finite(array, what)
 
     def _node(self, position: int, proto) -> OnnxNode:
         domain = text(proto.domain)
