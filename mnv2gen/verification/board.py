@@ -1,7 +1,8 @@
 """Prove the generated C bit-exact on emulated Cortex-M cores, and measure it there.
 
 `run_on_board()` cross-builds the C with the firmware harness for a board, runs N inputs under
-QEMU, compares every output with TFLite's reference kernels, and reports what a firmware
+QEMU, compares every output with TFLite's reference kernels (ONNX Runtime for an ONNX
+model), and reports what a firmware
 engineer asks first: flash (weights apart from code), RAM (arena, stack high-water mark) and
 executed instructions per inference, exact, from our QEMU plugin.
 

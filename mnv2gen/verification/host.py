@@ -1,4 +1,5 @@
-"""Prove the generated C equal to TFLite: build on the host, run many inputs, compare bytes.
+"""Prove the generated C equal to TFLite (or, for an ONNX model, to ONNX Runtime): build on
+the host, run many inputs, compare bytes.
 
 On a mismatch, rebuild with tracing and name the first layer whose output differs from the
 same tensor in TFLite's interpreter (with all intermediate tensors preserved).

@@ -1,7 +1,8 @@
-"""The reference we must equal: TensorFlow Lite's interpreter with its reference kernels.
+"""The references we must equal: TensorFlow Lite's interpreter with its reference kernels
+for a .tflite, ONNX Runtime's CPU execution provider (pinned, x86-64 with AVX2) for an .onnx.
 
-The interpreter is imported only here and only when called, so `mnv2gen compile` never
-loads TensorFlow. Everything goes through `_interpreter()`, which takes LiteRT's
+The interpreters are imported only here and only when called, so `mnv2gen compile` never
+loads TensorFlow or ONNX Runtime. Everything goes through `_interpreter()`, which takes LiteRT's
 (ai-edge-litert, the successor of the deprecated `tf.lite.Interpreter`) when installed.
 """
 
