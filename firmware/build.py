@@ -17,15 +17,18 @@ from ..verification.harness import model_defines
 from .boards import Board, Console
 
 # Sections per function and per array, so the link drops whatever is never referenced.
-C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", *C_WARNINGS]
+# -ffp-contract=off: ONNX models' C rounds as ONNX Runtime does (-std=c99 implies it in gcc;
+# said here for every compiler).
+C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", *C_WARNINGS]
 # The harness of each console: its main, the measurements, start-up, and the console's driver.
 HARNESS_SOURCES = {Console.SEMIHOSTING: ("harness.c", "measure.c", "console.c", "startup.c", "semihost.c"),
                    Console.USART: ("linked_harness.c", "measure.c", "console.c", "startup.c", "stm32_usart.c")}
 # What includes the generated header (and, traced, calls or defines the trace hook).
 MODEL_USERS = ("harness.c", "linked_harness.c", "measure.c")
-# Only libc's string functions (memcpy, memset) and libgcc's helpers are linked: start-up and
-# I/O are our own (startup.c, the console's driver).
-LIBRARIES = ["-lc", "-lgcc"]
+# Only libc's string functions (memcpy, memset), libm's fmaf (ONNX models, where the core has
+# no FMA) and libgcc's helpers are linked: start-up and I/O are our own (startup.c, the
+# console's driver).
+LIBRARIES = ["-lm", "-lc", "-lgcc"]
 
 # Debian packages providing each tool.
 PACKAGES = {

@@ -9,6 +9,10 @@ from pathlib import Path
 from ..targets import C_WARNINGS
 from ..verification.harness import find_compiler, model_defines
 
+# ONNX models' C rounds every float operation as ONNX Runtime does: no contraction into
+# fused multiply-adds (a later flag in extra_flags may override it, to show the difference);
+# -lm above for their fmaf.
+FLOAT_FLAGS = ["-ffp-contract=off"]
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
@@ -23,8 +27,8 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
     compiler as they are (e.g. the generated C's -D<PREFIX>_DEBUG_CANARIES)."""
     c_dir, binary = Path(c_dir), Path(binary)
     sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
-    command = [find_compiler(compiler), opt, *C_WARNINGS, *(SANITIZERS if sanitize else []), *extra_flags,
-               "-I", str(c_dir), *model_defines(prefix, trace), *sources, "-o", str(binary)]
+    command = [find_compiler(compiler), opt, *C_WARNINGS, *FLOAT_FLAGS, *(SANITIZERS if sanitize else []),
+               *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace), *sources, "-o", str(binary), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")

@@ -291,12 +291,16 @@ def _check_verify_target(args) -> None:
 
 
 def cmd_verify(args) -> int:
+    from .frontend import is_onnx
     from .verification import oracle
     from .verification.host import verify
 
     _check_verify_target(args)
     _check_out(args)
-    oracle.require_tflite()
+    if is_onnx(args.model):
+        oracle.require_onnxruntime()
+    else:
+        oracle.require_tflite()
     if args.reference == "tflm":
         oracle.require_tflm()
     with _out_folder(args) as out:
@@ -315,6 +319,11 @@ def cmd_verify(args) -> int:
                    tflm_arena_bytes=report.tflm_arena.get("arena_total_bytes"))
     if report.first_mismatch:
         summary["first_mismatch"] = report.first_mismatch
+    if report.reference == "onnxruntime":  # one reference: no TFLite or TFLite Micro figures
+        for key in ("matched_tflite", "matched_tflm", "tflite_aborted", "tflm_aborted", "tflm_arena_bytes"):
+            summary.pop(key)
+        summary.update(reference="onnxruntime", oracle=report.oracle, matched_onnxruntime=report.matched_tflite,
+                       onnxruntime_aborted=report.tflite_aborted)
     if report.warnings and not args.json:
         print("\n".join(f"mnv2gen: warning: {w}" for w in report.warnings), file=sys.stderr)
     return _print(args, summary, _verify_lines(report, result),
@@ -327,7 +336,10 @@ def _verify_lines(report, result) -> list[str]:
     def aborted(count: int) -> str:
         return f"; it aborted on {count} inputs, which cannot be compared" if count else ""
 
-    if report.tflite_note:
+    if report.reference == "onnxruntime":
+        lines = [f"ONNX Runtime: {report.matched_tflite}/{report.inputs} outputs identical (the reference: "
+                 f"{report.oracle})" + aborted(report.tflite_aborted)]
+    elif report.tflite_note:
         lines = [f"TFLite reference kernels: not compared ({report.tflite_note})"]
     else:
         lines = [f"TFLite reference kernels: {report.matched_tflite}/{report.inputs} outputs identical"
@@ -361,6 +373,7 @@ def _memory_lines(result, report) -> list[str]:
 
 def cmd_run(args) -> int:
     from .firmware.runner import FirmwareFailed
+    from .frontend import is_onnx
     from .verification import oracle
     from .verification.board import run_on_board
 
@@ -374,6 +387,8 @@ def cmd_run(args) -> int:
         check_output_folder(args.out, _image_names(args.prefix, board), [args.model], generated=is_firmware_image)
     if board.runnable and args.reference == "tflm":
         oracle.require_tflm()
+    elif board.runnable and is_onnx(args.model):
+        oracle.require_onnxruntime()
     elif board.runnable:
         oracle.require_tflite()
     with _out_folder(args) as out:
@@ -451,7 +466,7 @@ def _firmware_lines(report) -> list[str]:
         lines += [f"  layer {layer.layer:3d} {layer.instructions:>13,} {100 * layer.instructions / total:5.1f}%  "
                   + (f"{layer.instructions / layer.macs:5.2f} instr/MAC  " if layer.macs else " " * 17)
                   + layer.op for layer in report.layers]
-    reference = "TFLite Micro" if report.reference == "tflm" else "TFLite reference kernels"
+    reference = {"tflm": "TFLite Micro", "onnxruntime": "ONNX Runtime"}.get(report.reference, "TFLite reference kernels")
     lines.append(f"{reference}: {report.matched}/{report.inputs} outputs identical")
     lines.append("bit-exact" if report.bit_exact else "MISMATCH")
     return lines

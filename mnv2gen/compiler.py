@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import ir
+from .codegen.kernels import Variant
 from .codegen.render import Options, render
 from .errors import UserError
 from .frontend import load_model
@@ -58,7 +59,18 @@ def plan_model(model_path: str | Path, options: Options | None = None) -> Planne
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
     planned = plan_model(model_path, options)
+    if planned.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+        options = _portable_kernels(options, model_path)
     return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options))
+
+
+def _portable_kernels(options: Options, model_path) -> Options:
+    """ONNX Runtime's arithmetic has portable kernels only, so far: every core gets them (the
+    banner says so), and asking for the SIMD ones is refused."""
+    if options.kernels not in (None, Variant.REF.value):
+        raise UserError(f"ONNX models have portable kernels only so far, not --kernels {options.kernels}",
+                        source=str(model_path))
+    return replace(options, kernels=None) if options.target == "host" else replace(options, kernels=Variant.REF.value)
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

@@ -5,7 +5,9 @@ the planner and the code generator only read it. `Graph.verify()` re-checks ever
 invariant, so each pass can prove it left a valid graph behind.
 
 Layout is always NHWC (TFLite's). Activation tensors are int8 except at the graph's edges,
-where QUANTIZE/DEQUANTIZE convert from/to uint8 or float32.
+where QUANTIZE/DEQUANTIZE convert from/to uint8 or float32 (an ONNX model's QUANTIZE also
+transposes its NCHW float input). Each op says whose integer arithmetic it follows
+(`Arithmetic`): the same graph shape, two different output stages.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class Quantization:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     axis: int = 0
+    # The model stores q + model_offset: an ONNX model's uint8 activations are kept as int8
+    # (q = stored - 128, zero point likewise), which every integer op is invariant to except
+    # ONNX Runtime's ADD, whose float arithmetic sees the stored values.
+    model_offset: int = 0
 
     @property
     def per_channel(self) -> bool:
@@ -118,6 +124,16 @@ class Tensor:
         return f"Tensor({self.name!r}, {self.shape}, {self.dtype})"
 
 
+class Arithmetic(enum.Enum):
+    """Whose rounding an op reproduces. TFLite's requantizes in gemmlowp fixed point; ONNX
+    Runtime's (x86-64 CPU provider) in float32 with two roundings, its ADD with fused
+    multiply-adds, its QuantizeLinear with a true division. They differ on about 0.2% of
+    convolution outputs from the same accumulators, so an op carries which one it owes."""
+
+    TFLITE = "tflite"
+    ONNXRUNTIME = "onnxruntime"
+
+
 class Activation(enum.Enum):
     NONE = "none"
     RELU = "relu"
@@ -156,6 +172,7 @@ class Op:
     input: Tensor
     output: Tensor
     index: int
+    arithmetic: Arithmetic = Arithmetic.TFLITE
 
     op_name = "OP"
 
@@ -348,11 +365,17 @@ class Logistic(Op):
 
 @dataclass(eq=False)
 class Quantize(Op):
-    """float32/uint8/int8 -> int8 (quantize or requantize)."""
+    """float32/uint8/int8 -> int8 (quantize or requantize). With `from_nchw` the float input
+    is [N, C, H, W] (an ONNX model's) and the output NHWC: the transposition is fused in."""
+
+    from_nchw: bool = False
 
     op_name = "QUANTIZE"
 
     def expected_output_shape(self) -> tuple[int, ...]:
+        if self.from_nchw:
+            n, c, h, w = self.input.shape
+            return (n, h, w, c)
         return self.input.shape
 
 
@@ -426,6 +449,11 @@ class Graph:
     source: str = "<model>"  # file name, for messages
     source_sha256: str = ""
 
+    @property
+    def arithmetic(self) -> Arithmetic:
+        """Whose arithmetic the model follows (a frontend never mixes them)."""
+        return self.ops[0].arithmetic if self.ops else Arithmetic.TFLITE
+
     def activations(self) -> list[Tensor]:
         """Every non-constant tensor, in first-use order."""
         seen: dict[int, Tensor] = {id(self.input): self.input}
@@ -445,6 +473,8 @@ class Graph:
         available = {id(self.input)}
         for op in self.ops:
             where = f"op {op.index} ({op.op_name})"
+            if op.arithmetic is not self.arithmetic:
+                raise IRError(f"{where}: mixes {op.arithmetic.value} and {self.arithmetic.value} arithmetic")
             for t in op.activation_inputs():
                 if id(t) not in available:
                     raise IRError(f"{where}: input {t.name!r} is used before it is produced")

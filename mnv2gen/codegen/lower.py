@@ -89,11 +89,15 @@ class Build:
 
 def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF) -> list[Layer]:
     """The layers of the plan with their params and constants, for Build(reference, variant)."""
+    from .lower_ort import ORT_LOWERINGS  # it builds on this module's Layer
+
     build = Build(reference, variant)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
             layer = _pipeline(plan, op, number, variant)
+        elif op.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+            layer = ORT_LOWERINGS[type(op)](op, number, build)
         else:
             layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
@@ -368,18 +372,21 @@ def _logistic(op: ir.Logistic, number: int, build: Build) -> Layer:
     return _table_lookup(op, number, table)
 
 
+def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
+    """A layer calling a struct-less kernel with these values, then its operands."""
+    layer = Layer(number, op, kernel, None)
+    layer.scalar_args = list(args)
+    return layer
+
+
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
-    layer = Layer(number, op, "quantize_f32_s8", None)
-    layer.scalar_args = [Float32(op.output.scale), op.output.zero_point, op.output.size]
-    return layer
+    return scalar_call(number, op, "quantize_f32_s8", Float32(op.output.scale), op.output.zero_point, op.output.size)
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
-    layer = Layer(number, op, "dequantize_s8_f32", None)
-    layer.scalar_args = [Double(op.input.scale), op.input.zero_point, op.output.size]
-    return layer
+    return scalar_call(number, op, "dequantize_s8_f32", Double(op.input.scale), op.input.zero_point, op.output.size)
 
 
 LOWERINGS = {

@@ -321,6 +321,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         variant=variant, stage_kinds=list(StageKind), row_kernels=row_kernels(variant),
         block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
+        ort=graph.arithmetic is ir.Arithmetic.ONNXRUNTIME,  # ONNX Runtime's kernels and build flags
     )
     templates = {**C_FILES, KERNELS_C: f"{variant.value}/kernels.c.j2"}  # one header for every variant
     rendered = {name.format(p=p): env.get_template(template).render(context)

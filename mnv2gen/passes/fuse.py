@@ -24,8 +24,14 @@ from .. import ir
 
 def wrap_layers(graph: ir.Graph) -> ir.Graph:
     ops = [ir.RowPipeline(input=op.activation_inputs()[0], output=op.output, index=op.index, stages=[op])
-           if isinstance(op, ir.STREAMABLE_OPS) and _is_nhwc(op) else op for op in graph.ops]
+           if _streams(op) else op for op in graph.ops]
     return _rebuilt(graph, ops)
+
+
+def _streams(op: ir.Op) -> bool:
+    """Whether the row pipelines can run `op`. Their row kernels end in TFLite's output
+    stage; ONNX Runtime's ops run layer by layer on kernels of their own (for now)."""
+    return isinstance(op, ir.STREAMABLE_OPS) and _is_nhwc(op) and op.arithmetic is ir.Arithmetic.TFLITE
 
 
 def _is_nhwc(op: ir.Op) -> bool:

@@ -1,7 +1,8 @@
 """Prove the generated C bit-exact on emulated Cortex-M cores, and measure it there.
 
 `run_on_board()` cross-builds the C with the firmware harness for a board, runs N inputs under
-QEMU, compares every output with TFLite's reference kernels, and reports what a firmware
+QEMU, compares every output with TFLite's reference kernels (ONNX Runtime for an ONNX
+model), and reports what a firmware
 engineer asks first: flash (weights apart from code), RAM (arena, stack high-water mark) and
 executed instructions per inference, exact, from our QEMU plugin.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import ir
 from ..codegen.render import comment_text
 from ..compiler import CompileResult
 from ..errors import UserError
@@ -43,7 +45,7 @@ class FirmwareReport:
     board: Board
     sizes: dict[str, int]
     arena_bytes: int
-    reference: str = "tflite"  # whose outputs ours are compared with: "tflite" or "tflm"
+    reference: str = "tflite"  # whose outputs ours are compared with: "tflite", "tflm" or "onnxruntime"
     inputs: int = 0
     matched: int | None = None  # None: nothing run (the board has no emulator)
     reference_aborted: int = 0  # inputs the reference engine died on: not comparable, not counted
@@ -108,6 +110,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
     image (the first, if the inputs needed several) is copied to `image_dir` if given."""
     inputs = make_inputs(result.graph, count, seed)
     with tempfile.TemporaryDirectory(prefix="mnv2gen-firmware-") as tmp:
+        if result.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+            reference = "onnxruntime"
         if board.console is Console.USART:
             firmware, run = _run_linked(c_dir, prefix, board, Path(tmp), result, inputs)
         else:
@@ -168,7 +172,8 @@ def _compare(model_path, inputs: np.ndarray, ours: np.ndarray, reference: str) -
     """(inputs identical to the reference, inputs on which the reference engine aborted)."""
     if reference == "tflm":
         oracle.require_tflm()
-    engine = oracle.tflm_outputs if reference == "tflm" else oracle.reference_outputs
+    engines = {"tflm": oracle.tflm_outputs, "onnxruntime": oracle.onnxruntime_outputs}
+    engine = engines.get(reference, oracle.reference_outputs)
     expected = engine(model_path, inputs, ours.shape[1:], ours.dtype)
     if "error" in expected.info:
         raise UserError(f"the reference ({reference}) could not run the model: {expected.info['error']}")

@@ -1,4 +1,5 @@
-"""Prove the generated C equal to TFLite: build on the host, run many inputs, compare bytes.
+"""Prove the generated C equal to TFLite (or, for an ONNX model, to ONNX Runtime): build on
+the host, run many inputs, compare bytes.
 
 On a mismatch, rebuild with tracing and name the first layer whose output differs from the
 same tensor in TFLite's interpreter (with all intermediate tensors preserved).
@@ -34,11 +35,12 @@ class VerifyReport:
     first_mismatch: str = ""  # which layer differs first, for the first failing input
     tflite_note: str = ""  # why TFLite's reference kernels were not compared (they refuse the model)
     distinct_outputs: int = 0  # different outputs of the C over all inputs; 1: the model ignores its input
+    oracle: str = ""  # for ONNX models (reference "onnxruntime"): the ONNX Runtime and session compared with
 
     @property
     def compared(self) -> int:
         """Inputs on which the chosen reference produced an output to compare with."""
-        if self.reference == "tflite":
+        if self.reference != "tflm":  # TFLite, or ONNX Runtime for an ONNX model (in matched_tflite)
             return self.inputs - self.tflite_aborted if not self.tflite_note else 0
         return self.inputs - self.tflm_aborted if self.matched_tflm is not None else 0
 
@@ -53,7 +55,7 @@ class VerifyReport:
     def bit_exact(self) -> bool:
         """Identical to the chosen reference on every input. Where the two references
         disagree with each other (see `divergence_note`), only the chosen one can be met."""
-        if self.reference == "tflite":
+        if self.reference != "tflm":
             return all_identical(self.inputs, self.matched_tflite, self.tflite_aborted)
         return self.matched_tflm is not None and all_identical(self.inputs, self.matched_tflm, self.tflm_aborted)
 
@@ -73,6 +75,8 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
            seed: int = 0, use_tflm: bool = True, sanitize: bool = False, prefix: str = "mnv2",
            reference: str = "tflite") -> VerifyReport:
     graph = result.graph
+    if graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+        return _verify_onnx(model_path, result, c_dir, count=count, seed=seed, sanitize=sanitize, prefix=prefix)
     if reference == "tflm":
         oracle.require_tflm()
     use_tflm = use_tflm or reference == "tflm"
@@ -106,6 +110,34 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
             report.first_mismatch = first_differing_layer(model_path, result, c_dir, inputs[first_bad],
                                                           Path(tmp), prefix)
     return report
+
+
+def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: int, sanitize: bool,
+                 prefix: str) -> VerifyReport:
+    """An ONNX model's C against ONNX Runtime (`matched_tflite` then counts its matches:
+    the one reference). No layer-by-layer diff yet: a mismatch names no layer."""
+    oracle.require_onnxruntime()
+    output = result.graph.output
+    inputs = make_inputs(result.graph, count, seed)
+    ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize)
+    expected = oracle.onnxruntime_outputs(model_path, inputs, output.shape, numpy_dtype(output))
+    if "error" in expected.info:
+        raise UserError(f"{expected.info['error']}; nothing to compare with", source=str(model_path))
+    matches = same_bytes(ours, expected.outputs) & expected.ran
+    report = VerifyReport(inputs=len(inputs), matched_tflite=int(matches.sum()), reference="onnxruntime",
+                          tflite_aborted=expected.aborted, oracle=oracle.ort_description(model_path),
+                          distinct_outputs=len({output.tobytes() for output in ours}))
+    first_bad = next((i for i in range(len(inputs)) if expected.ran[i] and not matches[i]), None)
+    if first_bad is not None:
+        report.first_mismatch = f"input {first_bad} (ONNX models get no layer-by-layer diff yet)"
+    return report
+
+
+def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool) -> np.ndarray:
+    """Build the C on this machine and run every input through it."""
+    with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
+        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
+        return run_host(binary, inputs, numpy_dtype(output), output.shape)
 
 
 def first_differing_layer(model_path, result: CompileResult, c_dir, single_input: np.ndarray,

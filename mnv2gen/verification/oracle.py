@@ -1,7 +1,8 @@
-"""The reference we must equal: TensorFlow Lite's interpreter with its reference kernels.
+"""The references we must equal: TensorFlow Lite's interpreter with its reference kernels
+for a .tflite, ONNX Runtime's CPU execution provider (pinned, x86-64 with AVX2) for an .onnx.
 
-The interpreter is imported only here and only when called, so `mnv2gen compile` never
-loads TensorFlow. Everything goes through `_interpreter()`, which takes LiteRT's
+The interpreters are imported only here and only when called, so `mnv2gen compile` never
+loads TensorFlow or ONNX Runtime. Everything goes through `_interpreter()`, which takes LiteRT's
 (ai-edge-litert, the successor of the deprecated `tf.lite.Interpreter`) when installed.
 """
 
@@ -174,11 +175,71 @@ def _worker_main(engine: str, model_path: str, inputs_path: str, outputs_path: s
     return 0
 
 
-ENGINE_NAMES = {"tflite": "TFLite's interpreter", "tflm": "TFLite Micro"}
+ENGINE_NAMES = {"tflite": "TFLite's interpreter", "tflm": "TFLite Micro", "onnxruntime": "ONNX Runtime"}
+
+# ONNX Runtime's session, as verify uses it for an ONNX model. Its integer results are the
+# x86-64 CPU provider's with AVX2 (other CPUs take other kernels with other roundings). On
+# CPUs without VNNI its u8 x s8 products may saturate unless x64quantprecision is set, which
+# only uint8 activations take (with it ORT has no int8 QGemm). QDQ models with int8
+# activations stay partly float on x86 unless qdqisint8allowed is set.
+UINT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+INT8_SESSION_CONFIG = {"session.qdqisint8allowed": "1"}
+
+
+def ort_session_config(model_path: str | Path) -> dict[str, str]:
+    """The session config entries for this model: by the type of its quantized activations
+    (its graph's first QuantizeLinear's zero point)."""
+    from ..frontend.onnx import activation_type
+
+    return dict(UINT8_SESSION_CONFIG if activation_type(model_path) == "uint8" else INT8_SESSION_CONFIG)
+ORT_INSTALL_HINT = "verifying an ONNX model needs ONNX Runtime: pip install 'mnv2gen[verify]'"
+
+
+def ort_description(model_path: str | Path) -> str:
+    """Which ONNX Runtime and session options verify compares against (for its report)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(ORT_INSTALL_HINT) from None
+    options = "".join(f", {k}={v}" for k, v in ort_session_config(model_path).items())
+    return f"ONNX Runtime {version}, CPU execution provider, all graph optimizations{options}"
+
+
+def require_onnxruntime() -> None:
+    """Refuse, before any work, where ONNX Runtime's own integer results are not the ones
+    the C reproduces: no onnxruntime, not x86-64, or no AVX2."""
+    import importlib.util
+    import platform
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise UserError(ORT_INSTALL_HINT)
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        raise UserError(f"ONNX Runtime on {platform.machine()} rounds with other kernels than the x86-64 ones "
+                        "the C equals; verify ONNX models on an x86-64 host with AVX2")
+    if not _cpu_has_avx2():
+        raise UserError("this CPU has no AVX2: ONNX Runtime then takes kernels that round differently from the "
+                        "ones the C equals; verify ONNX models on an x86-64 host with AVX2")
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"^flags\s*:.*\bavx2\b", flags, re.MULTILINE) is not None
+
+
+def onnxruntime_outputs(model_path: str | Path, inputs: np.ndarray, output_shape, output_dtype) -> ReferenceRun:
+    """Run every input through ONNX Runtime's CPU provider, in a subprocess."""
+    return _run_engine("onnxruntime", model_path, inputs, output_shape, output_dtype)
 
 
 def _load_engine(engine: str, model_path: str):
     """A function running one input through `engine`, with the interpreter as its attribute."""
+    if engine == "onnxruntime":
+        return _ort_session(model_path)
     if engine == "tflite":
         interpreter = _interpreter(model_path)
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -200,6 +261,27 @@ def _load_engine(engine: str, model_path: str):
             interpreter.invoke()
             return interpreter.get_output(0)
     run.interpreter = interpreter
+    return run
+
+
+def _ort_session(model_path: str):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError(ORT_INSTALL_HINT) from None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for key, value in ort_session_config(model_path).items():
+        options.add_session_config_entry(key, value)
+    try:
+        session = onnxruntime.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception classes, which do not derive from one
+        raise RuntimeError(str(exc)) from None
+    name = session.get_inputs()[0].name
+
+    def run(x):
+        return session.run(None, {name: x})[0]
+    run.interpreter = session
     return run
 
 

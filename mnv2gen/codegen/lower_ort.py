@@ -1,0 +1,151 @@
+"""Lower ops that follow ONNX Runtime's arithmetic (`ir.Arithmetic.ONNXRUNTIME`) to the
+kernels of templates/ref/ort.c.j2.
+
+Every float constant is computed here exactly as ONNX Runtime computes it at session start,
+rounded to float32 step by step (numpy float32 scalars round each operation), so the C only
+repeats ONNX Runtime's per-element steps. The int8 kernels see uint8 models' values shifted
+by -128 (`Quantization.model_offset`); only ADD needs the stored values back.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from .. import ir
+from ..errors import ModelError
+from .lower import Build, Layer, scalar_call
+from .values import Float32
+
+INT32_LIMIT = 2**31
+
+
+def float32_scales(x_scale: float, w_scales: tuple[float, ...], y_scale: float) -> np.ndarray:
+    """S[c] = fl(fl(x_scale * w_scale[c]) / y_scale) (qlinearconv.cc's ComputeOutputScale)."""
+    with np.errstate(over="ignore", under="ignore"):  # refused below, by the caller's _finite
+        products = np.float32(x_scale) * np.asarray(w_scales, dtype=np.float32)
+        return (products / np.float32(y_scale)).astype(np.float32)
+
+
+def _finite(op: ir.Op, what: str, *values) -> None:
+    """Scales so extreme that a derived constant overflows (or a requantization scale
+    underflows to 0) give no arithmetic worth reproducing: the model is refused."""
+    for value in values:
+        array = np.asarray(value, dtype=np.float32)
+        if not np.isfinite(array).all() or (what == "scale" and not (array > 0).all()):
+            raise ModelError(f"op {op.index} ({op.op_name}): its scales give a {what} that is not a finite "
+                             "float32 (or is 0)")
+
+
+def fmaf(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
+    """a * b + c with one rounding to float32 (exact rational arithmetic, then rounded). The
+    sum is exact in float64 only when the exponents are close, so it is done in Fraction."""
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    return _round_to_float32(exact)
+
+
+def _round_to_float32(value: Fraction) -> np.float32:
+    nearest = np.float32(float(value))  # float(Fraction) rounds correctly to float64, which
+    # may then round again to float32: check the neighbours and take the nearest, ties even.
+    candidates = [np.nextafter(nearest, np.float32(-np.inf)), nearest, np.nextafter(nearest, np.float32(np.inf))]
+    best = min(candidates, key=lambda c: (abs(Fraction(float(c)) - value), int(np.float32(c).view(np.int32)) & 1))
+    return np.float32(best)
+
+
+def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, bias: np.ndarray) -> None:
+    """The C accumulates in int32, as ONNX Runtime does; prove no accumulator can overflow."""
+    weights = np.abs(op.weights.data.astype(np.int64))
+    per_channel = (weights.reshape(-1, weights.shape[-1]).sum(axis=0) if isinstance(op, ir.DepthwiseConv2D)
+                   else weights.reshape(weights.shape[0], -1).sum(axis=1))
+    if (np.abs(bias.astype(np.int64)) + per_channel * 255).max() >= INT32_LIMIT:
+        raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
+
+
+def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Layer:
+    channels = op.output.shape[-1]
+    bias = op.bias.data.astype(np.int32) if op.bias is not None else np.zeros(channels, np.int32)
+    _accumulator_bound(op, bias)
+    layer = Layer(number, op, "ort_conv_s8", "ort_conv_params")
+    scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
+    _finite(op, "scale", scales)
+    layer.params.update(
+        geometry, depthwise=int(depthwise), input_zero_point=op.input.zero_point,
+        output_zero_point=op.output.zero_point, weights=layer.array("weights", "int8_t", op.weights.data),
+        bias=layer.array("bias", "int32_t", bias), scales=layer.array("scales", "float", scales))
+    return layer
+
+
+def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) -> Layer:
+    _, in_h, in_w, in_c = op.input.shape
+    _, out_h, out_w, out_c = op.output.shape
+    geometry = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                    kernel_h=op.kernel[0], kernel_w=op.kernel[1], stride_h=op.stride[0], stride_w=op.stride[1],
+                    pad_top=op.padding.top, pad_left=op.padding.left)
+    return _conv_layer(op, number, geometry, isinstance(op, ir.DepthwiseConv2D))
+
+
+def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
+    """QGemm: a 1x1 convolution of a 1x1 image with `depth` channels, per row."""
+    units, depth = op.weights.shape
+    if op.rows != 1:
+        raise ModelError(f"op {op.index} (QGemm): only one row is supported")
+    geometry = dict(in_h=1, in_w=1, in_c=depth, out_h=1, out_w=1, out_c=units, kernel_h=1, kernel_w=1,
+                    stride_h=1, stride_w=1, pad_top=0, pad_left=0)
+    return _conv_layer(op, number, geometry, depthwise=False)
+
+
+def _add(op: ir.Add, number: int, build: Build) -> Layer:
+    """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values."""
+    a, b, y = op.input.quant, op.other.quant, op.output.quant
+    offset = y.model_offset
+    if a.model_offset != offset or b.model_offset != offset:
+        raise ModelError(f"op {op.index} (QLinearAdd): inputs and output of different element types")
+    with np.errstate(over="ignore", under="ignore"):  # refused below
+        a_ratio = np.float32(np.float32(a.scale[0]) / np.float32(y.scale[0]))
+        b_ratio = np.float32(np.float32(b.scale[0]) / np.float32(y.scale[0]))
+        _finite(op, "scale", a_ratio, b_ratio)
+        a_zp, b_zp, y_zp = (np.float32(q.zero_point[0] + offset) for q in (a, b, y))
+        _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
+        bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
+    _finite(op, "bias", bias)
+    layer = Layer(number, op, "ort_add_s8", "ort_add_params")
+    layer.params.update(size=op.output.size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
+                        bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
+    return layer
+
+
+def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
+    _, h, w, channels = op.input.shape
+    pixels = h * w
+    with np.errstate(over="ignore", under="ignore"):  # refused below
+        scale = np.float32(np.float32(op.input.scale) / np.float32(np.float32(op.output.scale) * np.float32(pixels)))
+    _finite(op, "scale", scale)
+    layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
+    layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
+                        output_zero_point=op.output.zero_point, scale=Float32(scale))
+    return layer
+
+
+def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
+    if not op.from_nchw or op.input.dtype != "float32":
+        raise ModelError(f"op {op.index} (QuantizeLinear): only the float NCHW input can be quantized")
+    _, channels, h, w = op.input.shape
+    return scalar_call(number, op, "ort_quantize_nchw_f32_s8", Float32(op.output.scale), op.output.zero_point,
+                       channels, h * w)
+
+
+def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
+    return scalar_call(number, op, "ort_dequantize_s8_f32", Float32(op.input.scale), op.input.zero_point,
+                       op.output.size)
+
+
+ORT_LOWERINGS = {
+    ir.Conv2D: _convolution,
+    ir.DepthwiseConv2D: _convolution,
+    ir.FullyConnected: _gemm,
+    ir.Add: _add,
+    ir.Mean: _global_average,
+    ir.Quantize: _quantize,
+    ir.Dequantize: _dequantize,
+}
