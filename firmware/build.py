@@ -12,14 +12,12 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
-from ..targets import C_WARNINGS
+from ..targets import C_FLOAT_FLAGS, C_WARNINGS
 from ..verification.harness import model_defines
 from .boards import Board, Console
 
 # Sections per function and per array, so the link drops whatever is never referenced.
-# -ffp-contract=off: ONNX models' C rounds as ONNX Runtime does (-std=c99 implies it in gcc;
-# said here for every compiler).
-C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", *C_WARNINGS]
+C_FLAGS = ["-O2", "-ffunction-sections", "-fdata-sections", *C_FLOAT_FLAGS, *C_WARNINGS]
 # The harness of each console: its main, the measurements, start-up, and the console's driver.
 HARNESS_SOURCES = {Console.SEMIHOSTING: ("harness.c", "measure.c", "console.c", "startup.c", "semihost.c"),
                    Console.USART: ("linked_harness.c", "measure.c", "console.c", "startup.c", "stm32_usart.c")}

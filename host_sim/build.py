@@ -6,13 +6,9 @@ import importlib.resources
 import subprocess
 from pathlib import Path
 
-from ..targets import C_WARNINGS
+from ..targets import C_FLOAT_FLAGS, C_WARNINGS
 from ..verification.harness import find_compiler, model_defines
 
-# ONNX models' C rounds every float operation as ONNX Runtime does: no contraction into
-# fused multiply-adds (a later flag in extra_flags may override it, to show the difference);
-# -lm above for their fmaf.
-FLOAT_FLAGS = ["-ffp-contract=off"]
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
@@ -24,10 +20,11 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
                sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
                extra_flags: tuple[str, ...] = ()) -> Path:
     """Compile every .c of `c_dir` plus the harness into `binary`; `extra_flags` go to the
-    compiler as they are (e.g. the generated C's -D<PREFIX>_DEBUG_CANARIES)."""
+    compiler as they are, after the standard ones (e.g. the generated C's
+    -D<PREFIX>_DEBUG_CANARIES). -lm: ONNX models' fmaf."""
     c_dir, binary = Path(c_dir), Path(binary)
     sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
-    command = [find_compiler(compiler), opt, *C_WARNINGS, *FLOAT_FLAGS, *(SANITIZERS if sanitize else []),
+    command = [find_compiler(compiler), opt, *C_WARNINGS, *C_FLOAT_FLAGS, *(SANITIZERS if sanitize else []),
                *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace), *sources, "-o", str(binary), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

@@ -22,3 +22,14 @@ def cpu_flags(target: str) -> tuple[str, ...]:
 
 # The generated C is clean under these with gcc and clang; every build of it uses them.
 C_WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+
+# ONNX models' C rounds every float operation as ONNX Runtime does: no multiply and add
+# contracted into one fused, once-rounded operation. Every build of generated C uses it
+# (the host's, the firmware's, and the fragments for ONNX models).
+C_FLOAT_FLAGS = ("-ffp-contract=off",)
+
+
+def gcc_for(target: str, cpp: bool = False) -> str:
+    """The GCC driver that builds for `target`: the host's, or the Arm cross compiler."""
+    driver = "g++" if cpp else "gcc"
+    return driver if target == "host" else f"arm-none-eabi-{driver}"

@@ -12,7 +12,7 @@ import pytest
 
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
-from mnv2gen.targets import cpu_flags
+from mnv2gen.targets import cpu_flags, gcc_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "mobilenet_v2_035_96_digits.tflite"
@@ -77,8 +77,8 @@ EXAMPLE_CPP = ROOT / "examples" / "firmware_cpp"
 def test_every_header_compiles_as_cpp_with_c_linkage(target, tmp_path):
     """C++ programs (Arduino sketches, Mbed, Zephyr C++ apps) include the generated headers:
     each must be valid C++, and a call from C++ must reach the C symbol, not a mangled one."""
-    compiler = "g++" if target == "host" else "arm-none-eabi-g++"
-    nm = "nm" if target == "host" else "arm-none-eabi-nm"
+    compiler = gcc_for(target, cpp=True)
+    nm = compiler.replace("g++", "nm")
     assert shutil.which(compiler), f"{compiler} is not installed (tools/setup.sh installs it)"
     write_files(compile_model(MODEL, Options(target=target)).files, tmp_path)
     headers = sorted(tmp_path.glob("*.h"))

@@ -244,20 +244,20 @@ def test_cortex_m4_c_built_for_a_cortex_m3_stops_at_a_clear_error(tmp_path, sour
     assert "#error" in first_error, result.stderr[-2000:]
 
 
-UNITY_COMPILERS = {"host": "gcc", "cortex-m4": "arm-none-eabi-gcc", "cortex-m55": "arm-none-eabi-gcc"}
+UNITY_TARGETS = ("host", "cortex-m4", "cortex-m55")
 
 
 def _unity_build(tmp_path, names: list[str], target: str = "host") -> subprocess.CompletedProcess:
     """Two different models (different shapes, so their model-dependent constants differ),
     each under its own prefix, with the files `names` of both #included into one C file."""
-    from mnv2gen.targets import C_WARNINGS, cpu_flags
+    from mnv2gen.targets import C_WARNINGS, cpu_flags, gcc_for
 
     for prefix, model in (("first", SMALL), ("second", "mnv2_a035_96_c1000")):
         assert main(["compile", str(model_zoo.get_model(model)), "--out", str(tmp_path), "--prefix", prefix,
                      "--target", target, "--quiet"]) == 0
     unity = tmp_path / "unity.c"
     unity.write_text("".join(f'#include "{prefix}_{name}.c"\n' for prefix in ("first", "second") for name in names))
-    return subprocess.run([UNITY_COMPILERS[target], *cpu_flags(target), *C_WARNINGS, "-O1", "-c", str(unity),
+    return subprocess.run([gcc_for(target), *cpu_flags(target), *C_WARNINGS, "-O1", "-c", str(unity),
                            "-I", str(tmp_path), "-o", str(tmp_path / "unity.o")], capture_output=True, text=True)
 
 
@@ -266,7 +266,7 @@ def test_two_models_model_and_weights_in_one_translation_unit(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("target", sorted(UNITY_COMPILERS))
+@pytest.mark.parametrize("target", UNITY_TARGETS)
 def test_two_models_whole_c_in_one_translation_unit(tmp_path, target):
     """Every kernel variant's private names take the prefix (templates/ref/private_names.j2)."""
     result = _unity_build(tmp_path, ["model", "weights", "kernels"], target)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import model_zoo
 from conftest import require_tools
 from frontend_fuzz import Seed, mutate, run_case
-from mnv2gen.targets import C_WARNINGS, cpu_flags
+from mnv2gen.targets import C_WARNINGS, cpu_flags, gcc_for
 
 SMALL = "mnv2_a035_96_c10"
 STRICT = list(C_WARNINGS)
@@ -43,17 +43,13 @@ def network_seed() -> Seed:
     return Seed.from_path(SMALL, model_zoo.get_model(SMALL))
 
 
-# The compiler that checks the C of a target (its flags: targets.cpu_flags).
-TARGET_COMPILERS = {"host": "gcc", "cortex-m4": "arm-none-eabi-gcc", "cortex-m55": "arm-none-eabi-gcc"}
-
-
 def check_case(data: bytes, tmp_path, build_c: bool, target: str = "host") -> None:
     path = tmp_path / "mutant.tflite"
     path.write_bytes(data)
     outcome = run_case(path, tmp_path / "out", target=target)
     assert outcome in ("compiled", "refused"), outcome
     if outcome == "compiled" and build_c:
-        compiler = TARGET_COMPILERS[target]
+        compiler = gcc_for(target)
         require_tools(compiler)
         out = tmp_path / "out"
         for source in sorted(out.glob("*.c")):

@@ -10,7 +10,9 @@ SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need_apt=""
-for tool in gcc clang; do
+# The host compilers (C, and C++ for the tests that include the headers from C++), and the
+# build tools the generated fragments and the examples are tested with.
+for tool in gcc g++ clang make cmake; do
     command -v "$tool" >/dev/null || need_apt="$need_apt $tool"
 done
 # The firmware (`mnv2gen run`, tests/test_firmware.py): the cross compiler, newlib (only its

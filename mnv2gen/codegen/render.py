@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__, ir
 from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
-from ..targets import TARGETS, cpu_flags
+from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
 from .lower import Layer, lower
@@ -322,6 +322,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
         ort=graph.arithmetic is ir.Arithmetic.ONNXRUNTIME,  # ONNX Runtime's kernels and build flags
+        float_flags=" ".join(C_FLOAT_FLAGS),
     )
     templates = {**C_FILES, KERNELS_C: f"{variant.value}/kernels.c.j2"}  # one header for every variant
     rendered = {name.format(p=p): env.get_template(template).render(context)
