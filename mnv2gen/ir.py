@@ -56,6 +56,14 @@ class IRError(Exception):
     """An invariant of the IR does not hold (raised by `Graph.verify`)."""
 
 
+class Layout(enum.Enum):
+    """How a 4-D activation's bytes are ordered. Every tensor the kernels compute is NHWC;
+    only an ONNX model's float input is NCHW, and a QUANTIZE transposes it on the way in."""
+
+    NHWC = "nhwc"
+    NCHW = "nchw"
+
+
 @dataclass(frozen=True)
 class Quantization:
     """Affine quantization: real = scale * (q - zero_point).
@@ -85,6 +93,7 @@ class Tensor:
     quant: Quantization | None = None
     data: np.ndarray | None = None  # constant (weights, bias, shapes); None for activations
     index: int = -1  # index in the source model, used to trace against TFLite
+    layout: Layout = Layout.NHWC
 
     def __post_init__(self) -> None:
         self.dtype = DType(self.dtype)
@@ -365,12 +374,14 @@ class Logistic(Op):
 
 @dataclass(eq=False)
 class Quantize(Op):
-    """float32/uint8/int8 -> int8 (quantize or requantize). With `from_nchw` the float input
-    is [N, C, H, W] (an ONNX model's) and the output NHWC: the transposition is fused in."""
-
-    from_nchw: bool = False
+    """float32/uint8/int8 -> int8 (quantize or requantize). From an NCHW float input (an ONNX
+    model's, `from_nchw`) the output is still NHWC: the transposition is fused in."""
 
     op_name = "QUANTIZE"
+
+    @property
+    def from_nchw(self) -> bool:
+        return self.input.layout is Layout.NCHW
 
     def expected_output_shape(self) -> tuple[int, ...]:
         if self.from_nchw:
@@ -389,12 +400,14 @@ class Dequantize(Op):
         return self.input.shape
 
 
-STREAMABLE_OPS = (Conv2D, DepthwiseConv2D, Add)
+# The ops a row pipeline can run: QUANTIZE only as its first stage, from the graph's input.
+STREAMABLE_OPS = (Conv2D, DepthwiseConv2D, Add, Quantize)
 
 
 @dataclass(eq=False)
 class RowPipeline(Op):
-    """Convolutions, depthwise convolutions and ADDs run as one line-buffered pipeline.
+    """Convolutions, depthwise convolutions and ADDs (and an ONNX model's first QUANTIZE) run
+    as one line-buffered pipeline.
 
     The output is produced row by row; each stage computes a row as soon as the rows of its
     inputs in its window exist, so the tensors between stages (`internal_tensors()`, e.g.
@@ -500,12 +513,14 @@ class Graph:
         if not pipeline.stages or pipeline.stages[-1].output is not pipeline.output:
             raise IRError(f"{where}: the last stage must produce the pipeline's output")
         if any(not isinstance(s, STREAMABLE_OPS) for s in pipeline.stages):
-            raise IRError(f"{where}: only convolutions and ADD can run in a row pipeline")
+            raise IRError(f"{where}: only convolutions, ADD and QUANTIZE can run in a row pipeline")
         internal = {id(t) for t in pipeline.internal_tensors()}
         produced: set[int] = set()
         for stage in pipeline.stages:
             if stage.activation_inputs()[0].shape[0] != 1 or len(stage.output.shape) != 4:
                 raise IRError(f"{where}: pipeline stages need batch-1 NHWC tensors")
+            if isinstance(stage, Quantize) and stage.input is not self.input:
+                raise IRError(f"{where}: a QUANTIZE stage must read the graph's input")
             if any(id(t) in internal and id(t) not in produced for t in stage.activation_inputs()):
                 raise IRError(f"{where}: a stage reads a tensor of a later stage")
             produced.add(id(stage.output))

@@ -13,6 +13,7 @@ import onnx_zoo
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.firmware.boards import BOARDS
+from mnv2gen.ir import RowPipeline
 from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification import oracle
 from mnv2gen.verification.host import run_c_on_host, verify
@@ -37,7 +38,9 @@ FORMATS = {"qoperator": False, "qdq": True}
 def test_mobilenet_v2_bit_exact(activation, qdq, out_dir):
     result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation, qdq=qdq), out_dir)
     kinds = {type(op).__name__ for op in result.graph.ops}
-    assert {"Conv2D", "DepthwiseConv2D", "Add", "Mean", "FullyConnected", "Quantize", "Dequantize"} <= kinds
+    stages = {type(s).__name__ for op in result.graph.ops if isinstance(op, RowPipeline) for s in op.stages}
+    assert {"Mean", "FullyConnected", "Dequantize", "RowPipeline"} <= kinds
+    assert {"Quantize", "Conv2D", "DepthwiseConv2D", "Add"} <= stages  # all of them streamed
     assert sum(op.macs() for op in result.graph.ops) > 5_000_000
 
 

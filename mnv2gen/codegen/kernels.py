@@ -36,16 +36,59 @@ class StageKind(enum.Enum):
     CONV_1X1 = 1  # conv_1x1_row(params, input row, output row)
     DEPTHWISE = 2  # depthwise_row(params, input rows, output row)
     ADD = 3  # add_s8 on one row of each input
+    ORT_ADD = 4  # ort_add_s8 (QLinearAdd as ONNX Runtime computes it) on one row of each input
+    ORT_QUANTIZE_NCHW = 5  # ort_quantize_row: row y of every plane of the float NCHW input
 
     @property
     def params_type(self) -> str:
         """Its params' struct, without the prefix."""
-        return "add_params" if self is StageKind.ADD else "conv_params"
+        return {StageKind.ADD: "add_params", StageKind.ORT_ADD: "ort_add_params",
+                StageKind.ORT_QUANTIZE_NCHW: "ort_quantize_params"}.get(self, "conv_params")
+
+    @property
+    def arithmetic(self) -> ir.Arithmetic | None:
+        """The only arithmetic with this kind of stage (None: both have it)."""
+        if self is StageKind.ADD:
+            return ir.Arithmetic.TFLITE
+        if self in (StageKind.ORT_ADD, StageKind.ORT_QUANTIZE_NCHW):
+            return ir.Arithmetic.ONNXRUNTIME
+        return None
+
+    @property
+    def function(self) -> str:
+        """An ADD kind's kernel, without the prefix (convolutions go through the row dispatch)."""
+        return {StageKind.ADD: "add_s8", StageKind.ORT_ADD: "ort_add_s8"}[self]
 
     @property
     def params_note(self) -> str:
         """What its params hold besides what the struct says."""
-        return {StageKind.CONV_1X1: "bias with the zero point folded", StageKind.ADD: "size = one row"}.get(self, "")
+        return {StageKind.CONV_1X1: "bias with the zero point folded", StageKind.ADD: "size = one row",
+                StageKind.ORT_ADD: "size = one row",
+                StageKind.ORT_QUANTIZE_NCHW: "input row = row of the first plane"}.get(self, "")
+
+
+class OutputStage(enum.Enum):
+    """How a convolution row kernel turns an int32 accumulator into an output byte: TFLite's
+    gemmlowp fixed point (multiplier, shift), or ONNX Runtime's float32 requantization (a
+    scale per channel, two roundings). The row kernels are the same; only their `output_of`
+    differs. A model follows one arithmetic, so its kernels.c holds one output stage, chosen
+    here from the graph's arithmetic and named in the C."""
+
+    TFLITE_FIXED_POINT = ir.Arithmetic.TFLITE
+    ORT_FLOAT32 = ir.Arithmetic.ONNXRUNTIME
+
+    @classmethod
+    def of(cls, arithmetic: ir.Arithmetic) -> "OutputStage":
+        return cls(arithmetic)
+
+    @property
+    def add_kind(self) -> StageKind:
+        """The stage kind of an ADD in a pipeline of this arithmetic."""
+        return StageKind.ORT_ADD if self is OutputStage.ORT_FLOAT32 else StageKind.ADD
+
+    def stage_kinds(self) -> list[StageKind]:
+        """The stage kinds its C enumerates: the other arithmetic's are left out."""
+        return [kind for kind in StageKind if kind.arithmetic in (None, self.value)]
 
 
 SIMD = (Variant.DSP, Variant.MVE)

@@ -142,29 +142,42 @@ def _requant_fields(op, array, multipliers: list[int], shifts: list[int]) -> dic
     )
 
 
+def conv_geometry(op: ir.Conv2D | ir.DepthwiseConv2D) -> dict:
+    """The shape fields of a convolution's params, in the structs' order."""
+    _, in_h, in_w, in_c = op.input.shape
+    _, out_h, out_w, out_c = op.output.shape
+    return dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                kernel_h=op.kernel[0], kernel_w=op.kernel[1], stride_h=op.stride[0], stride_w=op.stride[1],
+                pad_top=op.padding.top, pad_left=op.padding.left)
+
+
+def conv_bias(op: ir.Conv2D | ir.DepthwiseConv2D) -> np.ndarray:
+    """The bias a convolution row kernel starts from: convolutions fold -x_zp * sum(w) into
+    it (padded taps read the zero point); depthwise rows add the offset per tap and keep
+    the model's bias."""
+    out_c = op.output.shape[-1]
+    if isinstance(op, ir.DepthwiseConv2D):
+        return _bias_values(op, out_c).astype(np.int32)
+    return _folded_bias(op, _row_sums(op.weights.data))
+
+
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
     """The row kernel and the conv_params fields of a (depthwise) convolution. The fast
     paths' constants (`scales`, `blocks`) are made only for SIMD kernels (the portable ones
     never read them), and where they are made they replace the arrays they supersede: flash
     is the scarce resource, and the SIMD kernels read `scales` instead of `multiplier` and
     `shift`, and `blocks` instead of all of the per-channel arrays."""
-    _, in_h, in_w, in_c = op.input.shape
-    _, out_h, out_w, out_c = op.output.shape
-    kh, kw = op.kernel
+    out_c = op.output.shape[-1]
     depthwise = isinstance(op, ir.DepthwiseConv2D)
     weights = op.weights.data
-    # Convolutions fold -x_zp * sum(w) into the bias (padded taps read the zero point);
-    # depthwise rows add the offset per tap and keep the model's bias.
-    bias = _bias_values(op, out_c).astype(np.int32) if depthwise else _folded_bias(op, _row_sums(weights))
+    bias = conv_bias(op)
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     small = _accumulators_are_small(op, bias, shifts)
     scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
     kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
     fields = dict(
-        kernel=kernel, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-        kernel_h=kh, kernel_w=kw, stride_h=op.stride[0], stride_w=op.stride[1],
-        pad_top=op.padding.top, pad_left=op.padding.left,
+        kernel=kernel, **conv_geometry(op),
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
@@ -245,6 +258,18 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
+def _lower_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
+    """A pipeline stage's kind, its params' fields, and what its comment says of its kernel."""
+    if stage.arithmetic is ir.Arithmetic.ONNXRUNTIME:
+        from .lower_ort import lower_ort_stage  # it builds on this module
+
+        return lower_ort_stage(stage, array, variant)
+    if isinstance(stage, ir.Add):
+        return StageKind.ADD, _add_fields(stage, row_bytes(stage.output), array if variant.simd else None), ""
+    kernel, fields = _conv_stage(stage, array, variant)
+    return kernel.stage, fields, f", kernel {kernel.name}"
+
+
 def pipeline_buffers(op: ir.RowPipeline) -> list[ir.Tensor]:
     """The tensors of a pipeline's buffer table, in its order: the C names buffers by index."""
     return op.activation_inputs() + [stage.output for stage in op.stages]
@@ -267,14 +292,9 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
         def array(role, ctype, values, k=k):
             return layer.array(f"s{k}_{role}", ctype, values)
 
-        if isinstance(stage, ir.Add):
-            fields = _add_fields(stage, row_bytes(stage.output), array if variant.simd else None)
-            kind, ctype, kernel_text = StageKind.ADD, "add_params", ""
-        else:
-            kernel, fields = _conv_stage(stage, array, variant)
-            kind, ctype, kernel_text = kernel.stage, "conv_params", f", kernel {kernel.name}"
+        kind, fields, kernel_text = _lower_stage(stage, array, variant)
         comment = f"stage {k}: {_stage_summary(stage)}{kernel_text}"
-        layer.decls.append(Decl(ctype, f"{layer.name}_s{k}", fields, comment))
+        layer.decls.append(Decl(kind.params_type, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()
         stages.append(dict(kind=kind, params=DeclRef(f"{layer.name}_s{k}", address=True),
                            input=index[id(inputs[0])], other=index[id(inputs[1])] if len(inputs) > 1 else -1,

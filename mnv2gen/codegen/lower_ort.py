@@ -13,9 +13,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import ir
+from .. import ir, quant
 from ..errors import ModelError
-from .lower import Build, Layer, scalar_call
+from ..plan.rows import row_bytes
+from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
+from .lower import Build, Layer, conv_bias, conv_geometry, scalar_call
 from .values import Float32
 
 INT32_LIMIT = 2**31
@@ -77,12 +79,7 @@ def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Laye
 
 
 def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) -> Layer:
-    _, in_h, in_w, in_c = op.input.shape
-    _, out_h, out_w, out_c = op.output.shape
-    geometry = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                    kernel_h=op.kernel[0], kernel_w=op.kernel[1], stride_h=op.stride[0], stride_w=op.stride[1],
-                    pad_top=op.padding.top, pad_left=op.padding.left)
-    return _conv_layer(op, number, geometry, isinstance(op, ir.DepthwiseConv2D))
+    return _conv_layer(op, number, conv_geometry(op), isinstance(op, ir.DepthwiseConv2D))
 
 
 def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
@@ -95,8 +92,9 @@ def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     return _conv_layer(op, number, geometry, depthwise=False)
 
 
-def _add(op: ir.Add, number: int, build: Build) -> Layer:
-    """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values."""
+def _add_fields(op: ir.Add, size: int) -> dict:
+    """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values, for
+    `size` elements (all of them, or a row in a pipeline)."""
     a, b, y = op.input.quant, op.other.quant, op.output.quant
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
@@ -109,9 +107,13 @@ def _add(op: ir.Add, number: int, build: Build) -> Layer:
         _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
         bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
     _finite(op, "bias", bias)
+    return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
+                bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
+
+
+def _add(op: ir.Add, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
-    layer.params.update(size=op.output.size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
-                        bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
+    layer.params.update(_add_fields(op, op.output.size))
     return layer
 
 
@@ -127,14 +129,6 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     return layer
 
 
-def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
-    if not op.from_nchw or op.input.dtype != "float32":
-        raise ModelError(f"op {op.index} (QuantizeLinear): only the float NCHW input can be quantized")
-    _, channels, h, w = op.input.shape
-    return scalar_call(number, op, "ort_quantize_nchw_f32_s8", Float32(op.output.scale), op.output.zero_point,
-                       channels, h * w)
-
-
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
     return scalar_call(number, op, "ort_dequantize_s8_f32", Float32(op.input.scale), op.input.zero_point,
                        op.output.size)
@@ -146,6 +140,61 @@ ORT_LOWERINGS = {
     ir.FullyConnected: _gemm,
     ir.Add: _add,
     ir.Mean: _global_average,
-    ir.Quantize: _quantize,
     ir.Dequantize: _dequantize,
 }
+
+
+# --------------------------------------------------------------------------- pipeline stages
+
+
+def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
+    """A convolution row adds raw inputs (|x| <= 128, uint8 models' shifted) times weights to
+    a bias with -x_zp * sum(w) folded in: that sum equals ONNX Runtime's accumulator, but
+    its partial sums must stay in int32 too."""
+    weights = np.abs(op.weights.data.astype(np.int64)).reshape(op.weights.shape[0], -1).sum(axis=1)
+    exact = op.bias.data.astype(np.int64) if op.bias is not None else np.zeros(len(weights), np.int64)
+    exact = exact - op.input.zero_point * op.weights.data.reshape(len(weights), -1).astype(np.int64).sum(axis=1)
+    if (np.abs(exact) + weights * 128).max() >= INT32_LIMIT or not np.array_equal(exact, bias):
+        raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
+
+
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
+    """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernels
+    of its kind (the TFLite flavour's fast blocks end in fixed point, so never those) with
+    the output stage's float scales in place of multipliers and shifts."""
+    bias = conv_bias(op)
+    _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
+                       else np.zeros(op.output.shape[-1], np.int32))
+    if isinstance(op, ir.Conv2D):
+        _folded_accumulator_bound(op, bias)
+    scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
+    _finite(op, "scale", scales)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    kernel = choose_row_kernel(op, variant, fast_output_stage=False)
+    return kernel, dict(
+        kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
+        output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
+        weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
+        multiplier=None, shift=None, scales=None, blocks=None,
+        output_scales=array("output_scales", "float", scales))
+
+
+def _quantize_fields(op: ir.Quantize) -> dict:
+    """QuantizeLinear of the float NCHW input, the first stage of the first pipeline (the
+    only QUANTIZE of an ONNX model: the frontend sees to it)."""
+    if not op.from_nchw or op.input.dtype != "float32":
+        raise ModelError(f"op {op.index} (QuantizeLinear): only the float NCHW input can be quantized")
+    _, channels, height, width = op.input.shape
+    return dict(channels=channels, height=height, width=width, scale=Float32(op.output.scale),
+                zero_point=op.output.zero_point)
+
+
+def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
+    """A pipeline stage of an ONNX model: its kind, params and what its comment names."""
+    output = f", output stage {OutputStage.ORT_FLOAT32.name}"
+    if isinstance(stage, ir.Quantize):
+        return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
+    if isinstance(stage, ir.Add):
+        return StageKind.ORT_ADD, _add_fields(stage, row_bytes(stage.output)), ""
+    kernel, fields = _conv_stage(stage, array, variant)
+    return kernel.stage, fields, f", kernel {kernel.name}{output}"

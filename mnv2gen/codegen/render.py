@@ -22,7 +22,7 @@ from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
 from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
@@ -292,7 +292,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     layers = lower(plan, options.reference, variant)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
-               for s in op.stages if not isinstance(s, ir.Add)]
+               for s in op.stages if isinstance(s, (ir.Conv2D, ir.DepthwiseConv2D))]
+    output_stage = OutputStage.of(graph.arithmetic)
     env = _environment()
     bindings = _ArenaBindings(options.arena is ArenaMode.EXTERNAL)
     context = dict(
@@ -318,7 +319,9 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
-        variant=variant, stage_kinds=list(StageKind), row_kernels=row_kernels(variant),
+        variant=variant, stage_kinds=output_stage.stage_kinds(), row_kernels=row_kernels(variant),
+        # The convolution rows' output stage and the ADD stage of the model's arithmetic.
+        output_stage=output_stage, add_kind=output_stage.add_kind,
         block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
         ort=graph.arithmetic is ir.Arithmetic.ONNXRUNTIME,  # ONNX Runtime's kernels and build flags

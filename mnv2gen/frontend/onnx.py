@@ -56,7 +56,7 @@ class _Builder:
         self.model = model
         self.tensors: dict[str, ir.Tensor] = {}  # activations by ONNX name
         self.ops: list[ir.Op] = []
-        self.input = ir.Tensor("input", model.input_shape, "float32")
+        self.input = ir.Tensor("input", model.input_shape, "float32", layout=ir.Layout.NCHW)
         self.tensors[model.input_name] = self.input
 
     def fail(self, node: OnnxNode, message: str) -> ModelError:
@@ -158,7 +158,7 @@ def _quantize_linear(b: _Builder, node: OnnxNode) -> ir.Op:
     quant = b.quantization(node, 1)
     n, c, h, w = b.input.shape
     output = b.new_activation(node, (n, h, w, c), quant)
-    return ir.Quantize(input=b.input, output=output, index=node.position, arithmetic=ORT, from_nchw=True)
+    return ir.Quantize(input=b.input, output=output, index=node.position, arithmetic=ORT)
 
 
 def _dequantize_linear(b: _Builder, node: OnnxNode) -> ir.Op:

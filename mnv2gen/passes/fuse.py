@@ -23,18 +23,22 @@ from .. import ir
 
 
 def wrap_layers(graph: ir.Graph) -> ir.Graph:
-    ops = [ir.RowPipeline(input=op.activation_inputs()[0], output=op.output, index=op.index, stages=[op])
+    ops = [ir.RowPipeline(input=op.activation_inputs()[0], output=op.output, index=op.index,
+                          arithmetic=op.arithmetic, stages=[op])
            if _streams(op) else op for op in graph.ops]
     return _rebuilt(graph, ops)
 
 
 def _streams(op: ir.Op) -> bool:
-    """Whether the row pipelines can run `op`. Their row kernels end in TFLite's output
-    stage; ONNX Runtime's ops run layer by layer on kernels of their own (for now)."""
-    return isinstance(op, ir.STREAMABLE_OPS) and _is_nhwc(op) and op.arithmetic is ir.Arithmetic.TFLITE
+    """Whether the row pipelines can run `op` (in either arithmetic: the row kernels end in
+    the output stage of the model's, codegen/kernels.OutputStage)."""
+    if isinstance(op, ir.Quantize):  # TFLite's QUANTIZE has no row kernel (yet)
+        return op.arithmetic is ir.Arithmetic.ONNXRUNTIME and op.from_nchw and _is_batch_1(op)
+    return isinstance(op, ir.STREAMABLE_OPS) and _is_batch_1(op)
 
 
-def _is_nhwc(op: ir.Op) -> bool:
+def _is_batch_1(op: ir.Op) -> bool:
+    """4-D batch-1 tensors: NHWC ones, and the NCHW input a QUANTIZE transposes."""
     return all(len(t.shape) == 4 and t.shape[0] == 1 for t in op.activation_inputs() + [op.output])
 
 
@@ -56,7 +60,7 @@ def can_merge(graph: ir.Graph, first: ir.RowPipeline, second: ir.RowPipeline) ->
 
 def merge(graph: ir.Graph, first: ir.RowPipeline, second: ir.RowPipeline, label: str) -> ir.Graph:
     merged = ir.RowPipeline(input=first.input, output=second.output, index=first.index,
-                            stages=first.stages + second.stages, label=label)
+                            arithmetic=first.arithmetic, stages=first.stages + second.stages, label=label)
     ops = [op for op in graph.ops if op is not first]
     ops[ops.index(second)] = merged
     return _rebuilt(graph, ops)

@@ -29,8 +29,11 @@ class RowEvent:
 
 
 def tensor_rows(t: ir.Tensor) -> int:
-    """Rows of a tensor as the pipeline engine sees it: H for NHWC, else one row."""
-    return t.shape[1] if len(t.shape) == 4 else 1
+    """Rows of a tensor as the pipeline engine sees it: H for NHWC, C x H for NCHW (each
+    plane's rows, in memory order), else one row."""
+    if len(t.shape) != 4:
+        return 1
+    return t.shape[1] * t.shape[2] if t.layout is ir.Layout.NCHW else t.shape[1]
 
 
 def row_bytes(t: ir.Tensor) -> int:
@@ -43,9 +46,18 @@ def input_window(stage: ir.Op, tensor: ir.Tensor, y: int) -> tuple[int, int]:
         first = y * stage.stride[0] - stage.padding.top
         last = first + stage.kernel[0] - 1
         return max(first, 0), min(last, tensor_rows(tensor) - 1)
-    if isinstance(stage, ir.Add):
+    if isinstance(stage, ir.Add) or (isinstance(stage, ir.Quantize) and not stage.from_nchw):
         return y, y
     raise TypeError(f"{stage.op_name} cannot run inside a row pipeline")
+
+
+def input_rows(stage: ir.Op, tensor: ir.Tensor, y: int) -> list[tuple[int, int]]:
+    """The row ranges of `tensor` that `stage` reads to produce its output row `y`: one
+    window, except that a QUANTIZE from NCHW reads row y of every channel's plane."""
+    if isinstance(stage, ir.Quantize) and stage.from_nchw:
+        _, planes, height, _ = tensor.shape
+        return [(c * height + y, c * height + y) for c in range(planes)]
+    return [input_window(stage, tensor, y)]
 
 
 def pipeline_events(pipeline: ir.RowPipeline, step: int) -> list[RowEvent]:
@@ -61,10 +73,10 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int) -> list[RowEvent]:
         y = rows_done(stage.output)
         reads = []
         for t in stage.activation_inputs():
-            first, last = input_window(stage, t, y)
-            while rows_done(t) <= last:
+            windows = input_rows(stage, t, y)
+            while rows_done(t) <= max(last for _, last in windows):
                 produce_next_row(producer[id(t)])
-            reads.append((t, first, last))
+            reads += [(t, first, last) for first, last in windows]
         events.append(RowEvent(step, (stage.output, y, y), tuple(reads)))
         produced[id(stage.output)] = y + 1
 
