@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                               "(all bit-exact; default: memory)")
         sub.add_argument("--memory-budget", type=_budget, metavar="BYTES",
                          help="fail unless the arena fits in BYTES (a positive whole number)")
+        sub.add_argument("--quantized-input", action="store_true",
+                         help="ONNX models: the C's input is the first QuantizeLinear's output (int8 or "
+                              "uint8, NHWC; the README gives its scale and zero point), not the float input")
 
     def add_placement_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights-section", type=_section, metavar="NAME",
@@ -203,7 +206,8 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
                  if hasattr(args, name)}  # only compile takes them
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
-                          optimize=args.optimize, memory_budget=args.memory_budget, **placement)
+                          optimize=args.optimize, memory_budget=args.memory_budget,
+                          quantized_input=args.quantized_input, **placement)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     start = time.perf_counter()
@@ -479,7 +483,7 @@ def cmd_report(args) -> int:
         check_output_file(args.html, "--html", [args.model])
     if args.png:
         check_output_file(args.png, "--png", [args.model] + ([args.html] if args.html else []), generated=is_png)
-    options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
+    options = Options(optimize=args.optimize, memory_budget=args.memory_budget, quantized_input=args.quantized_input)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
     if args.html or args.png:

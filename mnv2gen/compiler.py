@@ -12,6 +12,7 @@ from .codegen.render import Options, render
 from .errors import UserError
 from .frontend import load_model
 from .passes import OptimizeLevel, run_passes
+from .passes.quantized_input import take_quantized_input
 from .plan.arena import ArenaPlan, plan_arena
 from .plan.bound import paper_bound
 
@@ -37,6 +38,8 @@ class CompileResult(PlannedModel):
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     """Schedule and place a loaded model. The passes leave `loaded` as it was, so one load
     can be planned at several optimize levels."""
+    if options.quantized_input:
+        loaded = take_quantized_input(loaded)
     passed = run_passes(loaded, options.optimize)
     bound, where = paper_bound(passed.bottlenecks)
     plan = plan_arena(passed.scheduled)

@@ -38,19 +38,21 @@ class StageKind(enum.Enum):
     ADD = 3  # add_s8 on one row of each input
     ORT_ADD = 4  # ort_add_s8 (QLinearAdd as ONNX Runtime computes it) on one row of each input
     ORT_QUANTIZE_NCHW = 5  # ort_quantize_row: row y of every plane of the float NCHW input
+    ORT_UINT8_INPUT = 6  # ort_uint8_row: a uint8 input row as the IR's int8 (-128), --quantized-input
 
     @property
     def params_type(self) -> str:
         """Its params' struct, without the prefix."""
         return {StageKind.ADD: "add_params", StageKind.ORT_ADD: "ort_add_params",
-                StageKind.ORT_QUANTIZE_NCHW: "ort_quantize_params"}.get(self, "conv_params")
+                StageKind.ORT_QUANTIZE_NCHW: "ort_quantize_params",
+                StageKind.ORT_UINT8_INPUT: "ort_uint8_params"}.get(self, "conv_params")
 
     @property
     def arithmetic(self) -> ir.Arithmetic | None:
         """The only arithmetic with this kind of stage (None: both have it)."""
         if self is StageKind.ADD:
             return ir.Arithmetic.TFLITE
-        if self in (StageKind.ORT_ADD, StageKind.ORT_QUANTIZE_NCHW):
+        if self in (StageKind.ORT_ADD, StageKind.ORT_QUANTIZE_NCHW, StageKind.ORT_UINT8_INPUT):
             return ir.Arithmetic.ONNXRUNTIME
         return None
 

@@ -192,6 +192,8 @@ def _quantize_fields(op: ir.Quantize) -> dict:
 def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
     """A pipeline stage of an ONNX model: its kind, params and what its comment names."""
     output = f", output stage {OutputStage.ORT_FLOAT32.name}"
+    if isinstance(stage, ir.Quantize) and stage.input.dtype is ir.DType.UINT8:
+        return StageKind.ORT_UINT8_INPUT, dict(size=row_bytes(stage.output)), ""
     if isinstance(stage, ir.Quantize):
         return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
     if isinstance(stage, ir.Add):

@@ -75,6 +75,7 @@ class Options:
     weights_section: str | None = None  # the linker section of the weight arrays (default: .rodata)
     arena_section: str | None = None  # the linker section of the static arena (default: .bss)
     arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
+    quantized_input: bool = False  # ONNX: the C's input is the first QuantizeLinear's output
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -191,6 +192,7 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--weights-section {options.weights_section}"] if options.weights_section else []
     flags += [f"--arena-section {options.arena_section}"] if options.arena_section else []
     flags += [f"--arena {options.arena}"] if options.arena is not ArenaMode.STATIC else []
+    flags += ["--quantized-input"] if options.quantized_input else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -221,7 +223,8 @@ def _endpoint(t: ir.Tensor, offset: int) -> dict:
     if t.quant is not None:
         quant = f", scale {t.scale!r}, zero point {t.zero_point}"
     return dict(shape_text=_shape_text(t.shape), ctype=t.ctype, nbytes=t.nbytes, offset=offset,
-                quant_text=quant)
+                quant_text=quant, scale=repr(t.scale) if t.quant is not None else None,
+                zero_point=t.zero_point if t.quant is not None else None)
 
 
 class _ArenaBindings:
@@ -325,6 +328,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         block_layouts={layout.name: layout for layout in LAYOUTS},
         scale_words=SCALE_WORDS,
         ort=graph.arithmetic is ir.Arithmetic.ONNXRUNTIME,  # ONNX Runtime's kernels and build flags
+        input_layout=graph.input.layout.name,  # NHWC, or an ONNX model's float input as it is: NCHW
         float_flags=" ".join(C_FLOAT_FLAGS),
     )
     templates = {**C_FILES, KERNELS_C: f"{variant.value}/kernels.c.j2"}  # one header for every variant

@@ -33,7 +33,8 @@ def _streams(op: ir.Op) -> bool:
     """Whether the row pipelines can run `op` (in either arithmetic: the row kernels end in
     the output stage of the model's, codegen/kernels.OutputStage)."""
     if isinstance(op, ir.Quantize):  # TFLite's QUANTIZE has no row kernel (yet)
-        return op.arithmetic is ir.Arithmetic.ONNXRUNTIME and op.from_nchw and _is_batch_1(op)
+        from_input = op.from_nchw or op.input.dtype is ir.DType.UINT8  # see passes/quantized_input.py
+        return op.arithmetic is ir.Arithmetic.ONNXRUNTIME and from_input and _is_batch_1(op)
     return isinstance(op, ir.STREAMABLE_OPS) and _is_batch_1(op)
 
 

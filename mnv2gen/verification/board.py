@@ -30,7 +30,7 @@ from ..firmware.build import Firmware, build_firmware, firmware_sizes
 from ..firmware.runner import QemuRun, run_qemu
 from ..firmware.usart import run_usart
 from . import oracle
-from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
+from .compare import all_identical, make_inputs, model_inputs, numpy_dtype, same_bytes
 
 @dataclass
 class LayerCount:
@@ -124,7 +124,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         if run is None:
             return report
         report.inputs = len(inputs)
-        report.matched, report.reference_aborted = _compare(model_path, inputs, run.outputs, reference)
+        report.matched, report.reference_aborted = _compare(model_path, model_inputs(result.graph, inputs),
+                                                            run.outputs, reference)
         report.stack_bytes = run.stack_bytes
         report.instructions = [span.instructions for span in run.runs]
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]

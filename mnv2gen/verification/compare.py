@@ -42,6 +42,24 @@ def _float_input_range(graph: ir.Graph) -> tuple[float, float]:
     return -1.0, 1.0
 
 
+def model_inputs(graph: ir.Graph, inputs: np.ndarray) -> np.ndarray:
+    """`inputs` (the C's) as the model file takes them. They differ only for an ONNX model
+    compiled with --quantized-input: the C takes the first QuantizeLinear's output q (NHWC,
+    int8 or uint8), the model its float NCHW input. Each q becomes x = fl((q - zp) * scale),
+    which that QuantizeLinear maps back to q exactly (x / scale is (q - zp)(1 + e) with
+    |e| <= 2^-23 and |q - zp| <= 255, so it rounds to q - zp). That is checked here on every
+    value: the oracle then runs the unmodified model on inputs proven to reach the C's bytes."""
+    t = graph.input
+    if t.dtype is ir.DType.FLOAT32:
+        return inputs
+    scale, zero_point, info = np.float32(t.scale), t.zero_point, np.iinfo(numpy_dtype(t))
+    floats = (inputs.astype(np.int32) - zero_point).astype(np.float32) * scale
+    back = np.clip(np.rint(floats / scale) + zero_point, info.min, info.max).astype(inputs.dtype)
+    if not np.array_equal(back, inputs):
+        raise AssertionError("--quantized-input: a float input does not quantize back to the C's bytes")
+    return np.ascontiguousarray(floats.transpose(0, 1, 4, 2, 3))  # [n, 1, H, W, C] -> [n, 1, C, H, W]
+
+
 def same_bytes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per input (first axis): are the bytes identical? (Bitwise, so float NaNs compare too.)"""
     a = np.ascontiguousarray(a).reshape(len(a), -1).view(np.uint8)

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..host_sim.build import build_host
 from ..host_sim.runner import run_host, trace_host
 from . import oracle
-from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
+from .compare import all_identical, make_inputs, model_inputs, numpy_dtype, same_bytes
 
 
 @dataclass
@@ -120,7 +120,8 @@ def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: 
     output = result.graph.output
     inputs = make_inputs(result.graph, count, seed)
     ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize)
-    expected = oracle.onnxruntime_outputs(model_path, inputs, output.shape, numpy_dtype(output))
+    expected = oracle.onnxruntime_outputs(model_path, model_inputs(result.graph, inputs), output.shape,
+                                          numpy_dtype(output))
     if "error" in expected.info:
         raise UserError(f"{expected.info['error']}; nothing to compare with", source=str(model_path))
     matches = same_bytes(ours, expected.outputs) & expected.ran
