@@ -149,3 +149,34 @@ def test_quantized_input_on_emulated_cortex_m(activation, board, out_dir):
     report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.inputs == 5
     assert report.matched == report.inputs and report.bit_exact
+
+
+@pytest.mark.parametrize("quantized_input", [False, True], ids=["float-input", "quantized-input"])
+def test_mismatch_names_the_first_differing_layer(quantized_input, out_dir):
+    """A C made wrong on purpose (one weight of layer 3's expansion changed) is a MISMATCH
+    whose report names layer 3, found by comparing every layer's output with ONNX Runtime's
+    tensor of the same node."""
+    path = onnx_zoo.mobilenet_v2("uint8")
+    result = compile_model(path, Options(quantized_input=quantized_input))
+    write_files(result.files, out_dir)
+    weights = out_dir / "mnv2_weights.c"
+    text = weights.read_text()
+    start = text.index("mnv2_layer3_s0_weights[")
+    first = text.index("{\n    ", start) + len("{\n    ")
+    value = int(text[first:text.index(",", first)])
+    weights.write_text(text[:first] + str(-value if value else 1) + text[text.index(",", first):])
+    report = verify(path, result, out_dir, count=5)
+    assert report.matched_tflite < report.inputs
+    assert "layer 3 (ONNX node" in report.first_mismatch and "values differ" in report.first_mismatch, \
+        report.first_mismatch
+
+
+def test_unchanged_c_matches_every_layer(tmp_path):
+    """The diff itself on a correct C: every layer's output equals ONNX Runtime's."""
+    from mnv2gen.verification.host import first_differing_onnx_layer
+
+    path = onnx_zoo.mobilenet_v2("int8")
+    result = compile_model(path)
+    write_files(result.files, tmp_path)
+    message = first_differing_onnx_layer(path, result, tmp_path, make_inputs(result.graph, 1)[0], "mnv2")
+    assert message == "every layer output matches ONNX Runtime; only the final output differs"

@@ -115,7 +115,7 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
 def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: int, sanitize: bool,
                  prefix: str) -> VerifyReport:
     """An ONNX model's C against ONNX Runtime (`matched_tflite` then counts its matches:
-    the one reference). No layer-by-layer diff yet: a mismatch names no layer."""
+    the one reference); on a mismatch, the first layer that differs."""
     oracle.require_onnxruntime()
     output = result.graph.output
     inputs = make_inputs(result.graph, count, seed)
@@ -130,8 +130,51 @@ def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: 
                           distinct_outputs=len({output.tobytes() for output in ours}))
     first_bad = next((i for i in range(len(inputs)) if expected.ran[i] and not matches[i]), None)
     if first_bad is not None:
-        report.first_mismatch = f"input {first_bad} (ONNX models get no layer-by-layer diff yet)"
+        report.first_mismatch = f"input {first_bad}: " + first_differing_onnx_layer(
+            model_path, result, c_dir, inputs[first_bad], prefix)
     return report
+
+
+def first_differing_onnx_layer(model_path, result: CompileResult, c_dir, c_input: np.ndarray, prefix: str) -> str:
+    """Name the first step whose output differs from ONNX Runtime's tensor of the same ONNX
+    node (its output named as a graph output, so ONNX Runtime keeps it)."""
+    from ..frontend.onnx_model import read_onnx
+    from ..frontend.onnx_qdq import is_qdq
+
+    model = read_onnx(Path(model_path))
+    if is_qdq(model):
+        return ("no layer-by-layer diff for QDQ models (exposing their tensors can change how ONNX Runtime "
+                "fuses them): quantize with QuantFormat.QOperator to get one")
+    names = {node.position: node.outputs[0] for node in model.nodes}
+    steps = [(number, op, names[_last_stage(op).index]) for number, op in enumerate(result.plan.steps)
+             if _last_stage(op).index in names]
+    with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
+        binary = build_host(c_dir, prefix, Path(tmp) / "model_trace", trace=True, opt="-O1")
+        ours = trace_host(binary, c_input)
+    oracle_input = model_inputs(result.graph, c_input[np.newaxis])[0]
+    theirs = oracle.onnxruntime_tensors(model_path, oracle_input, [name for _, _, name in steps])
+    for number, op, name in steps:
+        if number not in ours:
+            continue
+        got, expected = _as_stored(ours[number], op.output), theirs[name]
+        if got.shape != expected.shape or got.tobytes() != expected.tobytes():
+            diff = np.abs(got.astype(np.float64) - expected.astype(np.float64).reshape(got.shape))
+            return (f"layer {number} (ONNX node {_last_stage(op).index}, {op.describe()}): "
+                    f"{int((diff > 0).sum())} of {diff.size} values differ, max difference {diff.max():g}")
+    return "every layer output matches ONNX Runtime; only the final output differs"
+
+
+def _last_stage(op: ir.Op) -> ir.Op:
+    return op.stages[-1] if isinstance(op, ir.RowPipeline) else op
+
+
+def _as_stored(data: bytes, t: ir.Tensor) -> np.ndarray:
+    """A traced output as ONNX Runtime holds the tensor: the stored element type (uint8
+    models' int8 shifted back by 128) and NCHW."""
+    values = np.frombuffer(data, dtype=numpy_dtype(t)).reshape(t.shape)
+    if t.quant is not None and t.quant.model_offset:
+        values = (values.astype(np.int16) + t.quant.model_offset).astype(np.uint8)
+    return values.transpose(0, 3, 1, 2) if values.ndim == 4 else values
 
 
 def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool) -> np.ndarray:

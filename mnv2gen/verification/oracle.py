@@ -264,7 +264,9 @@ def _load_engine(engine: str, model_path: str):
     return run
 
 
-def _ort_session(model_path: str):
+def _ort_session(model_path: str, model_bytes: bytes | None = None):
+    """A function running one input through ONNX Runtime with verify's session options for
+    the model at `model_path` (or, given, for these bytes of an edited copy of it)."""
     try:
         import onnxruntime
     except ImportError:
@@ -274,7 +276,8 @@ def _ort_session(model_path: str):
     for key, value in ort_session_config(model_path).items():
         options.add_session_config_entry(key, value)
     try:
-        session = onnxruntime.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(model_bytes if model_bytes is not None else model_path, options,
+                                               providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception classes, which do not derive from one
         raise RuntimeError(str(exc)) from None
     name = session.get_inputs()[0].name
@@ -304,6 +307,21 @@ def reference_tensors(model_path: str | Path, single_input: np.ndarray) -> dict[
         except ValueError:
             continue  # tensors without data (e.g. optional inputs)
     return tensors
+
+
+def onnxruntime_tensors(model_path: str | Path, single_input: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The named tensors of one inference in ONNX Runtime, with the session verify uses (for
+    the layer-by-layer diff of a QOperator model: its integer nodes are ONNX Runtime's own
+    kernels whatever the graph exposes, so naming their outputs changes no arithmetic)."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    exposed = {output.name for output in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names
+                              if name not in exposed)
+    session = _ort_session(str(model_path), model.SerializeToString()).interpreter  # external data loaded
+    values = session.run(names, {session.get_inputs()[0].name: single_input})
+    return dict(zip(names, values))
 
 
 # "[RecordingMicroAllocator] Arena allocation total 218192 bytes" (and "head" = activations).
