@@ -59,15 +59,16 @@ def test_arena_targets_against_the_tflite_flagship():
         assert extra == 82_944 and floats.arena_bytes <= quantized.arena_bytes + extra
 
 
-@pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
-def test_engine_runs_the_planned_rows(activation, tmp_path):
+@pytest.mark.parametrize("activation, quantized_input", [("uint8", False), ("int8", False), ("uint8", True)])
+def test_engine_runs_the_planned_rows(activation, quantized_input, tmp_path):
     """The planner's rows (the NCHW input's plane rows included) are the C engine's."""
     path = onnx_zoo.mobilenet_v2(activation)
-    result = compile_model(path)
+    result = compile_model(path, Options(quantized_input=quantized_input))
     write_files(result.files, tmp_path)
     binary = build_host(tmp_path, PREFIX, tmp_path / "model_rows", opt="-O1", extra_flags=row_trace_flags(PREFIX))
     ours = trace_rows_host(binary, make_inputs(result.graph, 1)[0])
-    assert ("read", 0, 2 * 96 + 5) in ours  # row 5 of the third plane of the float input
+    # Row 5 of the third plane of the float input; of the uint8 input, its row 95 (the last).
+    assert ("read", 0, 95 if quantized_input else 2 * 96 + 5) in ours
     assert_same_trace(ours, planned_trace(result.plan.steps))
 
 
