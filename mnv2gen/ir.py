@@ -379,6 +379,36 @@ class Quantize(Op):
         return self.input.shape
 
 
+class ConstantOperation(enum.Enum):
+    """The elementwise ops an activation can meet a broadcast constant in."""
+
+    MUL = "MUL"
+    ADD = "ADD"
+
+
+@dataclass(eq=False)
+class ElementwiseConstant(Op):
+    """int8 MUL or ADD of an activation and a one-element constant (Keras `Rescaling` and
+    other preprocessing layers leave them at the input). Each output byte is a function of
+    one input byte, so it runs as a 256-entry table, computed with TFLite's arithmetic.
+    `constant_first`: the constant is TFLite's first input (ADD's multipliers depend on it)."""
+
+    operation: ConstantOperation = ConstantOperation.MUL
+    constant: Tensor = None  # type: ignore[assignment]
+    constant_first: bool = False
+    activation: Activation = Activation.NONE
+
+    @property
+    def op_name(self) -> str:  # type: ignore[override]
+        return self.operation.value
+
+    def constants(self) -> list[Tensor]:
+        return [self.constant]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
 @dataclass(eq=False)
 class Dequantize(Op):
     """int8 -> float32."""

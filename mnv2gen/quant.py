@@ -266,6 +266,37 @@ def requantize_table(input: Tensor, output: Tensor) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(output.dtype)
 
 
+def mul_constant_table(input: Tensor, constant: Tensor, output: Tensor, activation: Activation) -> np.ndarray:
+    """int8 MUL by a one-element constant, as a table indexed by the input byte: the
+    reference's (x - x_zp) * (c - c_zp) rescaled by one multiplier, whose real factor
+    input scale * constant scale / output scale is taken in float32 (the scales' own type in
+    TFLite's Prepare) and only then widened to double."""
+    real = np.float32(np.float32(input.scale) * np.float32(constant.scale)) / np.float32(output.scale)
+    multiplier, shift = quantize_multiplier(float(np.float32(real)))
+    product = (_input_byte_values(input) - input.zero_point) * (_constant_value(constant) - constant.zero_point)
+    q = multiply_by_quantized_multiplier(product, multiplier, shift) + output.zero_point
+    return np.clip(q, *activation_range(activation, output)).astype(np.int8)
+
+
+def add_constant_table(input: Tensor, constant: Tensor, output: Tensor, activation: Activation,
+                       constant_first: bool, left_shift: int = 20) -> np.ndarray:
+    """int8 ADD of a one-element constant, as a table indexed by the input byte: each input
+    brought to twice the larger input scale, summed, rescaled (ADD's reference arithmetic,
+    the same as `add_input_table`'s)."""
+    first, second = (constant, input) if constant_first else (input, constant)
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(first.scale, second.scale, output.scale, left_shift)
+    x = multiply_by_quantized_multiplier((_input_byte_values(input) - input.zero_point) << left_shift,
+                                         *((m2, s2) if constant_first else (m1, s1)))
+    c = multiply_by_quantized_multiplier((_constant_value(constant) - constant.zero_point) << left_shift,
+                                         *((m1, s1) if constant_first else (m2, s2)))
+    q = multiply_by_quantized_multiplier(x + c, mo, so) + output.zero_point
+    return np.clip(q, *activation_range(activation, output)).astype(np.int8)
+
+
+def _constant_value(t: Tensor) -> int:
+    return int(t.data.reshape(-1)[0])
+
+
 _EXP_CONTEXT = Context(prec=60)  # far more digits than any float32 rounding decision needs
 
 

@@ -372,6 +372,14 @@ def _logistic(op: ir.Logistic, number: int, build: Build) -> Layer:
     return _table_lookup(op, number, table)
 
 
+def _elementwise_constant(op: ir.ElementwiseConstant, number: int, build: Build) -> Layer:
+    if op.operation is ir.ConstantOperation.MUL:
+        table = quant.mul_constant_table(op.input, op.constant, op.output, op.activation)
+    else:
+        table = quant.add_constant_table(op.input, op.constant, op.output, op.activation, op.constant_first)
+    return _table_lookup(op, number, table)
+
+
 def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
     """A layer calling a struct-less kernel with these values, then its operands."""
     layer = Layer(number, op, kernel, None)
@@ -397,6 +405,7 @@ LOWERINGS = {
     ir.Mean: _mean,
     ir.Softmax: _softmax,
     ir.Logistic: _logistic,
+    ir.ElementwiseConstant: _elementwise_constant,
     ir.Quantize: _quantize,
     ir.Dequantize: _dequantize,
 }
