@@ -266,6 +266,33 @@ def requantize_table(input: Tensor, output: Tensor) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(output.dtype)
 
 
+def float_quantize_constants(scale: float, zero_point: int) -> tuple[float, int, int]:
+    """(divisor, invert, offset) of the C's float32 -> int8 QUANTIZE, which computes
+    clamp(((uint32)trunc_saturating(round(x / divisor)) ^ invert) + offset) and equals TFLite's
+    zero_point + (int32)roundf(x / scale), clamped, also where the quotient leaves int32
+    (TFLite's x86-64 build: INT32_MIN there, plus the zero point, wrapping). A saturating
+    conversion gives INT32_MAX for a positive overflow, which clamps like INT32_MIN + zero
+    point for every zero point but 0; for 0, the quotient is negated (dividing by -scale is
+    exactly -(x / scale)) and the bits inverted, ~t + 1 = -t: in range the same value, and
+    both overflows then clamp to -128, as INT32_MIN does."""
+    if zero_point != 0:
+        return scale, 0, zero_point
+    return -scale, -1, 1
+
+
+def float_quantize_reference(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """What TFLite's reference QUANTIZE float32 -> int8 gives on x86-64, in numpy: roundf of
+    the float32 quotient, converted as the x86 does (INT32_MIN out of range and for NaN),
+    plus the zero point wrapping, clamped. For tests and checks; the C computes it otherwise."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+        wide = q.astype(np.float64)
+        rounded = np.sign(wide) * np.floor(np.abs(wide) + 0.5)  # roundf, exact: |q| + 0.5 is exact in double
+        ok = np.isfinite(rounded) & (rounded >= -(2.0**31)) & (rounded < 2.0**31)
+        converted = np.where(ok, np.nan_to_num(rounded), float(INT32_MIN)).astype(np.int64)
+    return np.clip(wrap32(converted + zero_point), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
 def mul_constant_table(input: Tensor, constant: Tensor, output: Tensor, activation: Activation) -> np.ndarray:
     """int8 MUL by a one-element constant, as a table indexed by the input byte: the
     reference's (x - x_zp) * (c - c_zp) rescaled by one multiplier, whose real factor

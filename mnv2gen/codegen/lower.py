@@ -390,7 +390,8 @@ def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
         return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
-    return scalar_call(number, op, "quantize_f32_s8", Float32(op.output.scale), op.output.zero_point, op.output.size)
+    divisor, invert, offset = quant.float_quantize_constants(op.output.scale, op.output.zero_point)
+    return scalar_call(number, op, "quantize_f32_s8", Float32(divisor), invert, offset, op.output.size)
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
