@@ -73,7 +73,7 @@ class _Builder:
     def build(self) -> ir.Graph:
         self._check_structure()
         check_fully_int8(self.raw, self.fail)
-        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail)
+        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail, constant_only=CONSTANT_ONLY_OPS)
         tensors = [self._tensor(t) for t in self.raw.tensors]
         self._check_totals(tensors)
         ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
@@ -595,3 +595,4 @@ OP_BUILDERS: dict[str, Callable[[_OpContext], ir.Op]] = {
     "DEQUANTIZE": _dequantize,
 }
 SUPPORTED_OPS = set(OP_BUILDERS) | {"SHAPE", "STRIDED_SLICE", "PACK"}
+CONSTANT_ONLY_OPS = {"MUL"}  # of an activation and a constant only
