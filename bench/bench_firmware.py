@@ -115,7 +115,7 @@ def print_table(reports: dict) -> None:
         summary = m4.summary()
         print(_row("Cortex-M4 cycles, 0 flash wait states (estimate)", summary["cycles_estimate_m4"],
                    ANCHOR_M4_CYCLES, "~"))
-        print(_row(f"Cortex-M4 cycles, {summary['flash_wait_states']} flash wait states, no cache (estimate)",
+        print(_row(f"Cortex-M4 cycles, {summary['flash_wait_states']} wait states, no cache (estimate)",
                    summary["cycles_estimate_m4_wait_states"], {}, "~"))
     # Sizes and stack of the M4 build when there is one, as the anchors'.
     sized = m4 or next(iter(reports.values()))

@@ -39,7 +39,7 @@ def writes_in_place(op: ir.Op) -> bool:
     table lookups; QUANTIZE float32 -> int8, not the ONNX one, which transposes)."""
     if isinstance(op, ir.Quantize):
         return not op.from_nchw and op.output.itemsize <= op.input.itemsize
-    return isinstance(op, (ir.Logistic, ir.ElementwiseConstant))
+    return isinstance(op, (ir.Logistic, ir.ElementwiseConstant, ir.TableChain))
 
 
 def tensor_rows(t: ir.Tensor) -> int:
