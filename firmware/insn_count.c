@@ -7,9 +7,9 @@
  * symbol table. Counted: every instruction from the entry of the begin marker (inclusive) to
  * the entry of the end marker (exclusive); with `layer`, the same span is cut at each entry
  * of the hook. For every run the plugin appends to FILE:
- *     run <n> insns <instructions> cycles <estimate>
- *     layer <n> <k> insns <instructions> cycles <estimate>    (k-th hook call of run n)
- *     tail <n> insns <instructions> cycles <estimate>         (last hook to end marker)
+ *     run <n> insns <instructions> cycles <estimate> flash <accesses>
+ *     layer <n> <k> insns <instructions> cycles <estimate> flash <accesses>  (k-th hook call of run n)
+ *     tail <n> insns <instructions> cycles <estimate> flash <accesses>       (last hook to end marker)
  *
  * How: every translation block adds its instruction count (and its estimated cycles) to two
  * global counters, inline, when it starts executing; that is cheap and exact as long as blocks
@@ -19,6 +19,15 @@
  *
  * The cycles are an ESTIMATE for a Cortex-M4 with zero-wait-state memory, from a cost per
  * instruction class (see m4_cycles()); they ignore stalls, and mean little on other cores.
+ *
+ * `flash` counts what pays a flash's wait states on a part without a flash cache (an STM32F4
+ * with its ART accelerator and prefetch off): flash is the Cortex-M Code region, addresses
+ * below 0x20000000, where every part keeps its code and constants. The model: the flash reads
+ * 128-bit lines, and each line of code a block executes is fetched once per execution of the
+ * block (a block starts at a branch target, its instructions run in order), and every data
+ * access (load) to flash is one read. Each such access stalls the core for the wait states,
+ * so cycles at W wait states ~ cycles + W * flash (firmware/runner.py). It is a model: a real
+ * flash interface overlaps some of this (prefetch), and a cache hides most of it.
  *
  * Built with the host compiler by mnv2gen (firmware/plugin.py); no QEMU headers needed.
  */
@@ -69,6 +78,12 @@ void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qe
                                               void *ptr, uint64_t imm);
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_udata_cb_t cb,
                                             enum qemu_plugin_cb_flags flags, void *userdata);
+typedef uint32_t qemu_plugin_meminfo_t;
+enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
+typedef void (*qemu_plugin_vcpu_mem_cb_t)(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint64_t vaddr,
+                                          void *userdata);
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_mem_cb_t cb,
+                                      enum qemu_plugin_cb_flags flags, enum qemu_plugin_mem_rw rw, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
@@ -233,6 +248,11 @@ static struct cost m4_cycles(const uint8_t *bytes, size_t size)
  * Counting.
  */
 static uint64_t insns_total, cycles_total; /* since start-up, advanced per translation block */
+static uint64_t flash_total; /* flash line fetches (per block) and data reads (per access) */
+
+/* The Cortex-M Code region, where flash lives; 128-bit flash lines. */
+#define FLASH_END 0x20000000u
+#define FLASH_LINE_BYTES 16u
 
 enum marker { MARK_BEGIN, MARK_END, MARK_LAYER, MARKS };
 static uint64_t marker_address[MARKS];
@@ -242,24 +262,25 @@ static bool has_marker[MARKS];
  * when it started, has not executed yet when the marker is reached. */
 struct site {
     enum marker kind;
-    uint64_t insns_ahead, cycles_ahead;
+    uint64_t insns_ahead, cycles_ahead, flash_ahead;
 };
 
 static FILE *out;
 static bool in_run;
 static uint64_t runs, layers;
-static uint64_t run_insns, run_cycles;     /* totals at the begin marker */
-static uint64_t mark_insns, mark_cycles;   /* totals at the last cut (begin or layer hook) */
+static uint64_t run_insns, run_cycles, run_flash;     /* totals at the begin marker */
+static uint64_t mark_insns, mark_cycles, mark_flash;  /* totals at the last cut (begin or layer hook) */
 
-static void print_counts(uint64_t insns, uint64_t cycles_estimate)
+static void print_counts(uint64_t insns, uint64_t cycles_estimate, uint64_t flash)
 {
-    fprintf(out, " insns %" PRIu64 " cycles %" PRIu64 "\n", insns, cycles_estimate);
+    fprintf(out, " insns %" PRIu64 " cycles %" PRIu64 " flash %" PRIu64 "\n", insns, cycles_estimate, flash);
 }
 
 static void on_marker(unsigned int vcpu, void *userdata)
 {
     const struct site *site = userdata;
     uint64_t insns = insns_total - site->insns_ahead, cyc = cycles_total - site->cycles_ahead;
+    uint64_t flash = flash_total - site->flash_ahead;
     (void)vcpu;
     switch (site->kind) {
     case MARK_BEGIN:
@@ -267,25 +288,27 @@ static void on_marker(unsigned int vcpu, void *userdata)
         layers = 0;
         run_insns = mark_insns = insns;
         run_cycles = mark_cycles = cyc;
+        run_flash = mark_flash = flash;
         break;
     case MARK_LAYER:
         if (!in_run)
             break;
         fprintf(out, "layer %" PRIu64 " %" PRIu64, runs, layers);
-        print_counts(insns - mark_insns, cyc - mark_cycles);
+        print_counts(insns - mark_insns, cyc - mark_cycles, flash - mark_flash);
         ++layers;
         mark_insns = insns;
         mark_cycles = cyc;
+        mark_flash = flash;
         break;
     case MARK_END:
         if (!in_run)
             break;
         if (layers > 0) {
             fprintf(out, "tail %" PRIu64, runs);
-            print_counts(insns - mark_insns, cyc - mark_cycles);
+            print_counts(insns - mark_insns, cyc - mark_cycles, flash - mark_flash);
         }
         fprintf(out, "run %" PRIu64, runs);
-        print_counts(insns - run_insns, cyc - run_cycles);
+        print_counts(insns - run_insns, cyc - run_cycles, flash - run_flash);
         fflush(out); /* complete even if QEMU is killed later */
         in_run = false;
         ++runs;
@@ -311,31 +334,65 @@ static void block_cycles(const struct qemu_plugin_tb *tb, size_t n, uint64_t *be
     }
 }
 
+/* The flash lines of code a block fetches before each of its n instructions: lines[i]
+ * before instruction i, lines[n] for the whole block (none for code outside flash). */
+static void block_flash_lines(const struct qemu_plugin_tb *tb, size_t n, uint64_t *lines)
+{
+    uint64_t last_line = UINT64_MAX;
+    lines[0] = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        uint64_t first = qemu_plugin_insn_vaddr(insn), end = first + qemu_plugin_insn_size(insn);
+        uint64_t fetched = 0;
+        if (first < FLASH_END) {
+            for (uint64_t line = first / FLASH_LINE_BYTES; line <= (end - 1) / FLASH_LINE_BYTES; ++line) {
+                if (line != last_line)
+                    ++fetched;
+                last_line = line;
+            }
+        }
+        lines[i + 1] = lines[i] + fetched;
+    }
+}
+
+static void on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *userdata)
+{
+    (void)vcpu;
+    (void)info;
+    (void)userdata;
+    if (vaddr < FLASH_END)
+        ++flash_total;
+}
+
 static void watch_marker(struct qemu_plugin_insn *insn, enum marker kind, uint64_t insns_ahead,
-                         uint64_t cycles_ahead)
+                         uint64_t cycles_ahead, uint64_t flash_ahead)
 {
     /* Never freed: blocks are rarely retranslated, and QEMU may still run the old one. */
     struct site *site = malloc(sizeof *site);
     if (site == NULL)
         abort();
-    *site = (struct site){kind, insns_ahead, cycles_ahead};
+    *site = (struct site){kind, insns_ahead, cycles_ahead, flash_ahead};
     qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS, site);
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
-    uint64_t before[n + 1];
+    uint64_t before[n + 1], lines[n + 1];
     (void)id;
     block_cycles(tb, n, before);
+    block_flash_lines(tb, n, lines);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns_total, n);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &cycles_total, before[n]);
+    if (lines[n] > 0)
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &flash_total, lines[n]);
     for (size_t i = 0; i < n; ++i) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t vaddr = qemu_plugin_insn_vaddr(insn);
+        qemu_plugin_register_vcpu_mem_cb(insn, on_load, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_R, NULL);
         for (int kind = 0; kind < MARKS; ++kind) {
             if (has_marker[kind] && vaddr == marker_address[kind])
-                watch_marker(insn, (enum marker)kind, n - i, before[n] - before[i]);
+                watch_marker(insn, (enum marker)kind, n - i, before[n] - before[i], lines[n] - lines[i]);
         }
     }
 }

@@ -30,10 +30,20 @@ class FirmwareFailed(Exception):
     """The firmware faulted, failed, hung, or broke the protocol."""
 
 
+# The flash wait states the Cortex-M4 cycle estimate is also given for: 5, as on a 168 MHz
+# STM32F4 reading its flash without the ART cache.
+FLASH_WAIT_STATES = 5
+
+
 @dataclass(frozen=True)
 class Span:
     instructions: int  # exact
-    cycles: int  # Cortex-M4 estimate (see insn_count.c)
+    cycles: int  # Cortex-M4 estimate at zero wait states (see insn_count.c)
+    flash_accesses: int = 0  # flash line fetches and data reads, each paying the wait states
+
+    def cycles_at(self, wait_states: int) -> int:
+        """The estimate on a flash of `wait_states` wait states, no cache (insn_count.c's model)."""
+        return self.cycles + wait_states * self.flash_accesses
 
 
 @dataclass
@@ -71,8 +81,8 @@ def usart_qemu_command(firmware: Firmware, trace_hook: str | None = None) -> lis
             "-kernel", str(firmware.elf.resolve()), "-plugin", _plugin_argument(firmware, trace_hook)]
 
 
-_COUNT_LINE = re.compile(r"^(run|tail) (\d+) insns (\d+) cycles (\d+)$"
-                         r"|^layer (\d+) (\d+) insns (\d+) cycles (\d+)$")
+_COUNT_LINE = re.compile(r"^(run|tail) (\d+) insns (\d+) cycles (\d+) flash (\d+)$"
+                         r"|^layer (\d+) (\d+) insns (\d+) cycles (\d+) flash (\d+)$")
 
 
 def parse_counts(text: str) -> tuple[list[Span], dict[int, list[Span]], dict[int, Span]]:
@@ -83,11 +93,11 @@ def parse_counts(text: str) -> tuple[list[Span], dict[int, list[Span]], dict[int
         if m is None:
             raise FirmwareFailed(f"unexpected line from the QEMU plugin: {line!r}")
         if m[1] == "run":
-            runs.append(Span(int(m[3]), int(m[4])))
+            runs.append(Span(int(m[3]), int(m[4]), int(m[5])))
         elif m[1] == "tail":
-            tails[int(m[2])] = Span(int(m[3]), int(m[4]))
+            tails[int(m[2])] = Span(int(m[3]), int(m[4]), int(m[5]))
         else:
-            layers[int(m[5])].append(Span(int(m[7]), int(m[8])))
+            layers[int(m[6])].append(Span(int(m[8]), int(m[9]), int(m[10])))
     return runs, layers, tails
 
 

@@ -460,8 +460,10 @@ def _firmware_lines(report) -> list[str]:
               f"instructions per inference: {report.instructions_per_inference:,} (exact; "
               f"fewest over the inputs {summary['instructions_min']:,})"]
     if summary["cycles_estimate_m4"] is not None:
-        lines.append(f"Cortex-M4 cycles per inference: ~{summary['cycles_estimate_m4']:,} (an estimate "
-                     "from a per-instruction-class cost table)")
+        lines.append(f"Cortex-M4 cycles per inference: ~{summary['cycles_estimate_m4']:,} at 0 flash wait states, "
+                     f"~{summary['cycles_estimate_m4_wait_states']:,} at {summary['flash_wait_states']} without a "
+                     "flash cache (estimates: a per-instruction-class cost table, plus the wait states on every "
+                     "128-bit line of code fetched and every load from flash)")
     if report.layers_note:
         lines.append(f"no per-layer counts: {report.layers_note}")
     if report.layers:

@@ -390,6 +390,36 @@ class Quantize(Op):
         return self.input.shape
 
 
+class ConstantOperation(enum.Enum):
+    """The elementwise ops an activation can meet a broadcast constant in."""
+
+    MUL = "MUL"
+    ADD = "ADD"
+
+
+@dataclass(eq=False)
+class ElementwiseConstant(Op):
+    """int8 MUL or ADD of an activation and a one-element constant (Keras `Rescaling` and
+    other preprocessing layers leave them at the input). Each output byte is a function of
+    one input byte, so it runs as a 256-entry table, computed with TFLite's arithmetic.
+    `constant_first`: the constant is TFLite's first input (ADD's multipliers depend on it)."""
+
+    operation: ConstantOperation = ConstantOperation.MUL
+    constant: Tensor = None  # type: ignore[assignment]
+    constant_first: bool = False
+    activation: Activation = Activation.NONE
+
+    @property
+    def op_name(self) -> str:  # type: ignore[override]
+        return self.operation.value
+
+    def constants(self) -> list[Tensor]:
+        return [self.constant]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+
 @dataclass(eq=False)
 class Dequantize(Op):
     """int8 -> float32."""
@@ -402,6 +432,36 @@ class Dequantize(Op):
 
 # The ops a row pipeline can run: QUANTIZE only as its first stage, from the graph's input.
 STREAMABLE_OPS = (Conv2D, DepthwiseConv2D, Add, Quantize)
+
+
+def is_byte_table(op: Op) -> bool:
+    """Whether each output byte of `op` is a function of one input byte alone, in TFLite's
+    arithmetic: it runs as one 256-entry table (integer QUANTIZE, LOGISTIC, MUL/ADD by a
+    constant)."""
+    if isinstance(op, Quantize):
+        return op.input.dtype != DType.FLOAT32 and not op.from_nchw and op.arithmetic is Arithmetic.TFLITE
+    return isinstance(op, (Logistic, ElementwiseConstant))
+
+
+@dataclass(eq=False)
+class TableChain(Op):
+    """Byte tables in a row (a `Rescaling` layer's MUL then ADD, a uint8 QUANTIZE then
+    either): their tables are composed at compile time into one, so the tensors between
+    them never exist. Each stage keeps its op, so each table is the reference's."""
+
+    stages: list[Op] = field(default_factory=list)
+
+    op_name = "TABLES"
+
+    def constants(self) -> list[Tensor]:
+        return [c for stage in self.stages for c in stage.constants()]
+
+    def expected_output_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+    def describe(self) -> str:
+        names = " > ".join(stage.op_name for stage in self.stages)
+        return f"[{names}] {'x'.join(map(str, self.input.shape))} -> {'x'.join(map(str, self.output.shape))}"
 
 
 @dataclass(eq=False)
@@ -497,6 +557,11 @@ class Graph:
                 raise IRError(f"{where}: output {op.output.name!r} is written twice")
             if isinstance(op, RowPipeline):
                 self._verify_pipeline(op, where)
+            if isinstance(op, TableChain) and not (
+                    len(op.stages) > 1 and all(is_byte_table(s) for s in op.stages)
+                    and op.stages[0].input is op.input and op.stages[-1].output is op.output
+                    and all(a.output is b.input for a, b in zip(op.stages, op.stages[1:]))):
+                raise IRError(f"{where}: a table chain must link byte tables, its input to its output")
             if isinstance(op, Reshape):
                 if op.input.nbytes != op.output.nbytes:
                     raise IRError(f"{where}: reshape changes the byte count")

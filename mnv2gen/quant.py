@@ -266,6 +266,64 @@ def requantize_table(input: Tensor, output: Tensor) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(output.dtype)
 
 
+def float_quantize_constants(scale: float, zero_point: int) -> tuple[float, int, int]:
+    """(divisor, invert, offset) of the C's float32 -> int8 QUANTIZE, which computes
+    clamp(((uint32)trunc_saturating(round(x / divisor)) ^ invert) + offset) and equals TFLite's
+    zero_point + (int32)roundf(x / scale), clamped, also where the quotient leaves int32
+    (TFLite's x86-64 build: INT32_MIN there, plus the zero point, wrapping). A saturating
+    conversion gives INT32_MAX for a positive overflow, which clamps like INT32_MIN + zero
+    point for every zero point but 0; for 0, the quotient is negated (dividing by -scale is
+    exactly -(x / scale)) and the bits inverted, ~t + 1 = -t: in range the same value, and
+    both overflows then clamp to -128, as INT32_MIN does."""
+    if zero_point != 0:
+        return scale, 0, zero_point
+    return -scale, -1, 1
+
+
+def float_quantize_reference(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """What TFLite's reference QUANTIZE float32 -> int8 gives on x86-64, in numpy: roundf of
+    the float32 quotient, converted as the x86 does (INT32_MIN out of range and for NaN),
+    plus the zero point wrapping, clamped. For tests and checks; the C computes it otherwise."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+        wide = q.astype(np.float64)
+        rounded = np.sign(wide) * np.floor(np.abs(wide) + 0.5)  # roundf, exact: |q| + 0.5 is exact in double
+        ok = np.isfinite(rounded) & (rounded >= -(2.0**31)) & (rounded < 2.0**31)
+        converted = np.where(ok, np.nan_to_num(rounded), float(INT32_MIN)).astype(np.int64)
+    return np.clip(wrap32(converted + zero_point), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def mul_constant_table(input: Tensor, constant: Tensor, output: Tensor, activation: Activation) -> np.ndarray:
+    """int8 MUL by a one-element constant, as a table indexed by the input byte: the
+    reference's (x - x_zp) * (c - c_zp) rescaled by one multiplier, whose real factor
+    input scale * constant scale / output scale is taken in float32 (the scales' own type in
+    TFLite's Prepare) and only then widened to double."""
+    real = np.float32(np.float32(input.scale) * np.float32(constant.scale)) / np.float32(output.scale)
+    multiplier, shift = quantize_multiplier(float(np.float32(real)))
+    product = (_input_byte_values(input) - input.zero_point) * (_constant_value(constant) - constant.zero_point)
+    q = multiply_by_quantized_multiplier(product, multiplier, shift) + output.zero_point
+    return np.clip(q, *activation_range(activation, output)).astype(np.int8)
+
+
+def add_constant_table(input: Tensor, constant: Tensor, output: Tensor, activation: Activation,
+                       constant_first: bool, left_shift: int = 20) -> np.ndarray:
+    """int8 ADD of a one-element constant, as a table indexed by the input byte: each input
+    brought to twice the larger input scale, summed, rescaled (ADD's reference arithmetic,
+    the same as `add_input_table`'s)."""
+    first, second = (constant, input) if constant_first else (input, constant)
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(first.scale, second.scale, output.scale, left_shift)
+    x = multiply_by_quantized_multiplier((_input_byte_values(input) - input.zero_point) << left_shift,
+                                         *((m2, s2) if constant_first else (m1, s1)))
+    c = multiply_by_quantized_multiplier((_constant_value(constant) - constant.zero_point) << left_shift,
+                                         *((m1, s1) if constant_first else (m2, s2)))
+    q = multiply_by_quantized_multiplier(x + c, mo, so) + output.zero_point
+    return np.clip(q, *activation_range(activation, output)).astype(np.int8)
+
+
+def _constant_value(t: Tensor) -> int:
+    return int(t.data.reshape(-1)[0])
+
+
 _EXP_CONTEXT = Context(prec=60)  # far more digits than any float32 rounding decision needs
 
 

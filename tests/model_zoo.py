@@ -211,6 +211,25 @@ def build_mnv2_head(alpha, size, head, seed=0):
     return _convert_image_model(model, shape, seed)
 
 
+def build_mnv2_rescaling(alpha, size, classes, seed=0):
+    """MobileNetV2 behind Keras's `Rescaling(1/127.5, offset=-1)` input layer, the tutorials'
+    way to put preprocessing in the model: raw pixels (0..255, int8-quantized) in, and the
+    converter leaves an int8 MUL and ADD by constants before the stem."""
+    keras = _keras()
+    mb.reset_keras(seed)
+    shape = (size, size, 3)
+    inputs = keras.Input(shape)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = _mnv2_features(keras, x, alpha, pooling="avg")
+    x = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, x)
+    mb.prepare_untrained(model, shape, seed)
+    fixed = keras.Input(shape, batch_size=1)
+    model = keras.Model(fixed, model(fixed))
+    images = mb.representative_images(shape, mb.REP_COUNT, seed + 2000, value_range=(0.0, 255.0))
+    return mb.convert_int8(model, mb.representative_dataset(images))
+
+
 def build_mnv1(alpha, size, classes, seed=0):
     """keras.applications.MobileNet (V1).  Its top is GAP(keepdims) + Dropout
     + 1x1 Conv2D 'conv_preds' + Reshape + softmax, so the classifier to
@@ -368,6 +387,11 @@ MODELS: dict[str, ModelSpec] = _by_name(
           alpha=0.35, size=96, head="sigmoid"),
     _mnv2_spec("mnv2_a035_96_uint8_float", 0.35, 96, 96, 10, {"QUANTIZE": 1, "DEQUANTIZE": 1},
                input_type="uint8", output_type="float32"),
+    # The converter's default float input (no inference_input_type): a float32 QUANTIZE first.
+    _mnv2_spec("mnv2_a035_96_float_in", 0.35, 96, 96, 1000, {"QUANTIZE": 1}, input_type="float32"),
+    _spec("mnv2_a035_96_rescaling", build_mnv2_rescaling,
+          _ops(_MNV2_BODY, {"MUL": 1, "ADD": 1}, {"MEAN": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1}),
+          alpha=0.35, size=96, classes=10),
     _spec("mnv2_a035_96_zeropad", build_mnv2_head,
           _ops(_MNV2_BODY, _MNV2_TOP, {"PAD": 2, "CONV_2D": 1}),
           alpha=0.35, size=96, head="zeropad"),
@@ -409,6 +433,8 @@ UNSUPPORTED_MODELS: dict[str, ModelSpec] = _by_name(
 # paper's Table 3 case, a=1.0 at 224). Too slow to verify in every test run.
 BENCH_MODELS: dict[str, ModelSpec] = _by_name(
     _mnv2_spec("mnv2_a035_128_c1000", 0.35, 128, 128, 1000),
+    # ST model-zoo style: uint8 input, QUANTIZE to int8 first; the int8-input twin above.
+    _mnv2_spec("mnv2_a035_128_uint8", 0.35, 128, 128, 1000, {"QUANTIZE": 1}, input_type="uint8"),
     _mnv2_spec("mnv2_a035_224_c1000", 0.35, 224, 224, 1000),
     _mnv2_spec("mnv2_a10_224_c1000", 1.0, 224, 224, 1000),
 )

@@ -383,12 +383,31 @@ def _table_lookup(op: ir.Op, number: int, table: np.ndarray) -> Layer:
     return layer
 
 
-def _logistic(op: ir.Logistic, number: int, build: Build) -> Layer:
-    try:
-        table = quant.logistic_table(op.input, op.output)
-    except ValueError as exc:
-        raise ModelError(f"op {op.index} (LOGISTIC): {exc}, so TFLite's own table differs between C "
-                         "libraries and no C can be proven equal to it") from None
+def _byte_table(op: ir.Op) -> np.ndarray:
+    """The 256-entry table of a byte-table op (`ir.is_byte_table`), indexed by the input
+    value (+ 128 for an int8 input), as the lookup kernels index it."""
+    if isinstance(op, ir.ElementwiseConstant) and op.operation is ir.ConstantOperation.MUL:
+        return quant.mul_constant_table(op.input, op.constant, op.output, op.activation)
+    if isinstance(op, ir.ElementwiseConstant):
+        return quant.add_constant_table(op.input, op.constant, op.output, op.activation, op.constant_first)
+    if isinstance(op, ir.Logistic):
+        try:
+            return quant.logistic_table(op.input, op.output)
+        except ValueError as exc:
+            raise ModelError(f"op {op.index} (LOGISTIC): {exc}, so TFLite's own table differs between C "
+                             "libraries and no C can be proven equal to it") from None
+    return quant.requantize_table(op.input, op.output)
+
+
+def _table_op(op: ir.Op, number: int, build: Build) -> Layer:
+    return _table_lookup(op, number, _byte_table(op))
+
+
+def _table_chain(op: ir.TableChain, number: int, build: Build) -> Layer:
+    """One table for the chain: each byte through every stage's table in turn."""
+    table = _byte_table(op.stages[0])
+    for stage in op.stages[1:]:
+        table = _byte_table(stage)[table.astype(np.int64) + (128 if stage.input.dtype == ir.DType.INT8 else 0)]
     return _table_lookup(op, number, table)
 
 
@@ -401,8 +420,9 @@ def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
 
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
     if op.input.dtype != "float32":
-        return _table_lookup(op, number, quant.requantize_table(op.input, op.output))
-    return scalar_call(number, op, "quantize_f32_s8", Float32(op.output.scale), op.output.zero_point, op.output.size)
+        return _table_op(op, number, build)
+    divisor, invert, offset = quant.float_quantize_constants(op.output.scale, op.output.zero_point)
+    return scalar_call(number, op, "quantize_f32_s8", Float32(divisor), invert, offset, op.output.size)
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
@@ -416,7 +436,9 @@ LOWERINGS = {
     ir.AveragePool2D: _average_pool,
     ir.Mean: _mean,
     ir.Softmax: _softmax,
-    ir.Logistic: _logistic,
+    ir.Logistic: _table_op,
+    ir.ElementwiseConstant: _table_op,
+    ir.TableChain: _table_chain,
     ir.Quantize: _quantize,
     ir.Dequantize: _dequantize,
 }

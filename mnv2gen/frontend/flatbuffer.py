@@ -30,6 +30,7 @@ OPTION_FIELDS: dict[str, tuple[type, list[str]]] = {
         "Padding", "StrideW", "StrideH", "DepthMultiplier", "FusedActivationFunction",
         "DilationWFactor", "DilationHFactor"]),
     "ADD": (tflite.AddOptions, ["FusedActivationFunction"]),
+    "MUL": (tflite.MulOptions, ["FusedActivationFunction"]),
     "AVERAGE_POOL_2D": (tflite.Pool2DOptions, ["Padding", "StrideW", "StrideH", "FilterWidth",
                                                "FilterHeight", "FusedActivationFunction"]),
     "FULLY_CONNECTED": (tflite.FullyConnectedOptions, ["FusedActivationFunction", "WeightsFormat",

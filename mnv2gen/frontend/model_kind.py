@@ -79,10 +79,18 @@ def check_fully_int8(raw: RawModel, fail: Callable[[str], ModelError]) -> None:
         raise fail(f"this model is not fully int8: it is {kind.value}. {HOW_TO_CONVERT}")
 
 
-def check_supported_ops(raw: RawModel, supported: Iterable[str], fail: Callable[[str], ModelError]) -> None:
-    """Name every unsupported op of the model, with its count and first index."""
-    supported = set(supported)
-    unsupported = [op for op in raw.ops if op.name not in supported]
+def check_supported_ops(raw: RawModel, supported: Iterable[str], fail: Callable[[str], ModelError],
+                        constant_only: Iterable[str] = ()) -> None:
+    """Name every unsupported op of the model, with its count and first index. Ops in
+    `constant_only` are supported only with a constant operand (MUL by a constant, not of
+    two activations: a squeeze-excite's MULs are named here with the rest)."""
+    supported, constant_only = set(supported), set(constant_only)
+
+    def has_constant(op) -> bool:
+        return any(0 <= i < len(raw.tensors) and _buffer_present(raw, raw.tensors[i].buffer) for i in op.inputs)
+
+    unsupported = [op for op in raw.ops
+                   if op.name not in supported or (op.name in constant_only and not has_constant(op))]
     if not unsupported:
         return
     counts = Counter(op.name for op in unsupported)
@@ -91,4 +99,5 @@ def check_supported_ops(raw: RawModel, supported: Iterable[str], fail: Callable[
         first.setdefault(op.name, op.index)
     listed = ", ".join(f"{name} x{counts[name]} (first: op {first[name]})" for name in first)
     raise fail(f"{len(unsupported)} of the model's {len(raw.ops)} ops are of types mnv2gen does not "
-               f"support: {listed}. Supported ops: {', '.join(sorted(supported))}")
+               f"support: {listed}. Supported ops: "
+               + ", ".join(f"{name} (by a constant)" if name in constant_only else name for name in sorted(supported)))

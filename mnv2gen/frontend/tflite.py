@@ -73,7 +73,7 @@ class _Builder:
     def build(self) -> ir.Graph:
         self._check_structure()
         check_fully_int8(self.raw, self.fail)
-        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail)
+        check_supported_ops(self.raw, SUPPORTED_OPS, self.fail, constant_only=CONSTANT_ONLY_OPS)
         tensors = [self._tensor(t) for t in self.raw.tensors]
         self._check_totals(tensors)
         ops = fold_shape_ops(self.raw.ops, tensors, self.fail)
@@ -367,6 +367,11 @@ def _rescales(op: ir.Op) -> list[tuple[str, float]]:
     if isinstance(op, (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected)):
         factor = op.input.scale * max(op.weights.quant.scale) / op.output.scale
         return [("input * weight / output scale", factor)]
+    if isinstance(op, ir.ElementwiseConstant) and op.operation is ir.ConstantOperation.MUL:
+        return [("input * constant / output scale", op.input.scale * op.constant.scale / op.output.scale)]
+    if isinstance(op, ir.ElementwiseConstant):
+        return [("input / output scale", op.input.scale / op.output.scale),
+                ("constant / output scale", op.constant.scale / op.output.scale)]
     if isinstance(op, ir.Add):
         return [("first input / output scale", op.input.scale / op.output.scale),
                 ("second input / output scale", op.other.scale / op.output.scale)]
@@ -435,12 +440,40 @@ def _fully_connected(ctx: _OpContext) -> ir.Op:
 
 
 def _add(ctx: _OpContext) -> ir.Op:
+    if ctx.input(0).is_constant or ctx.input(1).is_constant:
+        return _with_constant(ctx, ir.ConstantOperation.ADD)
     a = ctx.activation(ctx.input(0), "first input")
     b = ctx.activation(ctx.input(1), "second input")
     out = ctx.activation(ctx.output(), "output")
     if a.shape != b.shape or a.shape != out.shape:
         raise ctx.fail(f"inputs {list(a.shape)} and {list(b.shape)}: broadcasting is not supported")
     return ir.Add(input=a, other=b, output=out, index=ctx.op.index, activation=ctx.fused_activation())
+
+
+def _mul(ctx: _OpContext) -> ir.Op:
+    if not (ctx.input(0).is_constant or ctx.input(1).is_constant):
+        raise ctx.fail("MUL of two activations is not supported; only MUL by a one-element constant "
+                       "(as a Keras Rescaling layer makes)")
+    return _with_constant(ctx, ir.ConstantOperation.MUL)
+
+
+def _with_constant(ctx: _OpContext, operation: ir.ConstantOperation) -> ir.Op:
+    """MUL or ADD of an activation and a broadcast one-element int8 constant."""
+    constant_first = ctx.input(0).is_constant
+    c = ctx.constant(ctx.input(0 if constant_first else 1), "constant operand", (INT8,))
+    x = ctx.activation(ctx.input(1 if constant_first else 0), "input")
+    out = ctx.activation(ctx.output(), "output")
+    if c.size != 1:
+        raise ctx.fail(f"constant {c.name!r} has shape {list(c.shape)}; only a one-element constant "
+                       f"(broadcast to every element) is supported in {operation.value}")
+    if c.quant is None or c.quant.per_channel:
+        raise ctx.fail(f"constant {c.name!r} needs one scale and zero point")
+    if out.shape != x.shape:
+        raise ctx.fail(f"output {list(out.shape)} differs from the input {list(x.shape)}; "
+                       "only the constant may be broadcast")
+    return ir.ElementwiseConstant(input=x, output=out, index=ctx.op.index, operation=operation,
+                                  constant=c, constant_first=constant_first,
+                                  activation=ctx.fused_activation())
 
 
 def _pad(ctx: _OpContext) -> ir.Op:
@@ -550,6 +583,7 @@ OP_BUILDERS: dict[str, Callable[[_OpContext], ir.Op]] = {
     "DEPTHWISE_CONV_2D": lambda ctx: _convolution(ctx, depthwise=True),
     "FULLY_CONNECTED": _fully_connected,
     "ADD": _add,
+    "MUL": _mul,
     "PAD": _pad,
     "MEAN": _mean,
     "AVERAGE_POOL_2D": _average_pool,
@@ -561,3 +595,4 @@ OP_BUILDERS: dict[str, Callable[[_OpContext], ir.Op]] = {
     "DEQUANTIZE": _dequantize,
 }
 SUPPORTED_OPS = set(OP_BUILDERS) | {"SHAPE", "STRIDED_SLICE", "PACK"}
+CONSTANT_ONLY_OPS = {"MUL"}  # of an activation and a constant only

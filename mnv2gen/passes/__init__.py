@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .. import ir
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
+from .tables import chain_tables
 
 
 
@@ -46,7 +47,7 @@ def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY) 
     is verified already (the frontend's); the passes do not change it."""
     from ..plan.arena import arena_bytes_of
 
-    layers = _verified(wrap_layers(_verified(fold_pad(graph))))
+    layers = _verified(wrap_layers(_verified(chain_tables(_verified(fold_pad(graph))))))
     bottlenecks = _verified(fuse_bottlenecks(layers))
     if optimize == OptimizeLevel.SPEED:
         return Passed(scheduled=layers, bottlenecks=bottlenecks)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .. import ir
 from .check import PlanError, check_plan
 from .lifetimes import Buffer, Lifetimes, compute_lifetimes
-from .rows import RowEvent, row_bytes
+from .rows import RowEvent, row_bytes, writes_in_place
 
 # Offsets are multiples of 8 so float32 inputs/outputs and word-wise kernels load aligned data.
 ALIGNMENT = 8
@@ -88,6 +88,8 @@ def _overlap_offers(lifetimes: Lifetimes) -> dict[int, list[tuple[Buffer, int]]]
     `displacement` bytes before it (negative: after it)."""
     offers: dict[int, list[tuple[Buffer, int]]] = {}
     for step, op in enumerate(lifetimes.steps):
+        if writes_in_place(op):
+            _offer_in_place(lifetimes, op, step, offers)
         if not isinstance(op, ir.RowPipeline):
             continue
         events = [e for e in lifetimes.events if e.step == step]
@@ -101,6 +103,15 @@ def _overlap_offers(lifetimes: Lifetimes) -> dict[int, list[tuple[Buffer, int]]]
                 offers.setdefault(id(target), []).append((source, d))
                 offers.setdefault(id(source), []).append((target, -d))
     return offers
+
+
+def _offer_in_place(lifetimes: Lifetimes, op: ir.Op, step: int, offers: dict) -> None:
+    """An elementwise op that writes in place (`rows.writes_in_place`) may put its output
+    where its input starts, when the input dies at this step."""
+    source, target = lifetimes.of(op.input), lifetimes.of(op.output)
+    if source.last == step and source is not target and not (source.is_ring or target.is_ring):
+        offers.setdefault(id(target), []).append((source, 0))
+        offers.setdefault(id(source), []).append((target, 0))
 
 
 def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:

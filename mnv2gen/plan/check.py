@@ -55,9 +55,13 @@ class _Replay:
             last[self._id(buffer, row)] = len(self.events)  # the caller reads it
         return last
 
-    def write(self, e: int, t: ir.Tensor, first: int, last: int, step: str) -> None:
+    def write(self, e: int, t: ir.Tensor, first: int, last: int, step: str, reading: ir.Tensor | None = None) -> None:
+        """Write rows first..last of `t` at event `e`; `reading`: the input of an in-place
+        event (`RowEvent.in_place`), whose bytes it has already read may be overwritten."""
         for buffer, row, start, end in self._rows_of(t, first, last):
             busy = self.needed_until[start:end] >= e
+            if reading is not None:
+                busy &= ~self._consumed(e, reading, t, start, end)
             if busy.any():
                 raise PlanError(f"{step}: writing row {row} of {buffer.name!r} at arena bytes "
                                 f"{start}..{end} destroys {self._owner_name(start + int(np.argmax(busy)))} "
@@ -65,6 +69,18 @@ class _Replay:
             ident = self._id(buffer, row)
             self.owner[start:end] = ident
             self.needed_until[start:end] = self.last_read.get(ident, -2)
+
+    def _consumed(self, e: int, source: ir.Tensor, target: ir.Tensor, start: int, end: int) -> np.ndarray:
+        """Which of arena bytes start..end an in-place event `e` (reading `source` element by
+        element, writing `target`'s element of the same index after each read) is done with
+        when it writes them: bytes of `source` (every one holds it, `read` checked that) that
+        no later event reads, lying in an input element whose index is at most that of the
+        output element written there."""
+        source_base, target_base = self.plan.offset(source), self.plan.offset(target)
+        byte = np.arange(start, end, dtype=np.int64)
+        inside = (byte >= source_base) & (byte < source_base + source.nbytes)
+        in_order = (byte - source_base) // source.itemsize <= (byte - target_base) // target.itemsize
+        return inside & in_order & (self.needed_until[start:end] == e)
 
     def read(self, t: ir.Tensor, first: int, last: int, step: str) -> None:
         for buffer, row, start, end in self._rows_of(t, first, last):
@@ -89,7 +105,7 @@ class _Replay:
             for t, first, final in event.reads:
                 self.read(t, first, final, step)
             t, first, final = event.writes
-            self.write(e, t, first, final, step)
+            self.write(e, t, first, final, step, reading=event.reads[0][0] if event.in_place else None)
         self.read(graph_output, 0, _rows(graph_output) - 1, "the caller")
 
 

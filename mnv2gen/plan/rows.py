@@ -26,6 +26,20 @@ class RowEvent:
     step: int  # index of the schedule step (pipeline or op) this event belongs to
     writes: tuple[ir.Tensor, int, int]  # (tensor, first row, last row)
     reads: tuple[tuple[ir.Tensor, int, int], ...]  # (tensor, first row, last row)
+    # The kernel reads element j of its one input before it writes element j of its output,
+    # front to back (`writes_in_place`): the write may cover input bytes already read.
+    in_place: bool = False
+
+
+def writes_in_place(op: ir.Op) -> bool:
+    """Whether `op`'s kernel walks its one input and its output together, element by element
+    from the first, reading each input element before writing the output element of the same
+    index, with output elements no wider than input ones. Its output may then start where its
+    input starts: each byte it writes belongs to an input element it has already read (the
+    table lookups; QUANTIZE float32 -> int8, not the ONNX one, which transposes)."""
+    if isinstance(op, ir.Quantize):
+        return not op.from_nchw and op.output.itemsize <= op.input.itemsize
+    return isinstance(op, (ir.Logistic, ir.ElementwiseConstant, ir.TableChain))
 
 
 def tensor_rows(t: ir.Tensor) -> int:
@@ -93,7 +107,8 @@ def schedule_events(steps: list[ir.Op]) -> list[RowEvent]:
             events += pipeline_events(op, number)
         else:
             reads = tuple((t, 0, tensor_rows(t) - 1) for t in op.activation_inputs())
-            events.append(RowEvent(number, (op.output, 0, tensor_rows(op.output) - 1), reads))
+            events.append(RowEvent(number, (op.output, 0, tensor_rows(op.output) - 1), reads,
+                                   in_place=writes_in_place(op)))
     return events
 
 

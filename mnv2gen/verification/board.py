@@ -27,7 +27,7 @@ from ..compiler import CompileResult
 from ..errors import UserError
 from ..firmware.boards import Board, Console
 from ..firmware.build import Firmware, build_firmware, firmware_sizes
-from ..firmware.runner import QemuRun, run_qemu
+from ..firmware.runner import FLASH_WAIT_STATES, QemuRun, run_qemu
 from ..firmware.usart import run_usart
 from . import oracle
 from .compare import all_identical, make_inputs, model_inputs, numpy_dtype, same_bytes
@@ -52,6 +52,8 @@ class FirmwareReport:
     stack_bytes: int | None = None
     instructions: list[int] = field(default_factory=list)  # per input, exact
     cycles_estimate_m4: list[int] = field(default_factory=list)  # per input
+    # per input, the same on a flash of FLASH_WAIT_STATES wait states without a cache
+    cycles_estimate_m4_wait_states: list[int] = field(default_factory=list)
     layers: list[LayerCount] = field(default_factory=list)
     layers_note: str = ""  # why there is no per-layer breakdown, if there is none
     images: list[Path] = field(default_factory=list)  # a flashable board's .elf, .bin, .hex, kept
@@ -84,6 +86,9 @@ class FirmwareReport:
             "instructions_min": min(self.instructions, default=None),
             # The cost table models a Cortex-M4; on other cores the figure would mislead.
             "cycles_estimate_m4": max(self.cycles_estimate_m4, default=None) if is_m4 else None,
+            "flash_wait_states": FLASH_WAIT_STATES,
+            "cycles_estimate_m4_wait_states": max(self.cycles_estimate_m4_wait_states, default=None)
+            if is_m4 else None,
             **self.sizes,
             "arena_bytes": self.arena_bytes,
             "stack_bytes": self.stack_bytes,
@@ -129,6 +134,7 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         report.stack_bytes = run.stack_bytes
         report.instructions = [span.instructions for span in run.runs]
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
+        report.cycles_estimate_m4_wait_states = [span.cycles_at(FLASH_WAIT_STATES) for span in run.runs]
         if per_layer:
             traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=inputs[:1])
             _add_layers(report, _run(traced, result, inputs[:1], f"{prefix}_trace"), result.plan.steps)
