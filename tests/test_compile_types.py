@@ -22,8 +22,8 @@ def test_a_compile_verifies_the_graph_once_per_pass_boundary(monkeypatch):
     verify = ir.Graph.verify
     monkeypatch.setattr(ir.Graph, "verify", lambda graph: calls.append(graph) or verify(graph))
     compile_model(model_zoo.get_model(FLAGSHIP))
-    # The frontend's, then fold_pad, wrap_layers, fuse_bottlenecks, fuse_neighbours.
-    assert len(calls) == 5
+    # The frontend's, then fold_pad, chain_tables, wrap_layers, fuse_bottlenecks, fuse_neighbours.
+    assert len(calls) == 6
 
 
 def test_the_memory_report_renders_no_c(monkeypatch):
