@@ -28,6 +28,7 @@ from .outputs import check_output_file, check_output_folder, is_firmware_image, 
 from .firmware.boards import BOARDS, get_board
 from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
+from .plan.streaming import InputMode
 
 
 def _prefix(value: str) -> str:
@@ -112,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
                               "(all bit-exact; default: memory)")
         sub.add_argument("--memory-budget", type=_budget, metavar="BYTES",
                          help="fail unless the arena fits in BYTES (a positive whole number)")
+        sub.add_argument("--input", choices=[str(mode) for mode in InputMode], default=InputMode.FRAME,
+                         help="frame: the caller writes the whole input at <prefix>_input(), then calls "
+                              "<prefix>_run(); rows: <prefix>_run_rows(fill, ctx) pulls input rows from "
+                              "the caller's function as the first layers need them, so the arena holds "
+                              "a few rows, never the frame (default: frame)")
 
     def add_placement_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights-section", type=_section, metavar="NAME",
@@ -203,7 +209,8 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
                  if hasattr(args, name)}  # only compile takes them
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
-                          optimize=args.optimize, memory_budget=args.memory_budget, **placement)
+                          optimize=args.optimize, memory_budget=args.memory_budget, input=args.input,
+                          **placement)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     start = time.perf_counter()
@@ -479,7 +486,7 @@ def cmd_report(args) -> int:
         check_output_file(args.html, "--html", [args.model])
     if args.png:
         check_output_file(args.png, "--png", [args.model] + ([args.html] if args.html else []), generated=is_png)
-    options = Options(optimize=args.optimize, memory_budget=args.memory_budget)
+    options = Options(optimize=args.optimize, memory_budget=args.memory_budget, input=args.input)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
     if args.html or args.png:

@@ -37,9 +37,9 @@ class CompileResult(PlannedModel):
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     """Schedule and place a loaded model. The passes leave `loaded` as it was, so one load
     can be planned at several optimize levels."""
-    passed = run_passes(loaded, options.optimize)
+    passed = run_passes(loaded, options.optimize, options.input)
     bound, where = paper_bound(passed.bottlenecks)
-    plan = plan_arena(passed.scheduled)
+    plan = plan_arena(passed.scheduled, input_mode=options.input)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "

@@ -20,6 +20,8 @@ import numpy as np
 from .. import __version__, ir
 from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
+from ..plan.rows import row_bytes, tensor_rows
+from ..plan.streaming import InputMode
 from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
@@ -75,6 +77,7 @@ class Options:
     weights_section: str | None = None  # the linker section of the weight arrays (default: .rodata)
     arena_section: str | None = None  # the linker section of the static arena (default: .bss)
     arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
+    input: InputMode = InputMode.FRAME  # rows: <p>_run_rows() pulls the input (plan/streaming.py)
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -84,6 +87,7 @@ class Options:
             raise ValueError(f"unknown reference {self.reference!r}; known: {', '.join(REFERENCES)}")
         self.optimize = OptimizeLevel(self.optimize)
         self.arena = ArenaMode(self.arena)
+        self.input = InputMode(self.input)
         # The section names reach the C as they are: only names that cannot inject text pass.
         for flag, section in (("--weights-section", self.weights_section), ("--arena-section", self.arena_section)):
             if section is not None and not SECTION_PATTERN.match(section):
@@ -191,6 +195,7 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--weights-section {options.weights_section}"] if options.weights_section else []
     flags += [f"--arena-section {options.arena_section}"] if options.arena_section else []
     flags += [f"--arena {options.arena}"] if options.arena is not ArenaMode.STATIC else []
+    flags += [f"--input {options.input}"] if options.input is not InputMode.FRAME else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -216,12 +221,24 @@ def output_names(prefix: str) -> list[str]:
 VARIANT_FEATURES = {Variant.DSP: "__ARM_FEATURE_DSP", Variant.MVE: "__ARM_FEATURE_MVE"}
 
 
-def _endpoint(t: ir.Tensor, offset: int) -> dict:
+def _endpoint(t: ir.Tensor, plan: ArenaPlan) -> dict:
+    """The model's input or output as model.h describes it; `region_bytes` are its bytes in
+    the arena (a streamed input's ring, else the whole tensor)."""
     quant = ""
     if t.quant is not None:
         quant = f", scale {t.scale!r}, zero point {t.zero_point}"
-    return dict(shape_text=_shape_text(t.shape), ctype=t.ctype, nbytes=t.nbytes, offset=offset,
-                quant_text=quant)
+    return dict(shape_text=_shape_text(t.shape), ctype=t.ctype, nbytes=t.nbytes, offset=plan.offset(t),
+                region_bytes=plan.lifetimes.of(t).nbytes, quant_text=quant)
+
+
+def _streamed_input(plan: ArenaPlan) -> dict | None:
+    """model.h's figures of a streamed input (--input rows), or None for a frame."""
+    if plan.stream is None:
+        return None
+    t = plan.stream.tensor
+    fills = [e.writes for e in plan.events if e.writes[0] is t]
+    return dict(rows=tensor_rows(t), row_bytes=row_bytes(t), ring_rows=plan.stream.slots,
+                max_fill_rows=max(last - first + 1 for _, first, last in fills))
 
 
 class _ArenaBindings:
@@ -300,8 +317,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         arena_bytes=plan.arena_bytes, external_arena=options.arena is ArenaMode.EXTERNAL,
         arena_align=ARENA_ALIGN, arena_data_bytes=-(-plan.arena_bytes // ARENA_ALIGN) * ARENA_ALIGN,
         weights_section=options.weights_section, arena_section=options.arena_section,
-        input=_endpoint(graph.input, plan.offset(graph.input)),
-        output=_endpoint(graph.output, plan.offset(graph.output)),
+        input=_endpoint(graph.input, plan), output=_endpoint(graph.output, plan),
+        streamed_input=_streamed_input(plan),
         layers=[_layer_view(layer, p, bindings) for layer in layers], arena_bindings=bindings.assignments,
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from .. import ir
 from .check import PlanError, check_plan
 from .lifetimes import Buffer, Lifetimes, compute_lifetimes
-from .rows import RowEvent, row_bytes
+from .rows import RowEvent, StreamedInput, row_bytes
+from .streaming import InputMode
 
 # Offsets are multiples of 8 so float32 inputs/outputs and word-wise kernels load aligned data.
 ALIGNMENT = 8
@@ -43,6 +44,11 @@ class ArenaPlan:
     @property
     def events(self) -> list[RowEvent]:
         return self.lifetimes.events
+
+    @property
+    def stream(self) -> StreamedInput | None:
+        """The input's ring and its rows (--input rows), or None: the input is a frame."""
+        return self.lifetimes.stream
 
     def live_bytes(self, step: int) -> int:
         """Bytes of all buffers live during `step` (the working set, before any overlap)."""
@@ -103,9 +109,9 @@ def _overlap_offers(lifetimes: Lifetimes) -> dict[int, list[tuple[Buffer, int]]]
     return offers
 
 
-def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:
+def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = InputMode.FRAME) -> ArenaPlan:
     """Place every buffer; with `check`, prove the placement by replaying the schedule."""
-    lifetimes = compute_lifetimes(graph)
+    lifetimes = compute_lifetimes(graph, input_mode)
     offers = _overlap_offers(lifetimes)
     allowed = {(b_id, id(partner), d) for b_id, pairs in offers.items() for partner, d in pairs}
     offsets: dict[int, int] = {}
@@ -131,7 +137,7 @@ def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:
     return plan
 
 
-def arena_bytes_of(graph: ir.Graph) -> int:
+def arena_bytes_of(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) -> int:
     """The planned arena of a graph, for passes that weigh alternatives (unchecked: only the
     plan finally compiled needs the proof, and it gets it)."""
-    return plan_arena(graph, check=False).arena_bytes
+    return plan_arena(graph, check=False, input_mode=input_mode).arena_bytes
