@@ -4,10 +4,11 @@ verifies the graph at each pass boundary (once per pass, not once per rewrite)."
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from .. import ir
-from ..plan.streaming import InputMode
+from ..plan.streaming import InputMode, why_not_streamable
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
 
@@ -55,7 +56,12 @@ def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY,
         return Passed(scheduled=layers, bottlenecks=bottlenecks)
     if optimize == OptimizeLevel.BALANCED:
         return Passed(scheduled=bottlenecks, bottlenecks=bottlenecks)
-    def arena_of(candidate: ir.Graph) -> int:
+    def arena_of(candidate: ir.Graph) -> float:
+        # A streamed input needs the first pipeline to be its only reader: a schedule where it
+        # is not counts as infinitely large, so a merge that makes it so is taken (planning
+        # the schedule finally chosen says why, if none does).
+        if input_mode is InputMode.ROWS and why_not_streamable(candidate):
+            return math.inf
         return arena_bytes_of(candidate, input_mode)
 
     return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_of)), bottlenecks=bottlenecks)

@@ -93,6 +93,8 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput |
     final = pipeline.stages[-1]
     while rows_done(final.output) < tensor_rows(final.output):
         produce_next_row(final)
+    if streamed is not None:  # the rows no window read, so the caller sees each row once
+        fill(streamed, tensor_rows(streamed) - 1)
     return events
 
 

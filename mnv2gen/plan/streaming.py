@@ -6,6 +6,8 @@ into a ring of a few rows placed in the arena like any other ring. Here: which m
 stream (their input must be read by the first step only, and that step must be a row
 pipeline), and the fill requests the engine makes (`fill_runs`): rows produced so far up to
 the row needed, split where the ring wraps, so each request is one contiguous run of slots.
+Rows no window reads (the last ones, under VALID padding) are asked for when the pipeline is
+done, so the caller sees every row once, in order, as a camera delivers them.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class InputMode(enum.StrEnum):
     ROWS = "rows"
 
 
-def check_streamable(graph: ir.Graph) -> None:
-    """Raise UserError (exit 2) saying why the input of `graph` cannot be streamed, if not."""
+def why_not_streamable(graph: ir.Graph) -> str:
+    """Why the input of `graph` cannot be streamed, or "" if it can."""
     steps = [op for op in graph.ops if not isinstance(op, ir.Reshape)]
     first = steps[0] if steps else None
     why = ""
@@ -37,6 +39,12 @@ def check_streamable(graph: ir.Graph) -> None:
         why = "its input is also read by a later op, so the whole frame would have to stay in the arena"
     elif graph.input.shape[1] < 2:
         why = "its input has a single row: there is nothing to stream"
+    return why
+
+
+def check_streamable(graph: ir.Graph) -> None:
+    """Raise UserError (exit 2) saying why the input of `graph` cannot be streamed, if not."""
+    why = why_not_streamable(graph)
     if why:
         raise UserError(f"--input rows: cannot stream the input {graph.input.name!r}: {why}; "
                         "compile without --input rows (the frame API)", source=graph.source)
