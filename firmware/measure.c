@@ -67,9 +67,9 @@ static uint32_t stack_used(const uint32_t *limit, const uint32_t *top)
 #include <string.h>
 
 /* The fill function of --input rows builds: the rows asked for, copied from the frame. */
-static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, int8_t *dst)
+static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, MODEL_ROW_T *dst)
 {
-    const int8_t *frame = (const int8_t *)ctx;
+    const MODEL_ROW_T *frame = (const MODEL_ROW_T *)ctx;
     memcpy(dst, frame + (size_t)first_row * MODEL_INPUT_ROW_BYTES, (size_t)row_count * MODEL_INPUT_ROW_BYTES);
     return 0;
 }
@@ -78,7 +78,7 @@ static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, int8
 #define RUN_MODEL(frame) ((void)(frame), MODEL_RUN())
 #endif
 
-int run_measured(const int8_t *frame, uint32_t *stack_bytes)
+int run_measured(const void *frame, uint32_t *stack_bytes)
 {
     uint32_t *top = paint_stack(__stack_limit__);
     harness_marker_begin();

@@ -13,7 +13,9 @@
  * For C generated with --input rows it also passes -DMODEL_RUN_ROWS=... (see
  * verification/harness.py model_defines): each input is then read into a frame here, outside
  * the arena, and fill_from_frame() hands the model the rows it asks for, checking that it asks
- * for every row once, in order, at most MODEL_INPUT_MAX_FILL_ROWS at a time.
+ * for every row once, in order, at most MODEL_INPUT_MAX_FILL_ROWS at a time. Its inputs are
+ * what fill writes: MODEL_INPUT_ROWS rows of MODEL_INPUT_ROW_BYTES (sensor pixels, if the C
+ * was generated with --input-format).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -57,12 +59,12 @@ void TRACE_ROW_WRITE_HOOK(int32_t stage, int32_t buffer, int32_t row)
 
 #ifdef MODEL_RUN_ROWS
 typedef struct {
-    const int8_t *frame;
+    const MODEL_ROW_T *frame;
     int32_t next_row; /* the row the model should ask for next */
     int broken;       /* it asked for something else */
 } frame_source;
 
-static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, int8_t *dst)
+static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, MODEL_ROW_T *dst)
 {
     frame_source *source = (frame_source *)ctx;
     if (first_row != source->next_row || row_count < 1 || row_count > MODEL_INPUT_MAX_FILL_ROWS ||
@@ -75,7 +77,8 @@ static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, int8
     return 0;
 }
 
-static int8_t frame[MODEL_INPUT_BYTES];
+#define FRAME_BYTES (MODEL_INPUT_ROWS * MODEL_INPUT_ROW_BYTES)
+static MODEL_ROW_T frame[FRAME_BYTES];
 
 /* One inference on the rows of `frame`: 0 when the model asked for every row once, in order. */
 static int run_on_frame(void)
@@ -92,6 +95,7 @@ static int run_on_frame(void)
 #define INPUT_BUFFER() frame
 #define RUN() run_on_frame()
 #else
+#define FRAME_BYTES MODEL_INPUT_BYTES
 #define INPUT_BUFFER() MODEL_INPUT()
 #define RUN() MODEL_RUN()
 #endif
@@ -119,7 +123,7 @@ int main(int argc, char **argv)
         return 3;
     }
     for (i = 0; i < count; ++i) {
-        if (!read_exact(INPUT_BUFFER(), MODEL_INPUT_BYTES)) {
+        if (!read_exact(INPUT_BUFFER(), FRAME_BYTES)) {
             fprintf(stderr, "harness: input %u is truncated\n", (unsigned)i);
             return 3;
         }

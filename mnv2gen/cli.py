@@ -29,6 +29,7 @@ from .firmware.boards import BOARDS, get_board
 from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 from .plan.streaming import InputMode
+from .preprocess import PixelFormat
 
 
 def _prefix(value: str) -> str:
@@ -118,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
                               "<prefix>_run(); rows: <prefix>_run_rows(fill, ctx) pulls input rows from "
                               "the caller's function as the first layers need them, so the arena holds "
                               "a few rows, never the frame (default: frame)")
+        sub.add_argument("--input-format", choices=[str(f) for f in PixelFormat],
+                         help="with --input rows: fill writes sensor pixels in this format (uint8 per "
+                              "channel; gray8 feeds every channel), converted to the model's input by "
+                              "compile-time tables, exactly as quantizing the normalized float32 pixel")
+        sub.add_argument("--normalize", metavar="EXPR",
+                         help="with --input-format: the float normalization the model was trained with, "
+                              "x/255, (x/127.5)-1, (x-M)/S or mean=M1,M2,M3;std=S1,S2,S3 (default: x)")
 
     def add_placement_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights-section", type=_section, metavar="NAME",
@@ -210,7 +218,7 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                           optimize=args.optimize, memory_budget=args.memory_budget, input=args.input,
-                          **placement)
+                          input_format=args.input_format, normalize=args.normalize, **placement)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     start = time.perf_counter()

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from . import ir
 from .codegen.kernels import Variant
-from .codegen.render import Options, render
+from .codegen.render import Options, preprocess_of, render
 from .errors import UserError
 from .frontend import load_model
 from .passes import OptimizeLevel, run_passes
 from .plan.arena import ArenaPlan, plan_arena
 from .plan.bound import paper_bound
+from .preprocess import Preprocess
 
 
 @dataclass
@@ -32,6 +33,7 @@ class PlannedModel:
 @dataclass
 class CompileResult(PlannedModel):
     files: dict[str, str] = field(default_factory=dict)
+    preprocess: Preprocess | None = None  # what fill delivers (--input-format), None: the model's input
 
 
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
@@ -61,7 +63,13 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
     planned = plan_model(model_path, options)
     if planned.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
         options = _portable_kernels(options, model_path)
-    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options))
+    preprocess = preprocess_of(options)
+    if preprocess is not None:
+        try:
+            preprocess.check(planned.graph.input)
+        except ValueError as exc:
+            raise UserError(str(exc), source=str(model_path)) from None
+    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), preprocess=preprocess)
 
 
 def _portable_kernels(options: Options, model_path) -> Options:

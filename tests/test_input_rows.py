@@ -10,10 +10,12 @@ bit on the host (the harness keeps each frame outside the arena and hands rows t
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import require_tools
 
@@ -25,6 +27,7 @@ from mnv2gen.host_sim.build import build_host, row_trace_flags
 from mnv2gen.host_sim.runner import trace_rows_host
 from mnv2gen.plan.arena import PlanError, check_plan
 from mnv2gen.plan.streaming import fill_runs
+from mnv2gen.preprocess import Normalize, PixelFormat, Preprocess
 from mnv2gen.targets import C_FLOAT_FLAGS, C_WARNINGS
 from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification.compare import make_inputs
@@ -233,3 +236,67 @@ def test_flagship_streams_bit_exact_on_the_m4(flagship, tmp_path):
     frame = run_on_board(model, frame_result, tmp_path / "frame", board, count=1, per_layer=False)
     # The row copies are counted in the streamed run; it stays within 3% of the frame's.
     assert rows.instructions_per_inference <= frame.instructions_per_inference * 1.03
+
+
+# ------------------------------------------------------------------ fused preprocessing
+
+NORMALIZATIONS = {"x/255": ((0.0,), (255.0,), 0.0), "(x/127.5)-1": ((0.0,), (127.5,), 1.0),
+                  "x / 127.5 - 1": ((0.0,), (127.5,), 1.0), "(x-127.5)/127.5": ((127.5,), (127.5,), 0.0),
+                  "mean=123.7,116.3,103.5;std=58.4,57.1,57.4": ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4), 0.0)}
+
+
+@pytest.mark.parametrize("text", sorted(NORMALIZATIONS))
+def test_normalizations_read_as_numbers(text):
+    n = Normalize.parse(text)
+    assert (n.mean, n.divisor, n.offset) == NORMALIZATIONS[text]
+
+
+@pytest.mark.parametrize("text", ["x*255", "exp(x)", "x/0", "(x/127.5)-1;import os", "mean=1,2;std=3"])
+def test_other_normalizations_are_refused(text):
+    with pytest.raises(ValueError):
+        Normalize.parse(text)
+
+
+def scalar_reference(x: int, c: int, n: Normalize, scale: float, zero_point: int) -> int:
+    """The README's definition, one value at a time: float32 steps, then AffineQuantize."""
+    f32 = np.float32
+    mean, divisor = (f32(v[c] if len(v) > 1 else v[0]) for v in (n.mean, n.divisor))
+    value = f32(f32(f32(f32(x) - mean) / divisor) - f32(n.offset))
+    quotient = float(f32(value / f32(scale)))
+    rounded = math.copysign(math.floor(abs(quotient) + 0.5), quotient)  # C's roundf, exactly
+    return int(min(max(rounded + zero_point, -128), 127))
+
+
+@pytest.mark.parametrize("text", sorted(NORMALIZATIONS))
+def test_pixel_tables_are_the_definition(text):
+    t = compile_model(model_zoo.get_model(FLAGSHIP)).graph.input
+    n = Normalize.parse(text)
+    tables = Preprocess(PixelFormat.RGB888, n).tables(t)
+    expected = [[scalar_reference(x, c, n, t.scale, t.zero_point) for x in range(256)] for c in range(3)]
+    assert tables.tolist() == expected
+    assert len(set(tables[0].tolist())) > 100  # the tables resolve the input, not a constant
+
+
+@pytest.mark.parametrize("fmt, text", [("rgb888", "(x/127.5)-1"), ("gray8", "x/255"),
+                                       ("rgb888", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4")])
+def test_pixels_stream_bit_exact(fmt, text, tmp_path):
+    """Sensor pixels in, converted by the C's tables in the ring: equal to TFLite run on the
+    reference's quantized input."""
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, Options(input="rows", input_format=fmt, normalize=text))
+    header = result.files["mnv2_model.h"]
+    assert f"#define MNV2_INPUT_ROW_BYTES {96 * (3 if fmt == 'rgb888' else 1)}" in header
+    assert "typedef uint8_t mnv2_row_t;" in header
+    write_files(result.files, tmp_path)
+    report = verify(model, result, tmp_path, count=8, use_tflm=False)
+    assert report.matched_tflite == report.inputs == 10 and report.distinct_outputs > 1
+
+
+@pytest.mark.parametrize("flags, message", [(["--input-format", "rgb888"], "add --input rows"),
+                                            (["--input", "rows", "--normalize", "x/255"], "add --input-format"),
+                                            (["--input", "rows", "--input-format", "gray8", "--normalize", "x**2"],
+                                             "cannot read the normalization")])
+def test_preprocessing_flags_are_checked(flags, message, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model_zoo.get_model(FLAGSHIP)),
+                          "--out", str(tmp_path / "c"), *flags], capture_output=True, text=True)
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr

@@ -22,6 +22,7 @@ from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from ..plan.streaming import InputMode
+from ..preprocess import Normalize, PixelFormat, Preprocess
 from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, RowKernel, StageKind, Variant, row_kernels
@@ -78,6 +79,8 @@ class Options:
     arena_section: str | None = None  # the linker section of the static arena (default: .bss)
     arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
     input: InputMode = InputMode.FRAME  # rows: <p>_run_rows() pulls the input (plan/streaming.py)
+    input_format: PixelFormat | None = None  # with rows: fill writes these pixels (preprocess.py)
+    normalize: Normalize | None = None  # with input_format: the float normalization (default: x)
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -88,6 +91,14 @@ class Options:
         self.optimize = OptimizeLevel(self.optimize)
         self.arena = ArenaMode(self.arena)
         self.input = InputMode(self.input)
+        if self.input_format is not None:
+            self.input_format = PixelFormat(self.input_format)
+            if self.input is not InputMode.ROWS:
+                raise ValueError("--input-format converts streamed rows: add --input rows")
+        if isinstance(self.normalize, str):
+            self.normalize = Normalize.parse(self.normalize)
+        if self.normalize is not None and self.input_format is None:
+            raise ValueError("--normalize applies to sensor pixels: add --input-format (and --input rows)")
         # The section names reach the C as they are: only names that cannot inject text pass.
         for flag, section in (("--weights-section", self.weights_section), ("--arena-section", self.arena_section)):
             if section is not None and not SECTION_PATTERN.match(section):
@@ -95,6 +106,13 @@ class Options:
         if self.arena_section is not None and self.arena is ArenaMode.EXTERNAL:
             raise ValueError("--arena-section places the static arena; with --arena external there is "
                              "none: place the buffer you pass to set_arena() yourself")
+
+
+def preprocess_of(options: Options) -> Preprocess | None:
+    """The fused preprocessing the options ask for, or None (fill writes the model's input)."""
+    if options.input_format is None:
+        return None
+    return Preprocess(options.input_format, options.normalize or Normalize())
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -196,6 +214,9 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--arena-section {options.arena_section}"] if options.arena_section else []
     flags += [f"--arena {options.arena}"] if options.arena is not ArenaMode.STATIC else []
     flags += [f"--input {options.input}"] if options.input is not InputMode.FRAME else []
+    flags += [f"--input-format {options.input_format}"] if options.input_format else []
+    # The normalization as numbers (never the text given): nothing from a command line reaches the C.
+    flags += [f"--normalize {options.normalize.canonical()}"] if options.normalize else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -231,14 +252,23 @@ def _endpoint(t: ir.Tensor, plan: ArenaPlan) -> dict:
                 region_bytes=plan.lifetimes.of(t).nbytes, quant_text=quant)
 
 
-def _streamed_input(plan: ArenaPlan) -> dict | None:
-    """model.h's figures of a streamed input (--input rows), or None for a frame."""
+def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | None:
+    """model.h's figures of a streamed input (--input rows), or None for a frame; with
+    `preprocess`, fill writes pixels (uint8, the format's channels) that model.c converts
+    in place with one table per model channel."""
     if plan.stream is None:
         return None
     t = plan.stream.tensor
     fills = [e.writes for e in plan.events if e.writes[0] is t]
-    return dict(rows=tensor_rows(t), row_bytes=row_bytes(t), ring_rows=plan.stream.slots,
-                max_fill_rows=max(last - first + 1 for _, first, last in fills))
+    view = dict(rows=tensor_rows(t), row_bytes=row_bytes(t), ring_rows=plan.stream.slots, ctype=t.ctype,
+                max_fill_rows=max(last - first + 1 for _, first, last in fills), pixels=None)
+    if preprocess is not None:
+        _, _, width, channels = t.shape
+        view.update(row_bytes=width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
+            format=str(preprocess.format), format_channels=preprocess.format.channels, width=width,
+            channels=channels, tables=preprocess.tables(t).tolist(), normalize=preprocess.normalize.canonical(),
+            scale=repr(t.scale), zero_point=t.zero_point))
+    return view
 
 
 class _ArenaBindings:
@@ -318,7 +348,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         arena_align=ARENA_ALIGN, arena_data_bytes=-(-plan.arena_bytes // ARENA_ALIGN) * ARENA_ALIGN,
         weights_section=options.weights_section, arena_section=options.arena_section,
         input=_endpoint(graph.input, plan), output=_endpoint(graph.output, plan),
-        streamed_input=_streamed_input(plan),
+        streamed_input=_streamed_input(plan, preprocess_of(options)),
         layers=[_layer_view(layer, p, bindings) for layer in layers], arena_bindings=bindings.assignments,
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),

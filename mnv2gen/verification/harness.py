@@ -37,7 +37,8 @@ def model_defines(prefix: str, trace: bool, rows: bool = False) -> list[str]:
         f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
     ]
     if rows:
-        defines += [f"-DMODEL_RUN_ROWS={prefix}_run_rows", f"-DMODEL_INPUT_ROWS={P}_INPUT_ROWS",
+        defines += [f"-DMODEL_RUN_ROWS={prefix}_run_rows", f"-DMODEL_ROW_T={prefix}_row_t",
+                    f"-DMODEL_INPUT_ROWS={P}_INPUT_ROWS",
                     f"-DMODEL_INPUT_ROW_BYTES={P}_INPUT_ROW_BYTES",
                     f"-DMODEL_INPUT_MAX_FILL_ROWS={P}_INPUT_MAX_FILL_ROWS"]
     if trace:
