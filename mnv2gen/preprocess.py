@@ -11,8 +11,11 @@ reference it equals, bit for bit, is defined here and nowhere else:
   2. the model's input QUANTIZE, as TFLite's AffineQuantize: q = clamp(roundf(n / scale) + zp,
      -128, 127), the division in float32, roundf rounding halves away from zero.
 
-A gray8 pixel feeds every channel of the model (each through its channel's table).
-Since x takes 256 values per channel, the table is the reference, evaluated once per value.
+x is the pixel's byte for the channel: rgb888 R, G, B and bgr888 B, G, R for the model's
+channels 0, 1, 2; gray8's one byte for every channel; rgb565 a little-endian 16-bit word, R in
+bits 15..11, G in 10..5, B in 4..0, each widened to 8 bits by repeating its top bits
+(r8 = r5 << 3 | r5 >> 2, g8 = g6 << 2 | g6 >> 4). Since x takes 256 values per channel, the
+tables are the reference, evaluated once per value.
 """
 
 from __future__ import annotations
@@ -28,11 +31,26 @@ from . import ir
 
 class PixelFormat(enum.StrEnum):
     RGB888 = "rgb888"  # R, G, B bytes per pixel: the model's channels 0, 1, 2
+    BGR888 = "bgr888"  # B, G, R bytes per pixel
+    RGB565 = "rgb565"  # a little-endian 16-bit word per pixel: R 5 bits, G 6, B 5
     GRAY8 = "gray8"  # one byte per pixel, fed to every channel of the model
 
     @property
     def channels(self) -> int:
-        return 3 if self is PixelFormat.RGB888 else 1
+        """Bytes per pixel."""
+        return {PixelFormat.RGB565: 2, PixelFormat.GRAY8: 1}.get(self, 3)
+
+    def bytes_of_channels(self, pixels: np.ndarray, channels: int) -> np.ndarray:
+        """x per model channel, uint8 [..., channels], of uint8 pixels [..., bytes per pixel]."""
+        if self is PixelFormat.GRAY8:
+            return np.repeat(pixels, channels, axis=-1)
+        if self is PixelFormat.BGR888:
+            return pixels[..., ::-1]
+        if self is PixelFormat.RGB565:
+            word = pixels[..., 0].astype(np.uint32) | (pixels[..., 1].astype(np.uint32) << 8)
+            r, g, b = word >> 11, (word >> 5) & 63, word & 31
+            return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], axis=-1).astype(np.uint8)
+        return pixels
 
 
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?"
@@ -100,18 +118,20 @@ class Preprocess:
         channels = t.shape[-1]
         if t.dtype != "int8" or t.quant is None:
             raise ValueError(f"--input-format needs an int8 quantized input; {t.name!r} is {t.dtype}")
-        if self.format is PixelFormat.RGB888 and channels != 3:
-            raise ValueError(f"--input-format rgb888 needs a 3-channel input; {t.name!r} has {channels}")
+        if self.format is not PixelFormat.GRAY8 and channels != 3:
+            raise ValueError(f"--input-format {self.format} needs a 3-channel input; {t.name!r} has {channels}")
         for values in (self.normalize.mean, self.normalize.divisor):
             if len(values) not in (1, channels):
                 raise ValueError(f"the normalization gives {len(values)} values for {channels} channels")
 
     def reference(self, pixels: np.ndarray, t: ir.Tensor) -> np.ndarray:
         """The model's int8 input for uint8 pixels [..., H, W, format channels]: the definition."""
+        return self._quantized(self.format.bytes_of_channels(pixels, t.shape[-1]), t)
+
+    def _quantized(self, values: np.ndarray, t: ir.Tensor) -> np.ndarray:
+        """Steps 1-3 on x, uint8 [..., channels of the model]."""
         channels = t.shape[-1]
-        x = pixels.astype(np.float32)
-        if self.format is PixelFormat.GRAY8:
-            x = np.repeat(x, channels, axis=-1)
+        x = values.astype(np.float32)
         c = np.arange(channels)
         mean = np.array([self.normalize.channel(self.normalize.mean, i) for i in c], dtype=np.float32)
         divisor = np.array([self.normalize.channel(self.normalize.divisor, i) for i in c], dtype=np.float32)
@@ -130,7 +150,5 @@ class Preprocess:
 
     def tables(self, t: ir.Tensor) -> np.ndarray:
         """[channels, 256] int8: the reference for every pixel value, channel by channel."""
-        channels = t.shape[-1]
-        values = np.arange(256, dtype=np.uint8)
-        gray = values.reshape(256, 1) if self.format is PixelFormat.GRAY8 else np.repeat(values.reshape(256, 1), channels, 1)
-        return np.ascontiguousarray(self.reference(gray, t).T)
+        values = np.repeat(np.arange(256, dtype=np.uint8).reshape(256, 1), t.shape[-1], axis=1)
+        return np.ascontiguousarray(self._quantized(values, t).T)

@@ -278,14 +278,15 @@ def test_pixel_tables_are_the_definition(text):
 
 
 @pytest.mark.parametrize("fmt, text", [("rgb888", "(x/127.5)-1"), ("gray8", "x/255"),
-                                       ("rgb888", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4")])
+                                       ("rgb888", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"),
+                                       ("bgr888", "(x-127.5)/127.5"), ("rgb565", "x/255")])
 def test_pixels_stream_bit_exact(fmt, text, tmp_path):
     """Sensor pixels in, converted by the C's tables in the ring: equal to TFLite run on the
     reference's quantized input."""
     model = model_zoo.get_model(FLAGSHIP)
     result = compile_model(model, Options(input="rows", input_format=fmt, normalize=text))
     header = result.files["mnv2_model.h"]
-    assert f"#define MNV2_INPUT_ROW_BYTES {96 * (3 if fmt == 'rgb888' else 1)}" in header
+    assert f"#define MNV2_INPUT_ROW_BYTES {96 * PixelFormat(fmt).channels}" in header
     assert "typedef uint8_t mnv2_row_t;" in header
     write_files(result.files, tmp_path)
     report = verify(model, result, tmp_path, count=8, use_tflm=False)
@@ -300,3 +301,11 @@ def test_preprocessing_flags_are_checked(flags, message, tmp_path):
     run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model_zoo.get_model(FLAGSHIP)),
                           "--out", str(tmp_path / "c"), *flags], capture_output=True, text=True)
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_rgb565_widens_each_field_by_repeating_its_top_bits():
+    words = np.array([0xF800, 0x07E0, 0x001F, 0x8410, 0x0000, 0xFFFF], dtype="<u2")
+    pixels = words.view(np.uint8).reshape(-1, 2)
+    assert PixelFormat.RGB565.bytes_of_channels(pixels, 3).tolist() == [
+        [255, 0, 0], [0, 255, 0], [0, 0, 255], [132, 130, 132], [0, 0, 0], [255, 255, 255]]
+    assert PixelFormat.BGR888.bytes_of_channels(np.array([[1, 2, 3]], np.uint8), 3).tolist() == [[3, 2, 1]]

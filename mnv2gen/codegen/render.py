@@ -252,6 +252,19 @@ def _endpoint(t: ir.Tensor, plan: ArenaPlan) -> dict:
                 region_bytes=plan.lifetimes.of(t).nbytes, quant_text=quant)
 
 
+# How model.c's pixel converter reads the R, G and B bytes of pixel i (preprocess.py's
+# bytes_of_channels in C); gray8 reads its one byte for every channel.
+_PIXEL_DECODE = {
+    PixelFormat.RGB888: ["const uint32_t r = pixels[3 * i], g = pixels[3 * i + 1], b = pixels[3 * i + 2];"],
+    PixelFormat.BGR888: ["const uint32_t b = pixels[3 * i], g = pixels[3 * i + 1], r = pixels[3 * i + 2];"],
+    PixelFormat.RGB565: ["/* R5 G6 B5, little-endian; each field widened to 8 bits by repeating its top bits. */",
+                         "const uint32_t word = (uint32_t)pixels[2 * i] | (uint32_t)pixels[2 * i + 1] << 8;",
+                         "const uint32_t r5 = word >> 11, g6 = (word >> 5) & 63u, b5 = word & 31u;",
+                         "const uint32_t r = r5 << 3 | r5 >> 2, g = g6 << 2 | g6 >> 4, b = b5 << 3 | b5 >> 2;"],
+    PixelFormat.GRAY8: None,
+}
+
+
 def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | None:
     """model.h's figures of a streamed input (--input rows), or None for a frame; with
     `preprocess`, fill writes pixels (uint8, the format's channels) that model.c converts
@@ -266,6 +279,7 @@ def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | No
         _, _, width, channels = t.shape
         view.update(row_bytes=width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
             format=str(preprocess.format), format_channels=preprocess.format.channels, width=width,
+            decode=_PIXEL_DECODE[preprocess.format],
             channels=channels, tables=preprocess.tables(t).tolist(), normalize=preprocess.normalize.canonical(),
             scale=repr(t.scale), zero_point=t.zero_point))
     return view
