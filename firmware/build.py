@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..targets import C_FLOAT_FLAGS, C_WARNINGS
-from ..verification.harness import model_defines
+from ..verification.harness import model_defines, streams_input
 from .boards import Board, Console
 
 # Sections per function and per array, so the link drops whatever is never referenced.
@@ -99,7 +99,7 @@ def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool)
         obj = obj_dir / f"{source.stem}{'-trace' if trace and varies else ''}.o"
         objects.append(obj)
         if not obj.exists():
-            jobs.append((source, obj, base + (model_defines(prefix, trace) if varies else [])))
+            jobs.append((source, obj, base + (model_defines(prefix, trace, streams_input(c_dir, prefix)) if varies else [])))
     obj_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor() as pool:
         for future in [pool.submit(_compile, *job) for job in jobs]:

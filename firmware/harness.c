@@ -27,6 +27,17 @@
 
 enum { EXIT_OK = 0, EXIT_REQUEST = 3, EXIT_RUN = 4, EXIT_IO = 5 };
 
+#ifdef MODEL_RUN_ROWS
+/* --input rows: the model has no input buffer; each input is read here, outside the arena,
+ * and measure.c hands its rows to the model. */
+#define FRAME_BYTES (MODEL_INPUT_ROWS * MODEL_INPUT_ROW_BYTES)
+static MODEL_ROW_T frame[FRAME_BYTES];
+#define INPUT_BUFFER() frame
+#else
+#define FRAME_BYTES MODEL_INPUT_BYTES
+#define INPUT_BUFFER() MODEL_INPUT()
+#endif
+
 /* Split the command line in place into at most `max` words separated by spaces. */
 static int split_words(char *line, char **words, int max)
 {
@@ -53,9 +64,9 @@ static int run_all(int32_t in, int32_t out, uint32_t count)
 {
     uint32_t stack_bytes = 0;
     for (uint32_t i = 0; i < count; ++i) {
-        if (!semihost_read(in, MODEL_INPUT(), MODEL_INPUT_BYTES))
+        if (!semihost_read(in, INPUT_BUFFER(), FRAME_BYTES))
             return console_fail(EXIT_REQUEST, "an input is truncated");
-        if (run_measured(&stack_bytes) != 0)
+        if (run_measured(INPUT_BUFFER(), &stack_bytes) != 0)
             return console_fail(EXIT_RUN, "the model's run function failed");
         if (!semihost_write(out, MODEL_OUTPUT(), MODEL_OUTPUT_BYTES))
             return console_fail(EXIT_IO, "cannot write the output file");

@@ -20,6 +20,12 @@
 
 enum { EXIT_OK = 0, EXIT_RUN = 4 };
 
+#ifdef MODEL_RUN_ROWS /* an input is what fill writes: sensor pixels with --input-format */
+#define FRAME_BYTES (MODEL_INPUT_ROWS * MODEL_INPUT_ROW_BYTES)
+#else
+#define FRAME_BYTES MODEL_INPUT_BYTES
+#endif
+
 extern const uint32_t harness_input_count;
 extern const uint8_t harness_inputs[];
 
@@ -46,8 +52,11 @@ int main(void)
     console_print_u32(harness_input_count, 10);
     console_print("\n");
     for (uint32_t i = 0; i < harness_input_count; ++i) {
-        memcpy(MODEL_INPUT(), harness_inputs + (size_t)i * MODEL_INPUT_BYTES, MODEL_INPUT_BYTES);
-        if (run_measured(&stack_bytes) != 0)
+        const uint8_t *input = harness_inputs + (size_t)i * FRAME_BYTES;
+#ifndef MODEL_RUN_ROWS /* --input rows builds take the rows from flash as they run */
+        memcpy(MODEL_INPUT(), input, MODEL_INPUT_BYTES);
+#endif
+        if (run_measured(input, &stack_bytes) != 0)
             return console_fail(EXIT_RUN, "the model's run function failed");
         console_print("output ");
         console_print_u32(i, 10);

@@ -63,11 +63,26 @@ static uint32_t stack_used(const uint32_t *limit, const uint32_t *top)
     return (uint32_t)((uintptr_t)top - (uintptr_t)p);
 }
 
-int run_measured(uint32_t *stack_bytes)
+#ifdef MODEL_RUN_ROWS
+#include <string.h>
+
+/* The fill function of --input rows builds: the rows asked for, copied from the frame. */
+static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, MODEL_ROW_T *dst)
+{
+    const MODEL_ROW_T *frame = (const MODEL_ROW_T *)ctx;
+    memcpy(dst, frame + (size_t)first_row * MODEL_INPUT_ROW_BYTES, (size_t)row_count * MODEL_INPUT_ROW_BYTES);
+    return 0;
+}
+#define RUN_MODEL(frame) MODEL_RUN_ROWS(fill_from_frame, (void *)(frame))
+#else
+#define RUN_MODEL(frame) ((void)(frame), MODEL_RUN())
+#endif
+
+int run_measured(const void *frame, uint32_t *stack_bytes)
 {
     uint32_t *top = paint_stack(__stack_limit__);
     harness_marker_begin();
-    int result = MODEL_RUN();
+    int result = RUN_MODEL(frame);
     harness_marker_end();
     uint32_t used = stack_used(__stack_limit__, top);
     if (used > *stack_bytes)

@@ -6,7 +6,10 @@
 #include <stdint.h>
 
 /* Run the model once between the markers; return its result and raise `*stack_bytes` to
- * this run's stack depth if deeper. */
-int run_measured(uint32_t *stack_bytes);
+ * this run's stack depth if deeper. C generated with --input rows takes its input from
+ * `frame` (MODEL_INPUT_ROWS rows of what fill writes, outside the arena, e.g. in flash) row by row, the copies
+ * counted with the run (a camera's rows cost theirs too); other C has its input written at
+ * MODEL_INPUT() already and ignores `frame`. */
+int run_measured(const void *frame, uint32_t *stack_bytes);
 
 #endif /* FW_MEASURE_H */

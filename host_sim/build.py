@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ..targets import C_FLOAT_FLAGS, C_WARNINGS
-from ..verification.harness import find_compiler, model_defines
+from ..verification.harness import find_compiler, model_defines, streams_input
 
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
@@ -25,7 +25,7 @@ def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: boo
     c_dir, binary = Path(c_dir), Path(binary)
     sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
     command = [find_compiler(compiler), opt, *C_WARNINGS, *C_FLOAT_FLAGS, *(SANITIZERS if sanitize else []),
-               *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace), *sources, "-o", str(binary), "-lm"]
+               *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace, streams_input(c_dir, prefix)), *sources, "-o", str(binary), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")

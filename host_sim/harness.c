@@ -10,6 +10,12 @@
  * "layer NUMBER".
  *
  * The build passes the generated names: -DMODEL_HEADER="\"mnv2_model.h\"" -DMODEL_INPUT=...
+ * For C generated with --input rows it also passes -DMODEL_RUN_ROWS=... (see
+ * verification/harness.py model_defines): each input is then read into a frame here, outside
+ * the arena, and fill_from_frame() hands the model the rows it asks for, checking that it asks
+ * for every row once, in order, at most MODEL_INPUT_MAX_FILL_ROWS at a time. Its inputs are
+ * what fill writes: MODEL_INPUT_ROWS rows of MODEL_INPUT_ROW_BYTES (sensor pixels, if the C
+ * was generated with --input-format).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +57,49 @@ void TRACE_ROW_WRITE_HOOK(int32_t stage, int32_t buffer, int32_t row)
 }
 #endif
 
+#ifdef MODEL_RUN_ROWS
+typedef struct {
+    const MODEL_ROW_T *frame;
+    int32_t next_row; /* the row the model should ask for next */
+    int broken;       /* it asked for something else */
+} frame_source;
+
+static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, MODEL_ROW_T *dst)
+{
+    frame_source *source = (frame_source *)ctx;
+    if (first_row != source->next_row || row_count < 1 || row_count > MODEL_INPUT_MAX_FILL_ROWS ||
+        first_row + row_count > MODEL_INPUT_ROWS) {
+        source->broken = 1;
+        return 1;
+    }
+    memcpy(dst, source->frame + (size_t)first_row * MODEL_INPUT_ROW_BYTES, (size_t)row_count * MODEL_INPUT_ROW_BYTES);
+    source->next_row += row_count;
+    return 0;
+}
+
+#define FRAME_BYTES (MODEL_INPUT_ROWS * MODEL_INPUT_ROW_BYTES)
+static MODEL_ROW_T frame[FRAME_BYTES];
+
+/* One inference on the rows of `frame`: 0 when the model asked for every row once, in order. */
+static int run_on_frame(void)
+{
+    frame_source source = {frame, 0, 0};
+    const int status = MODEL_RUN_ROWS(fill_from_frame, &source);
+    if (source.broken || source.next_row != MODEL_INPUT_ROWS) {
+        fprintf(stderr, "harness: the model asked for rows out of order (next expected: %ld)\n",
+                (long)source.next_row);
+        return -1;
+    }
+    return status;
+}
+#define INPUT_BUFFER() frame
+#define RUN() run_on_frame()
+#else
+#define FRAME_BYTES MODEL_INPUT_BYTES
+#define INPUT_BUFFER() MODEL_INPUT()
+#define RUN() MODEL_RUN()
+#endif
+
 static int read_exact(void *buffer, size_t bytes)
 {
     return fread(buffer, 1, bytes, stdin) == bytes;
@@ -74,11 +123,11 @@ int main(int argc, char **argv)
         return 3;
     }
     for (i = 0; i < count; ++i) {
-        if (!read_exact(MODEL_INPUT(), MODEL_INPUT_BYTES)) {
+        if (!read_exact(INPUT_BUFFER(), FRAME_BYTES)) {
             fprintf(stderr, "harness: input %u is truncated\n", (unsigned)i);
             return 3;
         }
-        if (MODEL_RUN() != 0) {
+        if (RUN() != 0) {
             fprintf(stderr, "harness: run failed on input %u\n", (unsigned)i);
             return 4;
         }

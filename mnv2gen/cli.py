@@ -28,6 +28,8 @@ from .outputs import check_output_file, check_output_folder, is_firmware_image, 
 from .firmware.boards import BOARDS, get_board
 from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
+from .plan.streaming import InputMode
+from .preprocess import PixelFormat
 
 
 def _prefix(value: str) -> str:
@@ -115,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quantized-input", action="store_true",
                          help="ONNX models: the C's input is the first QuantizeLinear's output (int8 or "
                               "uint8, NHWC; the README gives its scale and zero point), not the float input")
+        sub.add_argument("--input", choices=[str(mode) for mode in InputMode], default=InputMode.FRAME,
+                         help="frame: the caller writes the whole input at <prefix>_input(), then calls "
+                              "<prefix>_run(); rows: <prefix>_run_rows(fill, ctx) pulls input rows from "
+                              "the caller's function as the first layers need them, so the arena holds "
+                              "a few rows, never the frame (default: frame)")
+        sub.add_argument("--input-format", choices=[str(f) for f in PixelFormat],
+                         help="with --input rows: fill writes sensor pixels in this format (uint8 per "
+                              "channel; gray8 feeds every channel), converted to the model's input by "
+                              "compile-time tables, exactly as quantizing the normalized float32 pixel")
+        sub.add_argument("--normalize", metavar="EXPR",
+                         help="with --input-format: the float normalization the model was trained with, "
+                              "x/255, (x/127.5)-1, (x-M)/S or mean=M1,M2,M3;std=S1,S2,S3 (default: x)")
 
     def add_placement_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights-section", type=_section, metavar="NAME",
@@ -207,7 +221,8 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                           optimize=args.optimize, memory_budget=args.memory_budget,
-                          quantized_input=args.quantized_input, **placement)
+                          quantized_input=args.quantized_input, input=args.input,
+                          input_format=args.input_format, normalize=args.normalize, **placement)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     start = time.perf_counter()
@@ -485,7 +500,8 @@ def cmd_report(args) -> int:
         check_output_file(args.html, "--html", [args.model])
     if args.png:
         check_output_file(args.png, "--png", [args.model] + ([args.html] if args.html else []), generated=is_png)
-    options = Options(optimize=args.optimize, memory_budget=args.memory_budget, quantized_input=args.quantized_input)
+    options = Options(optimize=args.optimize, memory_budget=args.memory_budget,
+                      quantized_input=args.quantized_input, input=args.input)
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
     if args.html or args.png:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from . import ir
 from .codegen.kernels import Variant
-from .codegen.render import Options, render
+from .codegen.render import Options, preprocess_of, render
 from .errors import UserError
 from .frontend import load_model
 from .passes import OptimizeLevel, run_passes
 from .passes.quantized_input import take_quantized_input
 from .plan.arena import ArenaPlan, plan_arena
 from .plan.bound import paper_bound
+from .preprocess import Preprocess
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PlannedModel:
 @dataclass
 class CompileResult(PlannedModel):
     files: dict[str, str] = field(default_factory=dict)
+    preprocess: Preprocess | None = None  # what fill delivers (--input-format), None: the model's input
 
 
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
@@ -40,9 +42,9 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     can be planned at several optimize levels."""
     if options.quantized_input:
         loaded = take_quantized_input(loaded)
-    passed = run_passes(loaded, options.optimize)
+    passed = run_passes(loaded, options.optimize, options.input)
     bound, where = paper_bound(passed.bottlenecks)
-    plan = plan_arena(passed.scheduled)
+    plan = plan_arena(passed.scheduled, input_mode=options.input)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "
@@ -64,7 +66,13 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
     planned = plan_model(model_path, options)
     if planned.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
         options = _portable_kernels(options, model_path)
-    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options))
+    preprocess = preprocess_of(options)
+    if preprocess is not None:
+        try:
+            preprocess.check(planned.graph.input)
+        except ValueError as exc:
+            raise UserError(str(exc), source=str(model_path)) from None
+    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), preprocess=preprocess)
 
 
 def _portable_kernels(options: Options, model_path) -> Options:

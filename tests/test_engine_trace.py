@@ -32,11 +32,12 @@ FLAGSHIP = "mnv2_a035_96_c1000"
 PREFIX = "mnv2"
 
 
-def planned_trace(steps: list[ir.Op]) -> list[tuple[object, ...]]:
-    """The trace the C must write if it runs the plan's events: for each event of a pipeline
-    the rows it reads, one by one, then the row it writes; each step closed by its layer."""
+def planned_trace(steps: list[ir.Op], events: list[rows.RowEvent] | None = None) -> list[tuple[object, ...]]:
+    """The trace the C must write if it runs the plan's events (by default, those of a frame
+    input): for each event of a pipeline the rows it reads, one by one, then the rows it
+    writes; each step closed by its layer."""
     trace: list[tuple[object, ...]] = []
-    events = rows.schedule_events(steps)
+    events = rows.schedule_events(steps) if events is None else events
     for number, op in enumerate(steps):
         if isinstance(op, ir.RowPipeline):
             trace += _pipeline_trace(op, [e for e in events if e.step == number])
@@ -51,8 +52,8 @@ def _pipeline_trace(op: ir.RowPipeline, events: list[rows.RowEvent]) -> list[tup
     for event in events:
         for t, first, last in event.reads:
             trace += [("read", buffer[id(t)], row) for row in range(first, last + 1)]
-        t, row, _ = event.writes
-        trace.append(("write", stage[id(t)], buffer[id(t)], row))
+        t, first, last = event.writes  # several rows: the caller's fill (stage -1)
+        trace += [("write", stage.get(id(t), -1), buffer[id(t)], row) for row in range(first, last + 1)]
     return trace
 
 

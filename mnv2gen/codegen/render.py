@@ -20,6 +20,9 @@ import numpy as np
 from .. import __version__, ir
 from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
+from ..plan.rows import row_bytes, tensor_rows
+from ..plan.streaming import InputMode
+from ..preprocess import Normalize, PixelFormat, Preprocess
 from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
@@ -76,6 +79,9 @@ class Options:
     arena_section: str | None = None  # the linker section of the static arena (default: .bss)
     arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
     quantized_input: bool = False  # ONNX: the C's input is the first QuantizeLinear's output
+    input: InputMode = InputMode.FRAME  # rows: <p>_run_rows() pulls the input (plan/streaming.py)
+    input_format: PixelFormat | None = None  # with rows: fill writes these pixels (preprocess.py)
+    normalize: Normalize | None = None  # with input_format: the float normalization (default: x)
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -85,6 +91,15 @@ class Options:
             raise ValueError(f"unknown reference {self.reference!r}; known: {', '.join(REFERENCES)}")
         self.optimize = OptimizeLevel(self.optimize)
         self.arena = ArenaMode(self.arena)
+        self.input = InputMode(self.input)
+        if self.input_format is not None:
+            self.input_format = PixelFormat(self.input_format)
+            if self.input is not InputMode.ROWS:
+                raise ValueError("--input-format converts streamed rows: add --input rows")
+        if isinstance(self.normalize, str):
+            self.normalize = Normalize.parse(self.normalize)
+        if self.normalize is not None and self.input_format is None:
+            raise ValueError("--normalize applies to sensor pixels: add --input-format (and --input rows)")
         # The section names reach the C as they are: only names that cannot inject text pass.
         for flag, section in (("--weights-section", self.weights_section), ("--arena-section", self.arena_section)):
             if section is not None and not SECTION_PATTERN.match(section):
@@ -92,6 +107,13 @@ class Options:
         if self.arena_section is not None and self.arena is ArenaMode.EXTERNAL:
             raise ValueError("--arena-section places the static arena; with --arena external there is "
                              "none: place the buffer you pass to set_arena() yourself")
+
+
+def preprocess_of(options: Options) -> Preprocess | None:
+    """The fused preprocessing the options ask for, or None (fill writes the model's input)."""
+    if options.input_format is None:
+        return None
+    return Preprocess(options.input_format, options.normalize or Normalize())
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -193,6 +215,10 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--arena-section {options.arena_section}"] if options.arena_section else []
     flags += [f"--arena {options.arena}"] if options.arena is not ArenaMode.STATIC else []
     flags += ["--quantized-input"] if options.quantized_input else []
+    flags += [f"--input {options.input}"] if options.input is not InputMode.FRAME else []
+    flags += [f"--input-format {options.input_format}"] if options.input_format else []
+    # The normalization as numbers (never the text given): nothing from a command line reaches the C.
+    flags += [f"--normalize {options.normalize.canonical()}"] if options.normalize else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -218,13 +244,49 @@ def output_names(prefix: str) -> list[str]:
 VARIANT_FEATURES = {Variant.DSP: "__ARM_FEATURE_DSP", Variant.MVE: "__ARM_FEATURE_MVE"}
 
 
-def _endpoint(t: ir.Tensor, offset: int) -> dict:
+def _endpoint(t: ir.Tensor, plan: ArenaPlan) -> dict:
+    """The model's input or output as model.h describes it; `region_bytes` are its bytes in
+    the arena (a streamed input's ring, else the whole tensor)."""
     quant = ""
     if t.quant is not None:
         quant = f", scale {t.scale!r}, zero point {t.zero_point}"
-    return dict(shape_text=_shape_text(t.shape), ctype=t.ctype, nbytes=t.nbytes, offset=offset,
-                quant_text=quant, scale=repr(t.scale) if t.quant is not None else None,
+    return dict(shape_text=_shape_text(t.shape), ctype=t.ctype, nbytes=t.nbytes, offset=plan.offset(t),
+                region_bytes=plan.lifetimes.of(t).nbytes, quant_text=quant,
+                scale=repr(t.scale) if t.quant is not None else None,
                 zero_point=t.zero_point if t.quant is not None else None)
+
+
+# How model.c's pixel converter reads the R, G and B bytes of pixel i (preprocess.py's
+# bytes_of_channels in C); gray8 reads its one byte for every channel.
+_PIXEL_DECODE = {
+    PixelFormat.RGB888: ["const uint32_t r = pixels[3 * i], g = pixels[3 * i + 1], b = pixels[3 * i + 2];"],
+    PixelFormat.BGR888: ["const uint32_t b = pixels[3 * i], g = pixels[3 * i + 1], r = pixels[3 * i + 2];"],
+    PixelFormat.RGB565: ["/* R5 G6 B5, little-endian; each field widened to 8 bits by repeating its top bits. */",
+                         "const uint32_t word = (uint32_t)pixels[2 * i] | (uint32_t)pixels[2 * i + 1] << 8;",
+                         "const uint32_t r5 = word >> 11, g6 = (word >> 5) & 63u, b5 = word & 31u;",
+                         "const uint32_t r = r5 << 3 | r5 >> 2, g = g6 << 2 | g6 >> 4, b = b5 << 3 | b5 >> 2;"],
+    PixelFormat.GRAY8: None,
+}
+
+
+def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | None:
+    """model.h's figures of a streamed input (--input rows), or None for a frame; with
+    `preprocess`, fill writes pixels (uint8, the format's channels) that model.c converts
+    in place with one table per model channel."""
+    if plan.stream is None:
+        return None
+    t = plan.stream.tensor
+    fills = [e.writes for e in plan.events if e.writes[0] is t]
+    view = dict(rows=tensor_rows(t), row_bytes=row_bytes(t), ring_rows=plan.stream.slots, ctype=t.ctype,
+                max_fill_rows=max(last - first + 1 for _, first, last in fills), pixels=None)
+    if preprocess is not None:
+        _, _, width, channels = t.shape
+        view.update(row_bytes=width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
+            format=str(preprocess.format), format_channels=preprocess.format.channels, width=width,
+            decode=_PIXEL_DECODE[preprocess.format],
+            channels=channels, tables=preprocess.tables(t).tolist(), normalize=preprocess.normalize.canonical(),
+            scale=repr(t.scale), zero_point=t.zero_point))
+    return view
 
 
 class _ArenaBindings:
@@ -304,8 +366,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         arena_bytes=plan.arena_bytes, external_arena=options.arena is ArenaMode.EXTERNAL,
         arena_align=ARENA_ALIGN, arena_data_bytes=-(-plan.arena_bytes // ARENA_ALIGN) * ARENA_ALIGN,
         weights_section=options.weights_section, arena_section=options.arena_section,
-        input=_endpoint(graph.input, plan.offset(graph.input)),
-        output=_endpoint(graph.output, plan.offset(graph.output)),
+        input=_endpoint(graph.input, plan), output=_endpoint(graph.output, plan),
+        streamed_input=_streamed_input(plan, preprocess_of(options)),
         layers=[_layer_view(layer, p, bindings) for layer in layers], arena_bindings=bindings.assignments,
         arrays=arrays, total_bytes=sum(a.nbytes for a in arrays),
         max_kernel_rows=max([k[0] for k in kernels], default=1),

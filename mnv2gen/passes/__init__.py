@@ -4,9 +4,11 @@ verifies the graph at each pass boundary (once per pass, not once per rewrite)."
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from .. import ir
+from ..plan.streaming import InputMode, why_not_streamable
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
 from .tables import chain_tables
@@ -40,11 +42,13 @@ def _verified(graph: ir.Graph) -> ir.Graph:
     return graph
 
 
-def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY) -> Passed:
+def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY,
+               input_mode: InputMode = InputMode.FRAME) -> Passed:
     """speed: every convolution and ADD on its own (layer by layer); balanced: inverted
     residuals fused, so their expansion is never whole; memory: also neighbouring pipelines
-    fused wherever the planner finds that it shrinks the arena. All are bit-exact. `graph`
-    is verified already (the frontend's); the passes do not change it."""
+    fused wherever the planner finds that it shrinks the arena (planned with the input as
+    `input_mode` brings it: a streamed input changes which merges pay). All are bit-exact.
+    `graph` is verified already (the frontend's); the passes do not change it."""
     from ..plan.arena import arena_bytes_of
 
     layers = _verified(wrap_layers(_verified(chain_tables(_verified(fold_pad(graph))))))
@@ -53,4 +57,12 @@ def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY) 
         return Passed(scheduled=layers, bottlenecks=bottlenecks)
     if optimize == OptimizeLevel.BALANCED:
         return Passed(scheduled=bottlenecks, bottlenecks=bottlenecks)
-    return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_bytes_of)), bottlenecks=bottlenecks)
+    def arena_of(candidate: ir.Graph) -> float:
+        # A streamed input needs the first pipeline to be its only reader: a schedule where it
+        # is not counts as infinitely large, so a merge that makes it so is taken (planning
+        # the schedule finally chosen says why, if none does).
+        if input_mode is InputMode.ROWS and why_not_streamable(candidate):
+            return math.inf
+        return arena_bytes_of(candidate, input_mode)
+
+    return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_of)), bottlenecks=bottlenecks)

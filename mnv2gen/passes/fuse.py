@@ -112,7 +112,7 @@ def _label(pipeline: ir.RowPipeline) -> str:
     return pipeline.label if len(pipeline.stages) > 1 else pipeline.stages[0].op_name.lower()
 
 
-def fuse_neighbours(graph: ir.Graph, arena_of: Callable[[ir.Graph], int]) -> ir.Graph:
+def fuse_neighbours(graph: ir.Graph, arena_of: Callable[[ir.Graph], float]) -> ir.Graph:
     """Greedily merge adjacent pipelines while the planned arena shrinks."""
     best = arena_of(graph)
     improved = True

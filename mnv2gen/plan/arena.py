@@ -5,19 +5,23 @@ sharing bytes with any buffer live at the same time. One exception makes the are
 than the sum of an op's input and output: a pipeline may write its output over the part of
 its input it has finished reading. For every pipeline whose input dies there, the planner
 computes from the row schedule the smallest displacement at which the output can start
-relative to the input (`overlap_displacement`), and offers that position first. Whatever
-the placer decides, `check.check_plan` then replays every read and write of the schedule
+relative to the input (`overlap_displacement`), and offers that position first. With a streamed input (`--input rows`, where the rings
+are most of the arena) the rings of one pipeline that never hold a live row at the same
+time (`time_shared_rings`: e.g. two one-row rings, each written and read back before the
+other is written) may also share their bytes. Whatever the placer decides, `check.check_plan` then replays every read and write of the schedule
 and rejects the plan if any byte would be overwritten before its last read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 from .. import ir
 from .check import PlanError, check_plan
 from .lifetimes import Buffer, Lifetimes, compute_lifetimes
-from .rows import RowEvent, row_bytes, writes_in_place
+from .rows import RowEvent, StreamedInput, row_bytes, writes_in_place
+from .streaming import InputMode
 
 # Offsets are multiples of 8 so float32 inputs/outputs and word-wise kernels load aligned data.
 ALIGNMENT = 8
@@ -43,6 +47,11 @@ class ArenaPlan:
     @property
     def events(self) -> list[RowEvent]:
         return self.lifetimes.events
+
+    @property
+    def stream(self) -> StreamedInput | None:
+        """The input's ring and its rows (--input rows), or None: the input is a frame."""
+        return self.lifetimes.stream
 
     def live_bytes(self, step: int) -> int:
         """Bytes of all buffers live during `step` (the working set, before any overlap)."""
@@ -114,10 +123,45 @@ def _offer_in_place(lifetimes: Lifetimes, op: ir.Op, step: int, offers: dict) ->
         offers.setdefault(id(source), []).append((target, 0))
 
 
-def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:
+def _busy_events(events: list[RowEvent], t: ir.Tensor) -> set[int]:
+    """The events (indices into `events`) at which `t` holds a row still to be read: from
+    each row's write to its last read, both included (a kernel never reads and writes the
+    same bytes)."""
+    written: dict[int, int] = {}
+    last_read: dict[int, int] = {}
+    for e, event in enumerate(events):
+        for rt, first, final in event.reads:
+            if rt is t:
+                last_read.update((r, e) for r in range(first, final + 1))
+        wt, first, final = event.writes
+        if wt is t:
+            written.update((r, e) for r in range(first, final + 1))
+    return {e for r, w in written.items() for e in range(w, last_read.get(r, w) + 1)}
+
+
+def time_shared_rings(lifetimes: Lifetimes) -> set[tuple[int, int]]:
+    """Pairs (id(buffer), id(other)) of the rings inside one pipeline that are never busy at
+    the same event, so they may overlap at any displacement."""
+    pairs: set[tuple[int, int]] = set()
+    for step, op in enumerate(lifetimes.steps):
+        if not isinstance(op, ir.RowPipeline):
+            continue
+        events = [e for e in lifetimes.events if e.step == step]
+        busy = {id(t): _busy_events(events, t) for t in op.internal_tensors()}
+        for a, b in combinations(op.internal_tensors(), 2):
+            if busy[id(a)].isdisjoint(busy[id(b)]):
+                first, second = lifetimes.of(a), lifetimes.of(b)
+                pairs |= {(id(first), id(second)), (id(second), id(first))}
+    return pairs
+
+
+def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = InputMode.FRAME) -> ArenaPlan:
     """Place every buffer; with `check`, prove the placement by replaying the schedule."""
-    lifetimes = compute_lifetimes(graph)
+    lifetimes = compute_lifetimes(graph, input_mode)
     offers = _overlap_offers(lifetimes)
+    # Only the streamed schedule time-shares rings: the frame schedule keeps the plan (and
+    # the generated C) it has always had.
+    shared = time_shared_rings(lifetimes) if input_mode is InputMode.ROWS else set()
     allowed = {(b_id, id(partner), d) for b_id, pairs in offers.items() for partner, d in pairs}
     offsets: dict[int, int] = {}
     placed: list[Buffer] = []
@@ -127,10 +171,11 @@ def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:
         def fits(offset: int) -> bool:
             return offset >= 0 and all(
                 offset + buffer.nbytes <= offsets[id(o)] or offsets[id(o)] + o.nbytes <= offset
-                or (id(buffer), id(o), offset - offsets[id(o)]) in allowed
+                or (id(buffer), id(o), offset - offsets[id(o)]) in allowed or (id(buffer), id(o)) in shared
                 for o in rivals)
 
         candidates = [offsets[id(p)] + d for p, d in offers.get(id(buffer), []) if id(p) in offsets]
+        candidates += [offsets[id(o)] for o in rivals if (id(buffer), id(o)) in shared]
         candidates += [0] + [_align(offsets[id(o)] + o.nbytes) for o in rivals]
         offsets[id(buffer)] = min((c for c in candidates if fits(c)), key=lambda c: (c + buffer.nbytes, c))
         placed.append(buffer)
@@ -142,7 +187,7 @@ def plan_arena(graph: ir.Graph, check: bool = True) -> ArenaPlan:
     return plan
 
 
-def arena_bytes_of(graph: ir.Graph) -> int:
+def arena_bytes_of(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) -> int:
     """The planned arena of a graph, for passes that weigh alternatives (unchecked: only the
     plan finally compiled needs the proof, and it gets it)."""
-    return plan_arena(graph, check=False).arena_bytes
+    return plan_arena(graph, check=False, input_mode=input_mode).arena_bytes

@@ -3,7 +3,8 @@
 For each row event (see `rows.py`), in order: every byte it reads must still hold the data
 of the tensor it expects, and every byte it writes must hold nothing that a later event (or
 this one) still has to read. Ring-buffered rows land in slot `row % rows`. The graph input
-is written before the first event and the graph output is read after the last. Any
+is written before the first event (a streamed input instead by its fill events, into its
+ring like any other) and the graph output is read after the last. Any
 violation raises `PlanError` naming the step, the tensors and the bytes.
 """
 
@@ -99,7 +100,8 @@ class _Replay:
 
     def run(self) -> None:
         graph_input, graph_output = self.plan.graph_input, self.plan.graph_output
-        self.write(-1, graph_input, 0, _rows(graph_input) - 1, "the caller")
+        if self.plan.lifetimes.stream is None:
+            self.write(-1, graph_input, 0, _rows(graph_input) - 1, "the caller")
         for e, event in enumerate(self.events):
             step = f"step {event.step} ({self.plan.steps[event.step].describe()})"
             for t, first, final in event.reads:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import ir
-from .rows import RowEvent, ring_rows, row_bytes, schedule_events, tensor_rows
+from .rows import RowEvent, StreamedInput, ring_rows, row_bytes, schedule_events, tensor_rows
+from .streaming import InputMode, check_streamable
 
 
 @dataclass(eq=False)
@@ -42,14 +43,25 @@ class Lifetimes:
     buffers: list[Buffer]
     events: list[RowEvent]
     buffer_of: dict[int, Buffer] = field(default_factory=dict)  # id(tensor) -> buffer
+    stream: StreamedInput | None = None  # the graph input's ring, with --input rows
 
     def of(self, tensor: ir.Tensor) -> Buffer:
         return self.buffer_of[id(tensor)]
 
 
-def compute_lifetimes(graph: ir.Graph) -> Lifetimes:
+def _streamed_input(graph: ir.Graph, steps: list[ir.Op]) -> StreamedInput:
+    """The ring the first pipeline pulls the input rows into: sized on the events with
+    unsplit fill requests, then final (see rows.StreamedInput)."""
+    check_streamable(graph)
+    unsplit = StreamedInput(graph.input)
+    rings = ring_rows(steps[0], schedule_events(steps[:1], unsplit), graph.input)
+    return StreamedInput(graph.input, rings[id(graph.input)])
+
+
+def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) -> Lifetimes:
     steps = [op for op in graph.ops if not isinstance(op, ir.Reshape)]
-    events = schedule_events(steps)
+    stream = _streamed_input(graph, steps) if input_mode is InputMode.ROWS else None
+    events = schedule_events(steps, stream)
     buffer_of: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
 
@@ -59,7 +71,12 @@ def compute_lifetimes(graph: ir.Graph) -> Lifetimes:
         buffers.append(buffer)
         buffer_of[id(tensor)] = buffer
 
-    new_buffer(graph.input, -1)
+    # A frame is written by the caller before the first step; a streamed input's ring
+    # lives during the first step only.
+    if stream is None:
+        new_buffer(graph.input, -1)
+    else:
+        new_buffer(graph.input, 0, rows=stream.slots)
     step = 0
     for op in graph.ops:
         if isinstance(op, ir.Reshape):  # alias: same bytes, new shape
@@ -76,4 +93,4 @@ def compute_lifetimes(graph: ir.Graph) -> Lifetimes:
         new_buffer(op.output, step)
         step += 1
     buffer_of[id(graph.output)].last = len(steps)
-    return Lifetimes(steps=steps, buffers=buffers, events=events, buffer_of=buffer_of)
+    return Lifetimes(steps=steps, buffers=buffers, events=events, buffer_of=buffer_of, stream=stream)

@@ -9,7 +9,8 @@ the tensors inside a pipeline and the checker proves that no byte is overwritten
 its last read.
 
 Ops outside pipelines are one event each: they read all of their inputs and write all of
-their output.
+their output. A streamed graph input (`--input rows`, see streaming.py) is written by fill
+events: the rows the caller's function produces at one request, reading nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ir
+from .streaming import fill_runs
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,17 @@ def writes_in_place(op: ir.Op) -> bool:
     if isinstance(op, ir.Quantize):
         return not op.from_nchw and op.output.itemsize <= op.input.itemsize
     return isinstance(op, (ir.Logistic, ir.ElementwiseConstant, ir.TableChain))
+
+
+@dataclass(frozen=True)
+class StreamedInput:
+    """The graph input when the caller's function fills it row by row into a ring of
+    `slots` rows. While the ring is being sized `slots` is None: requests are then not split
+    where the ring wraps (splitting changes which events write a row, not which rows are
+    live, so the ring comes out the same)."""
+
+    tensor: ir.Tensor
+    slots: int | None = None
 
 
 def tensor_rows(t: ir.Tensor) -> int:
@@ -74,21 +87,31 @@ def input_rows(stage: ir.Op, tensor: ir.Tensor, y: int) -> list[tuple[int, int]]
     return [input_window(stage, tensor, y)]
 
 
-def pipeline_events(pipeline: ir.RowPipeline, step: int) -> list[RowEvent]:
+def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput | None = None) -> list[RowEvent]:
     """The events of one pipeline, in the exact order the C engine performs them."""
     producer = {id(stage.output): stage for stage in pipeline.stages}
+    streamed = stream.tensor if stream is not None and stream.tensor in pipeline.activation_inputs() else None
     produced: dict[int, int] = {}
     events: list[RowEvent] = []
 
     def rows_done(t: ir.Tensor) -> int:
-        return produced.get(id(t), 0 if id(t) in producer else tensor_rows(t))
+        return produced.get(id(t), 0 if id(t) in producer or t is streamed else tensor_rows(t))
+
+    def fill(t: ir.Tensor, last: int) -> None:
+        """The engine's requests to the caller's fill function for rows up to `last`."""
+        for first, count in fill_runs(rows_done(t), last, stream.slots or tensor_rows(t)):
+            events.append(RowEvent(step, (t, first, first + count - 1), ()))
+            produced[id(t)] = first + count
 
     def produce_next_row(stage: ir.Op) -> None:
         y = rows_done(stage.output)
         reads = []
         for t in stage.activation_inputs():
             windows = input_rows(stage, t, y)
-            while rows_done(t) <= max(last for _, last in windows):
+            last = max(last for _, last in windows)
+            if t is streamed:
+                fill(t, last)
+            while rows_done(t) <= last:
                 produce_next_row(producer[id(t)])
             reads += [(t, first, last) for first, last in windows]
         events.append(RowEvent(step, (stage.output, y, y), tuple(reads)))
@@ -97,14 +120,16 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int) -> list[RowEvent]:
     final = pipeline.stages[-1]
     while rows_done(final.output) < tensor_rows(final.output):
         produce_next_row(final)
+    if streamed is not None:  # the rows no window read, so the caller sees each row once
+        fill(streamed, tensor_rows(streamed) - 1)
     return events
 
 
-def schedule_events(steps: list[ir.Op]) -> list[RowEvent]:
+def schedule_events(steps: list[ir.Op], stream: StreamedInput | None = None) -> list[RowEvent]:
     events: list[RowEvent] = []
     for number, op in enumerate(steps):
         if isinstance(op, ir.RowPipeline):
-            events += pipeline_events(op, number)
+            events += pipeline_events(op, number, stream)
         else:
             reads = tuple((t, 0, tensor_rows(t) - 1) for t in op.activation_inputs())
             events.append(RowEvent(number, (op.output, 0, tensor_rows(op.output) - 1), reads,
@@ -112,16 +137,18 @@ def schedule_events(steps: list[ir.Op]) -> list[RowEvent]:
     return events
 
 
-def ring_rows(pipeline: ir.RowPipeline, events: list[RowEvent]) -> dict[int, int]:
-    """For every tensor inside the pipeline: the fewest rows a ring must hold so that
-    writing row r into slot r % rows never destroys a row that is still to be read."""
-    internal = {id(t) for t in pipeline.internal_tensors()}
+def ring_rows(pipeline: ir.RowPipeline, events: list[RowEvent], streamed: ir.Tensor | None = None) -> dict[int, int]:
+    """For every tensor inside the pipeline (and its `streamed` input): the fewest rows a
+    ring must hold so that writing row r into slot r % rows never destroys a row that is
+    still to be read."""
+    internal = {id(t) for t in pipeline.internal_tensors()} | ({id(streamed)} if streamed is not None else set())
     written_at: dict[tuple[int, int], int] = {}
     last_read: dict[tuple[int, int], int] = {}
     for e, event in enumerate(events):
-        t, first, _ = event.writes
+        t, first, final = event.writes
         if id(t) in internal:
-            written_at[(id(t), first)] = e
+            for r in range(first, final + 1):
+                written_at[(id(t), r)] = e
         for rt, lo, hi in event.reads:
             if id(rt) in internal:
                 for r in range(lo, hi + 1):

@@ -48,6 +48,7 @@ class MemoryReport:
     macs: int
     steps: list[StepRow] = field(default_factory=list)
     schedules: list[ScheduleRow] = field(default_factory=list)
+    input: str = "frame"  # --input: "rows" streams it, so the arena holds no frame
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,18 +97,22 @@ def memory_report(model_path, options: Options, with_tflm: bool = True) -> Memor
         model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
         paper_bound_bytes=result.paper_bound, paper_bound_op=result.paper_bound_op,
         tflm_arena_bytes=tflm_total, tflm_activation_bytes=tflm_head,
-        macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules)
+        macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules,
+        input=str(options.input))
 
 
 def format_report(report: MemoryReport) -> str:
-    lines = [f"model: {report.model} (--optimize {report.optimize})", "",
+    streamed = ", --input rows" if report.input == "rows" else ""
+    lines = [f"model: {report.model} (--optimize {report.optimize}{streamed})", "",
              f"{'step':>4}  {'live B':>9}  {'rings B':>8}  {'MACs':>12}  what"]
     for row in report.steps:
         over = "*" if row.live_bytes > report.arena_bytes else " "
         lines.append(f"{row.step:>4}  {row.live_bytes:>9,}{over} {row.ring_bytes:>8,}  {row.macs:>12,}  {row.what}")
     if any(row.live_bytes > report.arena_bytes for row in report.steps):
         lines.append("   * live bytes over the arena: the step's output is written over the part of its "
-                     "input it has finished reading, so the two share bytes")
+                     "input it has finished reading, so the two share bytes"
+                     + ("; or (--input rows) rings never busy at the same time share theirs"
+                        if report.input == "rows" else ""))
     lines += ["", f"arena (MNV2_ARENA_BYTES):      {report.arena_bytes:>9,} B",
               f"paper bound M(G):              {report.paper_bound_bytes:>9,} B  ({report.paper_bound_op})"]
     if report.tflm_arena_bytes:

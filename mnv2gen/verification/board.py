@@ -114,14 +114,18 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
     the build, which fails with a UserError when the model does not fit. A flashable board's
     image (the first, if the inputs needed several) is copied to `image_dir` if given."""
     inputs = make_inputs(result.graph, count, seed)
+    fed = inputs  # what the C is given: the model's input, or (--input-format) sensor pixels
+    if result.preprocess is not None:
+        fed = result.preprocess.random_frames(result.graph.input, count, seed)
+        inputs = result.preprocess.reference(fed, result.graph.input)
     with tempfile.TemporaryDirectory(prefix="mnv2gen-firmware-") as tmp:
         if result.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
             reference = "onnxruntime"
         if board.console is Console.USART:
-            firmware, run = _run_linked(c_dir, prefix, board, Path(tmp), result, inputs)
+            firmware, run = _run_linked(c_dir, prefix, board, Path(tmp), result, fed)
         else:
             firmware = build_firmware(c_dir, prefix, board, tmp)
-            run = _run(firmware, result, inputs) if board.runnable else None
+            run = _run(firmware, result, fed) if board.runnable else None
         report = FirmwareReport(board=board, sizes=firmware_sizes(firmware), arena_bytes=result.arena_bytes,
                                 reference=reference)
         if image_dir is not None and board.flashable:
@@ -136,8 +140,8 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
         report.cycles_estimate_m4_wait_states = [span.cycles_at(FLASH_WAIT_STATES) for span in run.runs]
         if per_layer:
-            traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=inputs[:1])
-            _add_layers(report, _run(traced, result, inputs[:1], f"{prefix}_trace"), result.plan.steps)
+            traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=fed[:1])
+            _add_layers(report, _run(traced, result, fed[:1], f"{prefix}_trace"), result.plan.steps)
     return report
 
 

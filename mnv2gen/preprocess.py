@@ -1,0 +1,154 @@
+"""Fused preprocessing of streamed input (`--input rows --input-format ... --normalize ...`).
+
+The caller's fill function then writes sensor pixels (uint8 per channel), and the generated
+C turns them into the model's int8 input through one compile-time table per channel. The
+reference it equals, bit for bit, is defined here and nowhere else:
+
+  1. normalize, in float32, each operation rounded to float32 in the order written:
+     n = ((float32(x) - mean_c) / divisor_c) - offset
+     ("x/255": mean 0, divisor 255, offset 0; "(x/127.5)-1": divisor 127.5, offset 1;
+     "mean=M1,M2,M3;std=S1,S2,S3": (x - M_c) / S_c; subtracting a zero is exact);
+  2. the model's input QUANTIZE, as TFLite's AffineQuantize: q = clamp(roundf(n / scale) + zp,
+     -128, 127), the division in float32, roundf rounding halves away from zero.
+
+x is the pixel's byte for the channel: rgb888 R, G, B and bgr888 B, G, R for the model's
+channels 0, 1, 2; gray8's one byte for every channel; rgb565 a little-endian 16-bit word, R in
+bits 15..11, G in 10..5, B in 4..0, each widened to 8 bits by repeating its top bits
+(r8 = r5 << 3 | r5 >> 2, g8 = g6 << 2 | g6 >> 4). Since x takes 256 values per channel, the
+tables are the reference, evaluated once per value.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ir
+
+
+class PixelFormat(enum.StrEnum):
+    RGB888 = "rgb888"  # R, G, B bytes per pixel: the model's channels 0, 1, 2
+    BGR888 = "bgr888"  # B, G, R bytes per pixel
+    RGB565 = "rgb565"  # a little-endian 16-bit word per pixel: R 5 bits, G 6, B 5
+    GRAY8 = "gray8"  # one byte per pixel, fed to every channel of the model
+
+    @property
+    def channels(self) -> int:
+        """Bytes per pixel."""
+        return {PixelFormat.RGB565: 2, PixelFormat.GRAY8: 1}.get(self, 3)
+
+    def bytes_of_channels(self, pixels: np.ndarray, channels: int) -> np.ndarray:
+        """x per model channel, uint8 [..., channels], of uint8 pixels [..., bytes per pixel]."""
+        if self is PixelFormat.GRAY8:
+            return np.repeat(pixels, channels, axis=-1)
+        if self is PixelFormat.BGR888:
+            return pixels[..., ::-1]
+        if self is PixelFormat.RGB565:
+            word = pixels[..., 0].astype(np.uint32) | (pixels[..., 1].astype(np.uint32) << 8)
+            r, g, b = word >> 11, (word >> 5) & 63, word & 31
+            return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], axis=-1).astype(np.uint8)
+        return pixels
+
+
+_NUMBER = r"[0-9]+(?:\.[0-9]*)?"
+_FORMS = (  # (pattern, how its numbers make (mean, divisor, offset))
+    (rf"x", lambda: (0.0, 1.0, 0.0)),
+    (rf"x/({_NUMBER})", lambda d: (0.0, d, 0.0)),
+    (rf"\(?x/({_NUMBER})\)?-({_NUMBER})", lambda d, o: (0.0, d, o)),
+    (rf"\(x-({_NUMBER})\)/({_NUMBER})", lambda m, d: (m, d, 0.0)),
+)
+_PER_CHANNEL = re.compile(rf"mean=({_NUMBER}(?:,{_NUMBER})*);std=({_NUMBER}(?:,{_NUMBER})*)")
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """n = ((x - mean[c]) / divisor[c]) - offset, in float32 (see the module's docstring)."""
+
+    mean: tuple[float, ...] = (0.0,)
+    divisor: tuple[float, ...] = (1.0,)
+    offset: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Normalize":
+        """One of: x, x/D, x/D-O, (x/D)-O, (x-M)/D, mean=M1,M2,M3;std=S1,S2,S3. ValueError otherwise."""
+        spec = text.replace(" ", "")
+        for pattern, make in _FORMS:
+            match = re.fullmatch(pattern, spec)
+            if match:
+                mean, divisor, offset = make(*map(float, match.groups()))
+                return cls._checked((mean,), (divisor,), offset)
+        match = _PER_CHANNEL.fullmatch(spec)
+        if match:
+            means, stds = (tuple(map(float, g.split(","))) for g in match.groups())
+            return cls._checked(means, stds, 0.0)
+        raise ValueError(f"cannot read the normalization {text[:60]!r}: use x/255, (x/127.5)-1, (x-127.5)/127.5 "
+                         "or mean=M1,M2,M3;std=S1,S2,S3")
+
+    @classmethod
+    def _checked(cls, mean, divisor, offset) -> "Normalize":
+        if min(divisor) <= 0:
+            raise ValueError("the normalization divides by zero")
+        if len(mean) != len(divisor):
+            raise ValueError(f"the normalization gives {len(mean)} means but {len(divisor)} deviations")
+        return cls(tuple(mean), tuple(divisor), offset)
+
+    def channel(self, values: tuple[float, ...], c: int) -> np.float32:
+        return np.float32(values[c] if len(values) > 1 else values[0])
+
+    def canonical(self) -> str:
+        """The normalization as --normalize reads it, from its numbers alone."""
+        if len(self.mean) > 1 or len(self.divisor) > 1:
+            return f"mean={','.join(map(repr, self.mean))};std={','.join(map(repr, self.divisor))}" + (
+                f" (offset {self.offset!r})" if self.offset else "")
+        return f"((x-{self.mean[0]!r})/{self.divisor[0]!r})-{self.offset!r}"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What the fill function delivers, and how it becomes the model's input."""
+
+    format: PixelFormat
+    normalize: Normalize
+
+    def check(self, t: ir.Tensor) -> None:
+        """ValueError unless the model's input can take these pixels."""
+        channels = t.shape[-1]
+        if t.dtype != "int8" or t.quant is None:
+            raise ValueError(f"--input-format needs an int8 quantized input; {t.name!r} is {t.dtype}")
+        if self.format is not PixelFormat.GRAY8 and channels != 3:
+            raise ValueError(f"--input-format {self.format} needs a 3-channel input; {t.name!r} has {channels}")
+        for values in (self.normalize.mean, self.normalize.divisor):
+            if len(values) not in (1, channels):
+                raise ValueError(f"the normalization gives {len(values)} values for {channels} channels")
+
+    def reference(self, pixels: np.ndarray, t: ir.Tensor) -> np.ndarray:
+        """The model's int8 input for uint8 pixels [..., H, W, format channels]: the definition."""
+        return self._quantized(self.format.bytes_of_channels(pixels, t.shape[-1]), t)
+
+    def _quantized(self, values: np.ndarray, t: ir.Tensor) -> np.ndarray:
+        """Steps 1-3 on x, uint8 [..., channels of the model]."""
+        channels = t.shape[-1]
+        x = values.astype(np.float32)
+        c = np.arange(channels)
+        mean = np.array([self.normalize.channel(self.normalize.mean, i) for i in c], dtype=np.float32)
+        divisor = np.array([self.normalize.channel(self.normalize.divisor, i) for i in c], dtype=np.float32)
+        n = ((x - mean) / divisor) - np.float32(self.normalize.offset)
+        v = (n / np.float32(t.scale)).astype(np.float64)  # the float32 quotient, exactly
+        # roundf: halves away from zero. In float64, |v| + 0.5 is exact (float32 values < 2^52),
+        # where float32 would round 0.49999997 + 0.5 up to 1.
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + t.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def random_frames(self, t: ir.Tensor, count: int, seed: int = 0) -> np.ndarray:
+        """`count` random uint8 frames of this format for input `t`, then all-0 and all-255."""
+        shape = (*t.shape[1:3], self.format.channels)
+        random = np.random.default_rng(seed).integers(0, 255, size=(count, *shape), endpoint=True, dtype=np.uint8)
+        return np.concatenate([random, np.zeros((1, *shape), np.uint8), np.full((1, *shape), 255, np.uint8)])
+
+    def tables(self, t: ir.Tensor) -> np.ndarray:
+        """[channels, 256] int8: the reference for every pixel value, channel by channel."""
+        values = np.repeat(np.arange(256, dtype=np.uint8).reshape(256, 1), t.shape[-1], axis=1)
+        return np.ascontiguousarray(self._quantized(values, t).T)

@@ -1,0 +1,312 @@
+"""--input rows: the input streamed into the first pipeline by the caller's fill function.
+
+The arena then holds a ring of input rows, never the frame; the planner sizes that ring from
+the engine's fill requests and its byte-replay proof covers them; the C equals TFLite bit for
+bit on the host (the harness keeps each frame outside the arena and hands rows to
+<p>_run_rows()) and on the emulated Cortex-M4; a fill that fails stops the run with
+<P>_ERROR_FILL; models whose input cannot stream are refused with a reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import require_tools
+
+import model_zoo
+from mnv2gen.codegen.render import Options
+from mnv2gen.compiler import compile_model, write_files
+from mnv2gen.firmware.boards import BOARDS
+from mnv2gen.host_sim.build import build_host, row_trace_flags
+from mnv2gen.host_sim.runner import trace_rows_host
+from mnv2gen.plan.arena import PlanError, check_plan
+from mnv2gen.plan.streaming import fill_runs
+from mnv2gen.preprocess import Normalize, PixelFormat, Preprocess
+from mnv2gen.targets import C_FLOAT_FLAGS, C_WARNINGS
+from mnv2gen.verification.board import run_on_board
+from mnv2gen.verification.compare import make_inputs
+from mnv2gen.verification.harness import find_compiler
+from mnv2gen.verification.host import verify
+from test_engine_trace import assert_same_trace, planned_trace
+
+FLAGSHIP = "mnv2_a035_96_c1000"
+ROWS = Options(input="rows")
+FLAGSHIP_ARENA = 15_840  # the frame schedule's: 30,720, of which the input is 27,648
+FLAGSHIP_MACS = 11_934_128  # both schedules: streaming recomputes nothing
+
+
+@pytest.fixture(scope="module")
+def flagship():
+    return compile_model(model_zoo.get_model(FLAGSHIP), ROWS)
+
+
+def macs(result) -> int:
+    return sum(op.macs() for op in result.plan.steps)
+
+
+def test_flagship_streams_in_half_the_arena_with_the_same_macs(flagship):
+    frame = compile_model(model_zoo.get_model(FLAGSHIP))
+    assert flagship.arena_bytes == FLAGSHIP_ARENA <= 16_384
+    assert frame.arena_bytes == 30_720
+    assert macs(flagship) == macs(frame) == FLAGSHIP_MACS
+    ring = flagship.plan.lifetimes.of(flagship.graph.input)
+    assert (ring.rows, ring.nbytes) == (3, 3 * 96 * 3)  # the stem's 3x3 window, never the frame
+    assert max(b.nbytes for b in flagship.plan.lifetimes.buffers) < 27_648
+
+
+def test_header_names_the_row_api_with_exact_figures(flagship):
+    header = flagship.files["mnv2_model.h"]
+    macros = dict(re.findall(r"#define (MNV2_\w+) (\d+)", header))
+    assert {k: int(macros[k]) for k in ("MNV2_INPUT_BYTES", "MNV2_INPUT_ROWS", "MNV2_INPUT_ROW_BYTES",
+                                        "MNV2_INPUT_MAX_FILL_ROWS", "MNV2_INPUT_RING_ROWS", "MNV2_ARENA_BYTES",
+                                        "MNV2_ERROR_FILL")} == {
+        "MNV2_INPUT_BYTES": 27_648, "MNV2_INPUT_ROWS": 96, "MNV2_INPUT_ROW_BYTES": 288,
+        "MNV2_INPUT_MAX_FILL_ROWS": 3, "MNV2_INPUT_RING_ROWS": 3, "MNV2_ARENA_BYTES": FLAGSHIP_ARENA,
+        "MNV2_ERROR_FILL": 7}
+    assert "int mnv2_run_rows(mnv2_rows_fn fill, void *ctx);" in header
+    assert "mnv2_input(void)" not in header and "int mnv2_run(void)" not in header
+    # The frame API is untouched for frame builds.
+    frame_header = compile_model(model_zoo.get_model(FLAGSHIP)).files["mnv2_model.h"]
+    assert "int8_t *mnv2_input(void);" in frame_header and "run_rows" not in frame_header
+
+
+def test_fill_requests_never_wrap_the_ring():
+    assert fill_runs(0, 2, 3) == [(0, 3)]
+    assert fill_runs(3, 4, 3) == [(3, 2)]
+    assert fill_runs(5, 6, 3) == [(5, 1), (6, 1)]  # slot 2, then slot 0
+    assert fill_runs(4, 3, 3) == []
+
+
+def test_the_proof_covers_the_input_ring(flagship):
+    plan = flagship.plan
+    check_plan(plan)
+    fills = [e for e in plan.events if e.writes[0] is flagship.graph.input]
+    assert sum(last - first + 1 for _, first, last in (e.writes for e in fills)) == 96  # each row once
+    # A ring one row short is caught: a fill would destroy a row the stem still reads.
+    ring = plan.lifetimes.of(flagship.graph.input)
+    ring.rows = 2
+    try:
+        with pytest.raises(PlanError, match="destroys row 0 of"):
+            check_plan(plan)
+    finally:
+        ring.rows = 3
+    # So is a ring placed over another live buffer.
+    other = plan.lifetimes.of(plan.steps[0].output)
+    with pytest.raises(PlanError):
+        check_plan(dataclasses.replace(plan, offsets={**plan.offsets, id(ring): plan.offsets[id(other)]}))
+
+
+def test_engine_fills_and_reads_the_rows_the_plan_says(flagship, tmp_path):
+    write_files(flagship.files, tmp_path)
+    binary = build_host(tmp_path, "mnv2", tmp_path / "model_rows", opt="-O1", extra_flags=row_trace_flags("mnv2"))
+    ours = trace_rows_host(binary, make_inputs(flagship.graph, 1)[0])
+    assert ("write", -1, 0, 95) in ours  # the caller's fill wrote the last input row
+    assert_same_trace(ours, planned_trace(flagship.plan.steps, flagship.plan.events))
+
+
+def assert_streams_bit_exact(model, out_dir, count: int = 20, sanitize: bool = False):
+    result = compile_model(model, ROWS)
+    write_files(result.files, out_dir)
+    report = verify(model, result, out_dir, count=count, use_tflm=False, sanitize=sanitize)
+    assert report.inputs == count + 2 and report.matched_tflite == report.inputs, report.first_mismatch
+    return result
+
+
+def test_flagship_streamed_is_bit_exact(tmp_path):
+    assert_streams_bit_exact(model_zoo.get_model(FLAGSHIP), tmp_path, count=30)
+
+
+# First ops the row pipelines take, with random kernels, strides, paddings (VALID ones leave
+# rows no window reads: they are still asked for, last) and shapes.
+SINGLE_OPS = ("conv", "conv_per_tensor", "depthwise")
+
+
+@pytest.mark.parametrize("kind", SINGLE_OPS)
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.full), pytest.param(2, marks=pytest.mark.full)])
+def test_single_ops_stream_bit_exact(kind, seed, tmp_path):
+    """Under ASan/UBSan: the fills land in the ring, never past it."""
+    assert_streams_bit_exact(model_zoo.single_op_model(kind, seed), tmp_path, sanitize=True)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("name", ["mnv1_a025_96_c10", "mnv2_a035_nonsquare_c10", "mnv2_a035_96_zeropad",
+                                  "mnv2_a035_160_c10", "mnv2_a10_96_c10", "mnv2_a05_128_c2"])
+def test_fixtures_stream_bit_exact(name, tmp_path):
+    assert_streams_bit_exact(model_zoo.get_model(name), tmp_path, count=6)
+
+
+def test_layer_by_layer_schedule_streams_bit_exact(tmp_path):
+    """--optimize speed: the stem is a pipeline of its own, fed by fill."""
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, Options(input="rows", optimize="speed"))
+    assert len(result.plan.steps[0].stages) == 1
+    write_files(result.files, tmp_path)
+    report = verify(model, result, tmp_path, count=4, use_tflm=False)
+    assert report.matched_tflite == report.inputs
+
+
+FILL_FAILS = r"""
+#include <stdio.h>
+#include <string.h>
+#include "mnv2_model.h"
+
+static int8_t frame[MNV2_INPUT_BYTES];
+static int32_t calls, fail_at = -1, asked_after_failure;
+
+static int fill(void *ctx, int32_t first_row, int32_t row_count, int8_t *dst)
+{
+    (void)ctx;
+    if (fail_at >= 0 && calls > fail_at) {
+        asked_after_failure = 1;
+    }
+    if (calls++ == fail_at) {
+        return -5;
+    }
+    memcpy(dst, frame + first_row * MNV2_INPUT_ROW_BYTES, (size_t)row_count * MNV2_INPUT_ROW_BYTES);
+    return 0;
+}
+
+int main(void)
+{
+    static int8_t good[MNV2_OUTPUT_BYTES];
+    int32_t i, requests;
+    for (i = 0; i < MNV2_INPUT_BYTES; ++i) {
+        frame[i] = (int8_t)(i * 7);
+    }
+    if (mnv2_run_rows(fill, NULL) != MNV2_OK) return 10;
+    requests = calls;
+    memcpy(good, mnv2_output(), MNV2_OUTPUT_BYTES);
+    calls = 0; fail_at = 5;
+    if (mnv2_run_rows(fill, NULL) != MNV2_ERROR_FILL) return 11;
+    if (calls != 6 || asked_after_failure) return 12; /* the run stopped at the failing request */
+    if (mnv2_run_rows(NULL, NULL) != MNV2_ERROR_FILL) return 13;
+    calls = 0; fail_at = -1;
+    if (mnv2_run_rows(fill, NULL) != MNV2_OK) return 14; /* a failed run leaves nothing behind */
+    if (memcmp(good, mnv2_output(), MNV2_OUTPUT_BYTES) != 0) return 15;
+    printf("requests %ld\n", (long)requests);
+    return 0;
+}
+"""
+
+
+def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, tmp_path):
+    write_files(flagship.files, tmp_path)
+    (tmp_path / "main.c").write_text(FILL_FAILS)
+    binary = tmp_path / "fill_fails"
+    sources = sorted(str(p) for p in tmp_path.glob("*.c"))
+    subprocess.run([find_compiler(), "-O1", *C_WARNINGS, *C_FLOAT_FLAGS, "-I", str(tmp_path), *sources,
+                    "-o", str(binary)], check=True, capture_output=True)
+    run = subprocess.run([str(binary)], capture_output=True, text=True)
+    assert run.returncode == 0, f"exit {run.returncode}"
+    fills = [e for e in flagship.plan.events if e.writes[0] is flagship.graph.input]
+    assert run.stdout.split() == ["requests", str(len(fills))]
+
+
+@pytest.mark.parametrize("name, why", [("fc_rows_head", "its first op is FULLY_CONNECTED"),
+                                       ("mnv2_a035_96_uint8_float", "its first op is QUANTIZE"),
+                                       ("op_add", "its input is also read by a later op")])
+def test_models_that_cannot_stream_are_refused(name, why, tmp_path):
+    # op_add: a convolution of the input, then an ADD of the input and that: two readers.
+    model = model_zoo.single_op_model("add", 0) if name == "op_add" else model_zoo.get_model(name)
+    run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model), "--out", str(tmp_path / "c"),
+                          "--input", "rows"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--input rows" in lines[0] and why in lines[0], run.stderr
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.full
+def test_flagship_streams_bit_exact_on_the_m4(flagship, tmp_path):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    board = BOARDS["mps2-an386"]
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, Options(input="rows", target=board.core))
+    write_files(result.files, tmp_path / "rows")
+    rows = run_on_board(model, result, tmp_path / "rows", board, count=1, per_layer=False)
+    assert rows.bit_exact and rows.inputs == 3
+    assert rows.stack_bytes <= 2048
+    frame_result = compile_model(model, Options(target=board.core))
+    write_files(frame_result.files, tmp_path / "frame")
+    frame = run_on_board(model, frame_result, tmp_path / "frame", board, count=1, per_layer=False)
+    # The row copies are counted in the streamed run; it stays within 3% of the frame's.
+    assert rows.instructions_per_inference <= frame.instructions_per_inference * 1.03
+
+
+# ------------------------------------------------------------------ fused preprocessing
+
+NORMALIZATIONS = {"x/255": ((0.0,), (255.0,), 0.0), "(x/127.5)-1": ((0.0,), (127.5,), 1.0),
+                  "x / 127.5 - 1": ((0.0,), (127.5,), 1.0), "(x-127.5)/127.5": ((127.5,), (127.5,), 0.0),
+                  "mean=123.7,116.3,103.5;std=58.4,57.1,57.4": ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4), 0.0)}
+
+
+@pytest.mark.parametrize("text", sorted(NORMALIZATIONS))
+def test_normalizations_read_as_numbers(text):
+    n = Normalize.parse(text)
+    assert (n.mean, n.divisor, n.offset) == NORMALIZATIONS[text]
+
+
+@pytest.mark.parametrize("text", ["x*255", "exp(x)", "x/0", "(x/127.5)-1;import os", "mean=1,2;std=3"])
+def test_other_normalizations_are_refused(text):
+    with pytest.raises(ValueError):
+        Normalize.parse(text)
+
+
+def scalar_reference(x: int, c: int, n: Normalize, scale: float, zero_point: int) -> int:
+    """The README's definition, one value at a time: float32 steps, then AffineQuantize."""
+    f32 = np.float32
+    mean, divisor = (f32(v[c] if len(v) > 1 else v[0]) for v in (n.mean, n.divisor))
+    value = f32(f32(f32(f32(x) - mean) / divisor) - f32(n.offset))
+    quotient = float(f32(value / f32(scale)))
+    rounded = math.copysign(math.floor(abs(quotient) + 0.5), quotient)  # C's roundf, exactly
+    return int(min(max(rounded + zero_point, -128), 127))
+
+
+@pytest.mark.parametrize("text", sorted(NORMALIZATIONS))
+def test_pixel_tables_are_the_definition(text):
+    t = compile_model(model_zoo.get_model(FLAGSHIP)).graph.input
+    n = Normalize.parse(text)
+    tables = Preprocess(PixelFormat.RGB888, n).tables(t)
+    expected = [[scalar_reference(x, c, n, t.scale, t.zero_point) for x in range(256)] for c in range(3)]
+    assert tables.tolist() == expected
+    assert len(set(tables[0].tolist())) > 100  # the tables resolve the input, not a constant
+
+
+@pytest.mark.parametrize("fmt, text", [("rgb888", "(x/127.5)-1"), ("gray8", "x/255"),
+                                       ("rgb888", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"),
+                                       ("bgr888", "(x-127.5)/127.5"), ("rgb565", "x/255")])
+def test_pixels_stream_bit_exact(fmt, text, tmp_path):
+    """Sensor pixels in, converted by the C's tables in the ring: equal to TFLite run on the
+    reference's quantized input."""
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, Options(input="rows", input_format=fmt, normalize=text))
+    header = result.files["mnv2_model.h"]
+    assert f"#define MNV2_INPUT_ROW_BYTES {96 * PixelFormat(fmt).channels}" in header
+    assert "typedef uint8_t mnv2_row_t;" in header
+    write_files(result.files, tmp_path)
+    report = verify(model, result, tmp_path, count=8, use_tflm=False)
+    assert report.matched_tflite == report.inputs == 10 and report.distinct_outputs > 1
+
+
+@pytest.mark.parametrize("flags, message", [(["--input-format", "rgb888"], "add --input rows"),
+                                            (["--input", "rows", "--normalize", "x/255"], "add --input-format"),
+                                            (["--input", "rows", "--input-format", "gray8", "--normalize", "x**2"],
+                                             "cannot read the normalization")])
+def test_preprocessing_flags_are_checked(flags, message, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model_zoo.get_model(FLAGSHIP)),
+                          "--out", str(tmp_path / "c"), *flags], capture_output=True, text=True)
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_rgb565_widens_each_field_by_repeating_its_top_bits():
+    words = np.array([0xF800, 0x07E0, 0x001F, 0x8410, 0x0000, 0xFFFF], dtype="<u2")
+    pixels = words.view(np.uint8).reshape(-1, 2)
+    assert PixelFormat.RGB565.bytes_of_channels(pixels, 3).tolist() == [
+        [255, 0, 0], [0, 255, 0], [0, 0, 255], [132, 130, 132], [0, 0, 0], [255, 255, 255]]
+    assert PixelFormat.BGR888.bytes_of_channels(np.array([[1, 2, 3]], np.uint8), 3).tolist() == [[3, 2, 1]]
