@@ -15,7 +15,10 @@ functions, instructions counted exactly by a TCG plugin):
 
 Every run is also checked bit-exact against TFLite's reference kernels.
 
-    python bench/bench_firmware.py [model.tflite] [--inputs N] [--boards B ...]
+    python bench/bench_firmware.py [model.tflite] [--inputs N] [--boards B ...] [--no-exports]
+
+Then, unless --no-exports, bench_exports.py's table: the trained-export fixtures' instructions
+per MAC on the Cortex-M4 beside the flagship's.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ def main() -> int:
     parser.add_argument("--inputs", type=int, default=1,
                         help="random inputs per board, besides the all-min and all-max ones (default: 1)")
     parser.add_argument("--boards", nargs="+", default=list(CORE_NAMES), choices=list(CORE_NAMES))
+    parser.add_argument("--no-exports", action="store_true",
+                        help="skip the trained-export fixtures' instructions per MAC (bench_exports.py)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +100,13 @@ def main() -> int:
     print("TFLite Micro figures: ../shared/anchors.md (arena: TFLM ref on the host; CMSIS-NN on the "
           "Cortex-M4 build). Cycle estimates come from different cost tables; TFLite Micro's at 5 wait "
           "states would need its flash accesses counted by our plugin, which the anchors lack.")
-    return 0 if all(r.bit_exact for r in reports.values()) else 1
+    exports_exact = True
+    if not args.no_exports and "mps2-an386" in args.boards:
+        from bench_exports import print_exports_table  # this folder's
+
+        print()
+        exports_exact = print_exports_table(Path(args.model), args.inputs)
+    return 0 if exports_exact and all(r.bit_exact for r in reports.values()) else 1
 
 
 def _run_name(board: str, kernels: str | None) -> str:

@@ -13,6 +13,7 @@ so a whole 256-entry table is computed at once.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Context, Decimal
 
 import numpy as np
@@ -181,6 +182,191 @@ def fast_output_scales(multipliers, shifts, zero_point: int) -> np.ndarray | Non
         return None
     rights = -np.asarray(shifts, dtype=np.int64)
     return np.stack([np.asarray(multipliers, dtype=np.int64), rounding.astype(np.int64), rights], axis=1).astype(np.int32)
+
+
+def fast_output_stage(acc, rows):
+    """The SIMD kernels' output stage before the clamp, as the C computes it
+    (templates/dsp/output_stage.c.j2, scaled_doubled of 2 * acc): SMMLAR's
+    (2 * acc * multiplier + (rounding << 32) + 2^31) >> 32, plus -1 where acc is negative,
+    shifted right. `rows` broadcast against `acc`: [..., 3] of (multiplier, rounding, right)."""
+    acc, rows = _i64(acc), _i64(rows)
+    multiplier, rounding, right = rows[..., 0], rows[..., 1], rows[..., 2]
+    high = (2 * acc * multiplier + (rounding << 32) + (1 << 31)) >> 32
+    return (high + (acc >> 63)) >> right
+
+
+def requantized(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int):
+    """The reference's int8 output of an int32 accumulator: rescaled, offset, clamped."""
+    scaled = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point
+    return np.clip(scaled, act_min, act_max)
+
+
+@dataclass(frozen=True)
+class FastOutput:
+    """A layer's fast output stage: `scales` [channels, 3] rows of (multiplier, rounding,
+    right shift), and per channel what the kernel's accumulator starts from instead of the
+    bias the kernel would hold: nothing where `constant` (the row ignores the accumulator),
+    else that bias minus `bias_shift` (a step row's threshold, 0 for the others)."""
+
+    scales: np.ndarray
+    constant: np.ndarray  # bool per channel
+    bias_shift: np.ndarray  # int64 per channel
+
+    def kernel_bias(self, bias: np.ndarray) -> np.ndarray:
+        """The bias a kernel holds for these rows, given the one it would hold otherwise."""
+        return np.where(self.constant, 0, bias.astype(np.int64) - self.bias_shift)
+
+
+# Every quantity below is an accumulator's value exactly (no int32 wrap-around) as long as
+# it stays below this in magnitude: the fast stage doubles it into an int32.
+FAST_ACCUMULATOR_LIMIT = 1 << 30
+
+
+def constant_scale_row(value: int) -> tuple[int, int, int]:
+    """A row of `scales` whose output is `value` for any accumulator: multiplier 0 leaves
+    SMMLAR with the rounding term alone, 2 * value + 1; the sign's -1 makes it 2 * value for
+    a negative accumulator; either shifted right by one is `value`."""
+    return 0, 2 * value + 1, 1
+
+
+def step_scale_row(value: int) -> tuple[int, int, int]:
+    """A row whose output is `value` below a zero accumulator and value + 1 from zero up:
+    multiplier 0 leaves the rounding term, 2 * value + 2, minus one below zero; shifted right
+    by one, value + 1 or value."""
+    return 0, 2 * value + 2, 1
+
+
+def fast_channel_rows(multipliers, shifts, zero_point: int, act_min: int, act_max: int,
+                      acc_low, acc_high, kernel_bias, weight_reach) -> FastOutput | None:
+    """Per channel, a row of `scales` proven to give the reference's output for every
+    accumulator the channel can have, or None if some channel has none (the layer then
+    takes the 64-bit output stage).
+
+    A channel's true accumulator lies in [acc_low, acc_high] (bias + weights x input range);
+    the kernel's partial sums start from `kernel_bias` and move by at most `weight_reach`
+    (sum |w| times the largest input). The reference's output is nondecreasing in the
+    accumulator (multipliers are >= 0, and each of its steps is monotonic where nothing
+    wraps), which the proofs below use. A channel is, in order of preference:
+    - constant (equal outputs at both ends of the range): constant_scale_row, its bias left
+      out so its accumulator stays small whatever the model's bias;
+    - plain: a right shift in 1..MAX_FAST_RIGHT_SHIFT, the multiplier and shift as they are
+      (fast_output_rounding says why that is exact);
+    - a step (two outputs, v below the reference's first accumulator t reaching v + 1 and
+      v + 1 from there): step_scale_row, with t taken out of the kernel's bias, so its
+      accumulator is negative exactly below t;
+    - re-derived: a larger right shift becomes MAX_FAST_RIGHT_SHIFT with the multiplier
+      scaled down to match, kept only if proven equal over the whole range
+      (same_nondecreasing)."""
+    rows, constant, shift = [], [], []
+    for channel in zip(multipliers, shifts, acc_low, acc_high, kernel_bias, weight_reach):
+        row = _fast_channel_row(*(int(v) for v in channel), zero_point, act_min, act_max)
+        if row is None:
+            return None
+        rows.append(row[0])
+        constant.append(row[1])
+        shift.append(row[2])
+    return FastOutput(np.array(rows, dtype=np.int64).reshape(-1, 3).astype(np.int32), np.array(constant, dtype=bool),
+                      np.array(shift, dtype=np.int64))
+
+
+def _fast_channel_row(m, s, low, high, kernel_bias, weight_reach, zero_point, act_min, act_max):
+    """(row, constant, bias shift) for one channel, or None; see fast_channel_rows."""
+    if m < 0 or low < INT32_MIN or high > INT32_MAX:
+        return None  # a negative scale, or an accumulator the reference could wrap
+    if s > 0 and max(-low, high) << s > INT32_MAX:
+        return None  # the reference's left shift could wrap: not monotonic
+
+    def reference(acc):
+        return requantized(acc, m, s, zero_point, act_min, act_max)
+
+    def small(bias):
+        return abs(bias) + weight_reach < FAST_ACCUMULATOR_LIMIT
+
+    first, last = (int(v) for v in reference(_i64([low, high])))
+    if first == last:
+        return (constant_scale_row(first), True, 0) if small(0) else None
+    if -MAX_FAST_RIGHT_SHIFT <= s <= -1 and small(kernel_bias):
+        return (m, int(fast_output_rounding([s], zero_point)[0]), -s), False, 0
+    if last == first + 1:
+        threshold = int(_first_reaching(reference, _i64([last]), low, high)[0])
+        return (step_scale_row(first), False, threshold) if small(kernel_bias - threshold) else None
+    if s >= -MAX_FAST_RIGHT_SHIFT or not small(kernel_bias):
+        return None
+    for row in _rederived_rows(m, -s, zero_point, reference, low, high):
+        if same_nondecreasing(reference, lambda acc, row=row: np.clip(fast_output_stage(acc, row), act_min, act_max),
+                              low, high):
+            return row, False, 0
+    return None
+
+
+# The rounding terms a row may hold: with |2 * acc * multiplier| < 2^61, SMMLAR's sum stays
+# inside int32 (the bound MAX_FAST_RIGHT_SHIFT keeps the plain rounding terms under).
+MAX_FAST_ROUNDING = (1 << 29) + (1 << 21)
+
+
+REDERIVED_NEIGHBOURS = 16
+
+
+def _rederived_rows(m: int, right: int, zero_point: int, reference, low: int, high: int):
+    """Candidate rows for a right shift beyond MAX_FAST_RIGHT_SHIFT: the multiplier scaled
+    down by the excess and its REDERIVED_NEIGHBOURS on either side, each with the plain
+    rounding term, then with the
+    rounding term that puts the reference's first output step where the reference has it
+    (the rounding term is free: a row only has to agree with the reference on [low, high])."""
+    excess = right - MAX_FAST_RIGHT_SHIFT
+    plain = int(fast_output_rounding([-MAX_FAST_RIGHT_SHIFT], zero_point)[0])
+    scaled = round_half_away(m / 2 ** excess)
+    first_step = int(_first_reaching(reference, _i64([reference(_i64(low)) + 1]), low, high)[0])
+    # Each neighbouring multiplier moves the steps by a fraction of an accumulator far from
+    # zero, where a dead channel's bias puts them: a few dozen give the rounding term's
+    # coarse grid (2^31 / multiplier accumulators) many chances to land on them.
+    for multiplier in (scaled + (k + 1) // 2 * (-1) ** k for k in range(2 * REDERIVED_NEIGHBOURS + 1)):
+        if not 0 <= multiplier <= INT32_MAX:
+            continue
+        yield multiplier, plain, MAX_FAST_RIGHT_SHIFT
+        rounding = _rounding_reaching(multiplier, reference(_i64(first_step)), first_step)
+        if rounding is not None:
+            yield multiplier, rounding, MAX_FAST_RIGHT_SHIFT
+
+
+def _rounding_reaching(multiplier: int, value: int, acc: int) -> int | None:
+    """The least rounding term with which a row of `multiplier` gives `value` at `acc` (the
+    stage is nondecreasing in its rounding term), or None if none within MAX_FAST_ROUNDING."""
+    def reaches(rounding):
+        return fast_output_stage(acc, (multiplier, rounding, MAX_FAST_RIGHT_SHIFT)) >= value
+
+    lo, hi = -MAX_FAST_ROUNDING, MAX_FAST_ROUNDING
+    if not reaches(hi):
+        return None
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid + 1, hi)
+    return lo
+
+
+def same_nondecreasing(f, g, low: int, high: int) -> bool:
+    """Whether two nondecreasing integer functions (vectorized over int64 arrays) are equal on
+    every integer of [low, high]. Such a function is determined by its value at `low` and, for
+    each larger value v up to its value at `high`, the first point where it reaches v; so
+    comparing those (a binary search per value, all values at once) is a proof, at the cost
+    of about log2(high - low) evaluations of a few hundred points."""
+    ends_f, ends_g = f(_i64([low, high])), g(_i64([low, high]))
+    if (ends_f != ends_g).any():
+        return False
+    values = np.arange(int(ends_f[0]) + 1, int(ends_f[1]) + 1, dtype=np.int64)
+    return bool((_first_reaching(f, values, low, high) == _first_reaching(g, values, low, high)).all())
+
+
+def _first_reaching(f, values, low: int, high: int):
+    """For each value (all reached by f at `high`), the first x in [low, high] with f(x) >= it."""
+    lo = np.full(values.shape, low, dtype=np.int64)
+    hi = np.full(values.shape, high, dtype=np.int64)
+    while (lo < hi).any():
+        mid = lo + (hi - lo) // 2
+        reached = f(mid) >= values
+        hi = np.where(reached, mid, hi)
+        lo = np.where(reached, lo, mid + 1)
+    return lo
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift):

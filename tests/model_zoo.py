@@ -152,6 +152,18 @@ def build_mnv2(alpha, height, width, classes, input_type="int8", output_type="in
     return _convert_image_model(model, shape, seed, input_type, output_type)
 
 
+def build_mnv2_trained_export(alpha, size, classes, dead, near_dead, seed=0):
+    """MobileNetV2 as real trained exports come (Edge Impulse, ST model zoo): a few training
+    steps (batch-norm momentum 0.9), dead and near-dead channels (tiny gammas: weight scales
+    around 1e-7 and large right shifts), and explicit PAD [[0,0],[0,1],[0,1],[0,0]] before
+    every stride-2 VALID depthwise convolution."""
+    shape = (size, size, 3)
+    model = mb.make_mobilenet_v2(alpha, shape, classes, seed)
+    mb.train_briefly(model, shape, classes, seed)
+    mb.deaden_channels(model, seed, dead, near_dead)
+    return mb.explicit_pads(_convert_image_model(model, shape, seed))
+
+
 def build_mnv2_head(alpha, size, head, seed=0):
     """MobileNetV2 body (include_top=False) with a custom head.
 
@@ -374,6 +386,10 @@ def _by_name(*specs: ModelSpec) -> dict[str, ModelSpec]:
     return {spec.name: spec for spec in specs}
 
 
+# MobileNetV2 0.35/96 fixtures that look like real trained exports (build_mnv2_trained_export),
+# by their number of classes.
+TRAINED_EXPORTS = {"mnv2_a035_96_export_c3": 3, "mnv2_a035_96_export_c1000": 1000}
+
 MODELS: dict[str, ModelSpec] = _by_name(
     # The flagship: 65 ops.
     _mnv2_spec("mnv2_a035_96_c1000", 0.35, 96, 96, 1000),
@@ -410,6 +426,10 @@ MODELS: dict[str, ModelSpec] = _by_name(
           alpha=0.5, size=128, classes=10),
     _spec("fc_rows_head", build_fc_rows_head, {"FULLY_CONNECTED": 1, "RESHAPE": 1},
           rows=9, features=1280, classes=14),
+    *(_spec(name, build_mnv2_trained_export, _ops(_MNV2_BODY, _MNV2_TOP, {"PAD": 4}),
+            alpha=0.35, size=96, classes=classes, dead=[[1e-6, 1.0], [1e-10, 0.0]],
+            near_dead=[3e-3, 3e-4])
+      for name, classes in TRAINED_EXPORTS.items()),
 )
 
 

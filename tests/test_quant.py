@@ -92,6 +92,148 @@ def test_fast_output_stage_refuses_shifts_it_cannot_do():
     assert quant.fast_output_scales([1 << 30, -1], [-3, -3], 5) is None  # the sign trick needs multipliers >= 0
 
 
+def _channel(m, s, low, high, zp=-5, act=(-128, 127), kernel_bias=0, weight_reach=1000):
+    """fast_channel_rows for one channel: (row, constant, bias shift) or None."""
+    fast = quant.fast_channel_rows([m], [s], zp, *act, [low], [high], [kernel_bias], [weight_reach])
+    if fast is None:
+        return None
+    return tuple(int(v) for v in fast.scales[0]), bool(fast.constant[0]), int(fast.bias_shift[0])
+
+
+def _reference(accs, m, s, zp=-5, act=(-128, 127)):
+    return quant.requantized(accs, m, s, zp, *act)
+
+
+def _kernel(accs, row, act=(-128, 127)):
+    """The C's output stage as test_fast_output_stage_equals_tflite_for_every_fast_shift has
+    it, then the clamp."""
+    return np.clip(np.array([_fast_output_stage(a, row[0], row[2], row[1]) for a in np.asarray(accs).tolist()]), *act)
+
+
+def test_fast_output_stage_is_the_kernels():
+    rng = np.random.default_rng(11)
+    for _ in range(2000):
+        row = (int(rng.integers(0, 1 << 31)), int(rng.integers(-(1 << 29), 1 << 29)), int(rng.integers(1, 23)))
+        acc = int(rng.integers(-(1 << 30) + 1, 1 << 30))
+        assert int(quant.fast_output_stage(acc, row)) == _fast_output_stage(acc, row[0], row[2], row[1])
+
+
+def test_a_constant_row_gives_its_value_for_any_accumulator():
+    accs = np.concatenate([np.arange(-1000, 1000), [-(1 << 30) + 1, (1 << 30) - 1, -(1 << 29), 1 << 29]])
+    for value in range(-128, 128):
+        row = quant.constant_scale_row(value)
+        assert (quant.fast_output_stage(accs, row) == value).all(), value
+        assert _fast_output_stage(-7, row[0], row[2], row[1]) == _fast_output_stage(7, row[0], row[2], row[1]) == value
+
+
+@pytest.mark.parametrize("m, s, zp, act", [
+    (0, 0, -5, (-128, 127)),  # a multiplier flushed to zero: the output is the zero point
+    (0, 0, -128, (-128, 127)),
+    (1 << 30, -27, 3, (-128, 127)),  # the real stem's dead channel: a right shift of 27
+    (1_500_000_000, -24, -128, (-128, 127)),
+    (1_500_000_000, -12, -20, (0, 50)),  # a live scale whose every output is clamped below
+])
+def test_dead_channels_become_constants_equal_to_the_reference_everywhere(m, s, zp, act):
+    low, high = -(1 << 20), 1 << 20
+    if act == (0, 50):
+        low, high = -(1 << 22), -(1 << 21)
+    row, constant, _ = _channel(m, s, low, high, zp, act)
+    assert constant and row[0] == 0
+    accs = np.arange(low, high + 1)  # every accumulator of the range
+    assert (np.clip(quant.fast_output_stage(accs, row), *act) == _reference(accs, m, s, zp, act)).all()
+
+
+def test_a_constant_channel_takes_no_accumulator_bound_but_its_own_weights():
+    """Its bias is left out of the kernel's accumulator: only the weights' partial sums count."""
+    huge = 2_000_000_000  # a dead channel's bias, in the tiny scale of its weights
+    assert _channel(1 << 30, -30, huge - 1000, huge + 1000, kernel_bias=huge)[1]
+    assert _channel(1 << 30, -30, huge - 1000, huge + 1000, kernel_bias=huge, weight_reach=1 << 30) is None
+
+
+def test_live_channels_keep_the_plain_rows():
+    m, s, zp = 1_234_567_890, -9, 17
+    row, constant, shift = _channel(m, s, -(1 << 20), 1 << 20, zp)
+    assert not constant and shift == 0 and row == tuple(int(v) for v in quant.fast_output_scales([m], [s], zp)[0])
+
+
+@pytest.mark.parametrize("m, s, zp, low, high", [
+    (1 << 30, -29, 7, 1_610_612_736 - 300_000, 1_610_612_736 + 300_000),  # a dead channel's huge bias
+    (1_900_000_000, -25, 0, 18_000_000, 20_000_000),
+    (0x7FFFFFFF, -31, 0, -(1 << 30) - (1 << 21), -(1 << 30) + (1 << 21)),  # the step at a negative threshold
+])
+def test_two_valued_channels_become_steps_at_the_reference_threshold(m, s, zp, low, high):
+    """The kernel's accumulator is the true one minus the threshold: checked on every
+    accumulator of the range."""
+    row, constant, threshold = _channel(m, s, low, high, zp, kernel_bias=low)
+    accs = np.arange(low, high + 1)
+    reference = _reference(accs, m, s, zp)
+    assert not constant and row[0] == 0 and len(set(reference.tolist())) == 2
+    assert (np.clip(quant.fast_output_stage(accs - threshold, row), -128, 127) == reference).all()
+    assert (np.array([_fast_output_stage(int(a), row[0], row[2], row[1]) for a in (accs - threshold)[::997]])
+            == reference[::997]).all()
+
+
+def test_refused_channels():
+    assert _channel(1 << 30, -9, -(1 << 31) - 1, 0) is None  # the reference's accumulator could wrap
+    assert _channel(1 << 30, -9, -(1 << 30), 1 << 30, kernel_bias=1 << 30) is None  # too large for 32 bits
+    assert _channel(1 << 30, 2, -(1 << 20), 1 << 20) is None  # a live left shift
+    assert _channel(-1, -9, -(1 << 20), 1 << 20) is None  # a negative multiplier
+    assert _channel(1 << 30, 30, -(1 << 20), 1 << 20) is None  # a left shift that wraps: not monotonic
+
+
+def test_rederived_rows_equal_the_reference_on_every_accumulator():
+    """Right shifts beyond MAX_FAST_RIGHT_SHIFT whose outputs move (a dead channel's large
+    bias puts its accumulators far from zero): each row is checked on every accumulator of
+    its range."""
+    rng = np.random.default_rng(5)
+    checked = 0
+    while checked < 3:
+        right = int(rng.integers(quant.MAX_FAST_RIGHT_SHIFT + 1, quant.MAX_FAST_RIGHT_SHIFT + 3))
+        m, zp = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-128, 128))
+        width = 1 << 24
+        low = int(rng.integers(-(1 << 29), (1 << 29) - width))
+        reference = _reference(np.array([low, low + width]), m, -right, zp)
+        if reference[1] - reference[0] < 2:  # constants and steps have rows of their own
+            continue
+        row, constant, shift = _channel(m, -right, low, low + width, zp)
+        assert not constant and shift == 0 and row[2] == quant.MAX_FAST_RIGHT_SHIFT
+        accs = np.arange(low, low + width + 1)
+        assert (np.clip(quant.fast_output_stage(accs, row), -128, 127) == _reference(accs, m, -right, zp)).all()
+        checked += 1
+
+
+def test_rederived_rows_against_random_and_edge_accumulators():
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        right = int(rng.integers(quant.MAX_FAST_RIGHT_SHIFT + 1, 32))
+        m, zp = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-128, 128))
+        low, high = sorted(int(v) for v in rng.integers(-(1 << 30) + 1, 1 << 30, 2))
+        result = _channel(m, -right, low, high, zp)
+        if result is None:
+            continue
+        accs = np.concatenate([rng.integers(low, high + 1, 300), [low, high, low + 1, high - 1]])
+        # the reference's thresholds, and their neighbours: where a wrong row would differ
+        steps = quant._first_reaching(lambda a: _reference(a, m, -right, zp),
+                                      np.arange(_reference(low, m, -right, zp) + 1, _reference(high, m, -right, zp) + 1),
+                                      low, high)
+        accs = np.concatenate([accs, steps, steps - 1])
+        accs = accs[(accs >= low) & (accs <= high)]
+        row, _, threshold = result  # a step row reads the accumulator minus its threshold
+        assert (_kernel(accs - threshold, row) == _reference(accs, m, -right, zp)).all(), (m, right, zp, low, high)
+
+
+def test_same_nondecreasing_is_a_proof_not_a_sample():
+    def f(x):
+        return np.floor_divide(x, 7)
+
+    def moved(x):  # one step taken a single accumulator early
+        return np.where(x == 7 * 500 - 1, 500, f(x))
+
+    assert quant.same_nondecreasing(f, f, -10_000, 10_000)
+    assert not quant.same_nondecreasing(f, moved, -10_000, 10_000)
+    assert not quant.same_nondecreasing(f, lambda x: f(x + 1), -10_000, 10_000)
+
+
 def _host_expf():
     import ctypes
     import ctypes.util

@@ -371,3 +371,125 @@ def build_default_mobilenet_v2(seed: int = 0) -> bytes:
     shape = (96, 96, 3)
     model = make_mobilenet_v2(0.35, shape, 1000, seed)
     return convert_mobilenet(model, shape, seed)
+
+
+# ---------------------------------------------------------------------------
+# Looking like a real trained export
+# ---------------------------------------------------------------------------
+
+
+def train_briefly(model, input_shape, classes: int, seed: int, steps: int = 3, momentum: float = 0.9) -> None:
+    """A few SGD steps on seeded images with random labels, batch-norm momentum ``momentum``
+    (Keras' default fine-tuning value; MobileNetV2 ships with 0.999): the weights and the
+    moving statistics move as a real training run moves them, in seconds."""
+    tf = import_tf()
+    for layer in all_layers(model):
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    images = representative_images(input_shape, 8 * steps, seed + 3000)
+    labels = np.random.default_rng(seed + 3000).integers(0, classes, len(images))
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+
+def deaden_channels(model, seed: int, dead: Sequence[Sequence[float]] = ((1e-6, 1.0), (1e-10, 0.0)),
+                    near_dead: Sequence[float] = (3e-3, 3e-4)) -> None:
+    """Multiplies some batch-norm gammas (and betas) by tiny factors, as training leaves them:
+    the stem's first channel and one channel of every expansion by one (gamma, beta) pair of
+    ``dead`` in turn (the folded weights' scale then ends far below the others': right shifts
+    beyond 22 where the converter keeps a bias representable, a multiplier flushed to 0 where
+    the bias is gone too), and one more channel of every expansion by each factor of
+    ``near_dead`` (large right shifts, outputs still moving)."""
+    tf = import_tf()
+    rng = np.random.default_rng(seed + 4000)
+    expansions = 0
+    for layer in all_layers(model):
+        if not isinstance(layer, tf.keras.layers.BatchNormalization):
+            continue
+        if layer.name == "bn_Conv1":
+            factors = {0: dead[0]}
+        elif layer.name.endswith("expand_BN"):
+            picks = rng.choice(layer.gamma.shape[0], 1 + len(near_dead), replace=False).tolist()
+            factors = {picks[0]: dead[expansions % len(dead)], **{c: (f, 1.0) for c, f in zip(picks[1:], near_dead)}}
+            expansions += 1
+        else:
+            continue
+        gamma, beta = layer.gamma.numpy(), layer.beta.numpy()
+        for channel, (gamma_factor, beta_factor) in factors.items():
+            gamma[channel] *= gamma_factor
+            beta[channel] *= beta_factor
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+
+
+def explicit_pads(tflite_model: bytes) -> bytes:
+    """The converted model with every stride-2 SAME DEPTHWISE_CONV_2D on an even-sized input
+    rewritten as PAD [[0,0],[0,1],[0,1],[0,0]] + VALID, as older converters write Keras'
+    ZeroPadding2D + VALID (Edge Impulse and ST model-zoo exports). Today's converter folds
+    that pair into SAME, which pads the same way; TFLite computes both alike."""
+    from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
+    from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=import-outside-toplevel
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_model))
+    graph = model.subgraphs[0]
+    pad_code = _opcode_index(model, schema, schema.BuiltinOperator.PAD, version=2)
+    depthwise = schema.BuiltinOperator.DEPTHWISE_CONV_2D
+    operators = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        options = op.builtinOptions
+        source = graph.tensors[op.inputs[0]]
+        if (max(code.builtinCode, code.deprecatedBuiltinCode) == depthwise and options.strideH == 2
+                and options.strideW == 2 and options.padding == schema.Padding.SAME
+                and source.shape[1] % 2 == 0 and source.shape[2] % 2 == 0):
+            operators.append(_pad_before(model, graph, schema, op, pad_code))
+            options.padding = schema.Padding.VALID
+        operators.append(op)
+    graph.operators = operators
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _opcode_index(model, schema, builtin: int, version: int) -> int:
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = builtin
+    code.version = version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _pad_before(model, graph, schema, op, pad_code: int):
+    """A PAD (bottom and right by one) writing a new tensor that `op` then reads."""
+    import copy  # pylint: disable=import-outside-toplevel
+
+    source = graph.tensors[op.inputs[0]]
+    padded = copy.deepcopy(source)
+    padded.name = (source.name.decode() if isinstance(source.name, bytes) else source.name) + "/explicit_pad"
+    padded.shape = np.array([source.shape[0], source.shape[1] + 1, source.shape[2] + 1, source.shape[3]],
+                            dtype=np.int32)
+    padded.shapeSignature = None
+    padded.buffer = _new_buffer(model, schema, None)
+    paddings = schema.TensorT()
+    paddings.name = padded.name + "/paddings"
+    paddings.shape = np.array([4, 2], dtype=np.int32)
+    paddings.type = schema.TensorType.INT32
+    paddings.buffer = _new_buffer(model, schema, np.array([0, 0, 0, 1, 0, 1, 0, 0], dtype="<i4"))
+    graph.tensors.extend([padded, paddings])
+    pad = schema.OperatorT()
+    pad.opcodeIndex = pad_code
+    pad.inputs = np.array([op.inputs[0], len(graph.tensors) - 1], dtype=np.int32)
+    pad.outputs = np.array([len(graph.tensors) - 2], dtype=np.int32)
+    pad.builtinOptionsType = schema.BuiltinOptions.PadOptions
+    pad.builtinOptions = schema.PadOptionsT()
+    op.inputs[0] = len(graph.tensors) - 2
+    return pad
+
+
+def _new_buffer(model, schema, values) -> int:
+    buffer = schema.BufferT()
+    if values is not None:
+        buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    return len(model.buffers) - 1

@@ -174,15 +174,18 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     multipliers, shifts = quant.per_channel_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, out_c)
     small = _accumulators_are_small(op, bias, shifts)
-    scales = quant.fast_output_scales(multipliers, shifts, op.output.zero_point) if variant.simd and small else None
-    kernel = choose_row_kernel(op, variant, fast_output_stage=scales is not None)
+    fast = _fast_output(op, bias, multipliers, shifts) if variant.simd else None
+    scales = None if fast is None else fast.scales
+    if fast is not None:  # some channels' rows want their accumulators to start elsewhere
+        bias = fast.kernel_bias(bias).astype(np.int32)
+    kernel = choose_row_kernel(op, variant, fast_output_stage=fast is not None)
     fields = dict(
         kernel=kernel, **conv_geometry(op),
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
     if kernel.layout is not None:
-        fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, scales))
+        fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, fast))
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -194,13 +197,13 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
 
 
 def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, bias: np.ndarray,
-                 scales: np.ndarray) -> np.ndarray:
+                 fast: quant.FastOutput) -> np.ndarray:
     """conv_params.blocks in `layout`. `bias` is the one conv_params would hold otherwise
-    (folded for convolutions, the model's for depthwise ones)."""
-    weights = op.weights.data
+    (folded for convolutions, the model's for depthwise ones), as `fast` moves it."""
+    weights, scales = op.weights.data, fast.scales
     if layout is blocks.DEPTHWISE_GROUPS:  # the zero point folded in too: border windows read it
         sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
-        return blocks.depthwise_blocks(2 * _folded_bias(op, sums).astype(np.int64), weights, scales)
+        return blocks.depthwise_blocks(2 * fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
     if layout is blocks.NARROW_CHANNELS:
         return blocks.narrow_blocks(bias, weights, scales)
     if layout is blocks.CHANNEL_QUADS:
@@ -210,16 +213,54 @@ def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout,
 
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
     """Whether every accumulator, shifted left by its channel's left shift, stays below 2^30
-    in magnitude for any input, so fast kernels may use a 32-bit output stage. A
-    convolution multiplies raw int8 inputs (|x| <= 128) with its zero point folded into the
-    bias; a depthwise one multiplies x - x_zp (|x - x_zp| <= 255)."""
+    in magnitude for any input, so fast kernels may use a 32-bit output stage."""
+    bound = _accumulator_bounds(op, bias) << np.maximum(np.array(shifts, dtype=np.int64), 0)
+    return bool((bound < quant.FAST_ACCUMULATOR_LIMIT).all())
+
+
+def _channel_weights(op: ir.Conv2D | ir.DepthwiseConv2D) -> np.ndarray:
+    """The weights as [channels, taps] int64, a row per output channel."""
     weights = op.weights.data.astype(np.int64)
     if isinstance(op, ir.DepthwiseConv2D):
-        per_channel = np.abs(weights).reshape(-1, weights.shape[-1]).sum(axis=0) * 255
-    else:
-        per_channel = np.abs(weights).reshape(weights.shape[0], -1).sum(axis=1) * 128
-    bound = (np.abs(bias.astype(np.int64)) + per_channel) << np.maximum(np.array(shifts, dtype=np.int64), 0)
-    return bool((bound < (1 << 30)).all())
+        return weights.reshape(-1, weights.shape[-1]).T
+    return weights.reshape(weights.shape[0], -1)
+
+
+def _accumulator_bounds(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray) -> np.ndarray:
+    """Per channel, a bound on the magnitude of the kernels' partial sums starting from `bias`
+    (the one conv_params holds)."""
+    return np.abs(bias.astype(np.int64)) + _weight_reach(op)
+
+
+def _weight_reach(op: ir.Conv2D | ir.DepthwiseConv2D) -> np.ndarray:
+    """Per channel, how far the kernels' partial sums move from their bias. A convolution
+    multiplies raw int8 inputs (|x| <= 128) with its zero point folded into the bias; a
+    depthwise one multiplies x - x_zp (|x - x_zp| <= 255), or, in DEPTHWISE_GROUPS, raw
+    inputs after a folded bias that may hold 128 * sum(|w|) more: 256 covers both."""
+    reach = 256 if isinstance(op, ir.DepthwiseConv2D) else 128
+    return np.abs(_channel_weights(op)).sum(axis=1) * reach
+
+
+def _accumulator_ranges(op: ir.Conv2D | ir.DepthwiseConv2D) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the least and greatest accumulator the reference can reach: its bias plus
+    each weight times the farthest input difference x - x_zp on either side (a padded tap
+    adds 0, which lies between them)."""
+    weights = _channel_weights(op)
+    below, above = -128 - op.input.zero_point, 127 - op.input.zero_point
+    bias = _bias_values(op, weights.shape[0])
+    low = bias + np.minimum(weights * below, weights * above).sum(axis=1)
+    high = bias + np.maximum(weights * below, weights * above).sum(axis=1)
+    return low, high
+
+
+def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, multipliers: list[int],
+                 shifts: list[int]) -> quant.FastOutput | None:
+    """The SIMD kernels' output rows, each channel proven on its own accumulator range (see
+    quant.fast_channel_rows), or None."""
+    low, high = _accumulator_ranges(op)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    return quant.fast_channel_rows(multipliers, shifts, op.output.zero_point, act_min, act_max, low, high,
+                                   bias, _weight_reach(op))
 
 
 def _add_fields(op: ir.Add, size: int, array=None) -> dict:
