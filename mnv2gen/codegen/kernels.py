@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from .. import ir
-from .blocks import CHANNEL_PAIRS, CHANNEL_QUADS, DEPTHWISE_GROUPS, NARROW_CHANNELS, BlockLayout
+from .blocks import CHANNEL_PAIRS, DEPTHWISE_GROUPS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
 
 
 class Variant(str, enum.Enum):
@@ -84,13 +84,13 @@ POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_
 POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row", SIMD,
                                  NARROW_CHANNELS)
                     for n in NARROW_POINTWISE_INPUTS}
-POINTWISE_QUADS = RowKernel("POINTWISE_QUADS", StageKind.CONV_1X1, "pointwise_quads_row", (Variant.DSP,),
-                            CHANNEL_QUADS)  # Helium has its own wide 1x1: POINTWISE_PIXELS on its dot products
+POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pairs_row", (Variant.DSP,),
+                            WORD_PAIRS)  # Helium has its own wide 1x1: POINTWISE_PIXELS on its dot products
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
                              DEPTHWISE_GROUPS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_QUADS,
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
 
 
@@ -119,8 +119,8 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
     if kind is StageKind.CONV_1X1:
         if simd and in_c in POINTWISE_NARROW:
             return POINTWISE_NARROW[in_c]
-        if simd and in_c % 4 == 0 and variant in POINTWISE_QUADS.variants:
-            return POINTWISE_QUADS
+        if simd and in_c % 4 == 0 and variant in POINTWISE_PAIRS.variants:
+            return POINTWISE_PAIRS
         return POINTWISE_PIXELS
     patch_bytes = op.kernel[0] * op.kernel[1] * in_c
     return CONV_PACKED if simd and patch_bytes <= MAX_PACKED_PATCH else CONV_PIXELS
