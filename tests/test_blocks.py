@@ -73,6 +73,9 @@ def test_depthwise_blocks():
 
 def test_every_variant_has_a_portable_kernel_per_stage_kind():
     for variant in Variant:
-        kinds = [kernel.stage for kernel in row_kernels(variant) if kernel.layout is None]
+        # the portable ones: in every variant, on the plain arrays (Helium's POINTWISE_VECTORS
+        # reads them too, but needs the fast output stage's `scales`)
+        kinds = [kernel.stage for kernel in row_kernels(variant)
+                 if kernel.layout is None and set(kernel.variants) == set(Variant)]
         assert sorted(kind.name for kind in kinds) == ["CONV", "CONV_1X1", "DEPTHWISE"], variant
     assert len({kernel.name for kernel in ROW_KERNELS}) == len(ROW_KERNELS)
