@@ -84,6 +84,38 @@ def test_fast_output_stage_equals_tflite_for_every_fast_shift():
             assert _fast_output_stage(acc, multiplier, shift_right, rounding) == expected, (acc, m, right, zp)
 
 
+def _vqrdmulh(a, b):
+    """Helium's VQRDMULH.S32 on one lane, as the Arm ARM defines it: (2ab + 2^31) >> 32,
+    saturated to int32."""
+    return max(-(1 << 31), min((1 << 31) - 1, (2 * a * b + (1 << 31)) >> 32))
+
+
+def _fast_output_lanes(acc, multiplier, right, rounding):
+    """The Helium kernels' output stage on one lane (templates/mve/output_stage.c.j2's
+    scaled_lanes_n): VQRDMULH, add the rounding term, add VSHR #31 of acc, VSHL by -right."""
+    def int32(x):
+        assert -(1 << 31) <= x < (1 << 31), "a lane overflowed"
+        return x
+    return int32(int32(_vqrdmulh(acc, multiplier) + rounding) + (acc >> 31)) >> right
+
+
+def test_vector_fast_output_stage_equals_tflite_for_every_fast_shift():
+    """The vector stage is the scalar one lane by lane: VQRDMULH never saturates on the
+    accumulators the fast stage takes (|acc| < 2^30), so it is SMMLAR's high half."""
+    rng = np.random.default_rng(11)
+    for right in range(1, quant.MAX_FAST_RIGHT_SHIFT + 1):
+        multipliers = rng.integers(1 << 30, 1 << 31, size=400, dtype=np.int64)
+        multipliers[:3] = [1 << 30, 0, (1 << 31) - 1]  # smallest normalized, a dead channel, the largest
+        zero_points = rng.integers(-128, 128, size=400)
+        zero_points[:2] = [-128, 127]
+        accs = rng.integers(-(1 << 30) + 1, 1 << 30, size=400, dtype=np.int64)
+        accs[:8] = [-1, -1, 0, 1, (1 << 30) - 1, -(1 << 30) + 1, -(1 << right), 3 << (right - 1)]
+        for acc, m, zp in zip(accs.tolist(), multipliers.tolist(), zero_points.tolist()):
+            multiplier, rounding, shift_right = (int(v) for v in quant.fast_output_scales([m], [-right], zp)[0])
+            expected = int(quant.multiply_by_quantized_multiplier(acc, m, -right)) + zp
+            assert _fast_output_lanes(acc, multiplier, shift_right, rounding) == expected, (acc, m, right, zp)
+
+
 def test_fast_output_stage_refuses_shifts_it_cannot_do():
     assert quant.fast_output_rounding([-1, -22], 5) is not None
     assert quant.fast_output_rounding([-1, 0], 5) is None  # no division: the sign trick is off by one

@@ -51,16 +51,16 @@ CHANNEL_PAIRS = BlockLayout(
     "PAIRS", 2, 4, "word of the receptive field (padded with zeros to whole words)",
     "per pair of output channels (an odd last one paired with zeros): the two doubled folded biases, the two "
     "channels' doubled weight pairs interleaved (one LDRD loads both channels' pair), their scales")
-CHANNEL_QUADS = BlockLayout(
-    "QUADS", 4, 4, "input word",
-    "per group of four output channels (the last filled up with zeros): the four folded biases, per word of "
-    "input the four channels' words of int8 weights, their scales")
+WORD_PAIRS = BlockLayout(
+    "WORD_PAIRS", 2, 2, "input word",
+    "per pair of output channels (an odd last one paired with zeros): the two folded biases, per word of input "
+    "the two channels' words of int8 weights (one LDRD loads both), their scales")
 DEPTHWISE_GROUPS = BlockLayout(
     "DEPTHWISE_GROUP", 4, 2, "tap",
     "per group of four channels: twice (bias - input zero point * sum of the channel's kernel), every tap read "
     "(border windows read the zero point), per tap the group's weights doubled as two halfword pairs, their scales")
 
-LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, CHANNEL_QUADS, DEPTHWISE_GROUPS)
+LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS)
 
 
 def padded_rows(weights: np.ndarray) -> np.ndarray:
@@ -109,21 +109,27 @@ def pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray
     return CHANNEL_PAIRS.pack(2 * bias, interleaved, scales)
 
 
-def interleaved_quads(rows: np.ndarray) -> np.ndarray:
+def interleaved_rows(rows: np.ndarray, group: int) -> np.ndarray:
     """int8 weight rows [n, depth] (depth a multiple of four) regrouped for the DSP kernels'
-    four-at-a-time dot products: per group of four rows (the last filled up with zero rows),
-    per word of input the four rows' words, so one pointer walks them. [groups, depth] words."""
+    dot products over `group` rows at a time: per group of rows (the last filled up with zero
+    rows), per word of input the group's words, so one pointer walks them. [groups, group *
+    depth / 4] words."""
     n, depth = rows.shape
-    padded = np.concatenate([rows, np.zeros((-n % 4, depth), dtype=rows.dtype)]).astype(np.int8)
-    octets = padded.view(np.uint8).reshape(-1, 4, depth // 4, 4).astype(np.int64)  # [group, row, word, byte]
+    padded = np.concatenate([rows, np.zeros((-n % group, depth), dtype=rows.dtype)]).astype(np.int8)
+    octets = padded.view(np.uint8).reshape(-1, group, depth // 4, 4).astype(np.int64)  # [group, row, word, byte]
     words = octets[..., 0] | octets[..., 1] << 8 | octets[..., 2] << 16 | octets[..., 3] << 24
-    return words.transpose(0, 2, 1).reshape(-1, depth)
+    return words.transpose(0, 2, 1).reshape(-1, group * depth // 4)
 
 
-def quad_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """CHANNEL_QUADS of a 1x1 convolution's weights [out_c, in_c]."""
-    bias, weights, scales = _filled_up(4, folded_bias, weights.reshape(weights.shape[0], -1), scales)
-    return CHANNEL_QUADS.pack(bias, interleaved_quads(weights), scales)
+def interleaved_quads(rows: np.ndarray) -> np.ndarray:
+    """FULLY_CONNECTED's weights for dot_quad_words: four rows at a time."""
+    return interleaved_rows(rows, 4)
+
+
+def word_pair_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """WORD_PAIRS of a 1x1 convolution's weights [out_c, in_c]."""
+    bias, weights, scales = _filled_up(2, folded_bias, weights.reshape(weights.shape[0], -1), scales)
+    return WORD_PAIRS.pack(bias, interleaved_rows(weights, 2), scales)
 
 
 def depthwise_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from .. import ir
-from .blocks import CHANNEL_PAIRS, CHANNEL_QUADS, DEPTHWISE_GROUPS, NARROW_CHANNELS, BlockLayout
+from .blocks import CHANNEL_PAIRS, DEPTHWISE_GROUPS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
 
 
 class Variant(str, enum.Enum):
@@ -126,16 +126,19 @@ ALL = tuple(Variant)
 CONV_PIXELS = RowKernel("CONV_PIXELS", StageKind.CONV, "conv_pixels", ALL)
 CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_packed_row", SIMD, CHANNEL_PAIRS)
 POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_pixels", ALL)
-POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row", SIMD,
-                                 NARROW_CHANNELS)
+POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row",
+                                 (Variant.DSP,), NARROW_CHANNELS)
                     for n in NARROW_POINTWISE_INPUTS}
-POINTWISE_QUADS = RowKernel("POINTWISE_QUADS", StageKind.CONV_1X1, "pointwise_quads_row", (Variant.DSP,),
-                            CHANNEL_QUADS)  # Helium has its own wide 1x1: POINTWISE_PIXELS on its dot products
+POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pairs_row", (Variant.DSP,),
+                            WORD_PAIRS)
+# Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
+POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
                              DEPTHWISE_GROUPS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_QUADS,
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
+               POINTWISE_VECTORS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
 
 
@@ -162,10 +165,12 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
     if kind is StageKind.DEPTHWISE:
         return DEPTHWISE_GROUPS if simd and out_c % 4 == 0 else DEPTHWISE_TAPS
     if kind is StageKind.CONV_1X1:
-        if simd and in_c in POINTWISE_NARROW:
+        if simd and variant in POINTWISE_VECTORS.variants:
+            return POINTWISE_VECTORS
+        if simd and in_c in POINTWISE_NARROW and variant in POINTWISE_NARROW[in_c].variants:
             return POINTWISE_NARROW[in_c]
-        if simd and in_c % 4 == 0 and variant in POINTWISE_QUADS.variants:
-            return POINTWISE_QUADS
+        if simd and in_c % 4 == 0 and variant in POINTWISE_PAIRS.variants:
+            return POINTWISE_PAIRS
         return POINTWISE_PIXELS
     patch_bytes = op.kernel[0] * op.kernel[1] * in_c
     return CONV_PACKED if simd and patch_bytes <= MAX_PACKED_PATCH else CONV_PIXELS

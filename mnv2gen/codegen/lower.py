@@ -206,8 +206,8 @@ def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout,
         return blocks.depthwise_blocks(2 * fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
     if layout is blocks.NARROW_CHANNELS:
         return blocks.narrow_blocks(bias, weights, scales)
-    if layout is blocks.CHANNEL_QUADS:
-        return blocks.quad_blocks(bias, weights, scales)
+    if layout is blocks.WORD_PAIRS:
+        return blocks.word_pair_blocks(bias, weights, scales)
     return blocks.pair_blocks(bias, blocks.padded_rows(weights), scales)
 
 
