@@ -75,6 +75,7 @@ class FirmwareReport:
         summary = {
             "board": self.board.name,
             "core": self.board.core,
+            **({"stand_in": self.board.stand_in} if self.board.stand_in else {}),
             "bit_exact": self.bit_exact,
             "inputs": self.inputs,
             "reference": self.reference,
