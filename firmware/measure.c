@@ -67,6 +67,23 @@ static uint32_t stack_used(const uint32_t *limit, const uint32_t *top)
     return (uint32_t)((uintptr_t)top - (uintptr_t)p);
 }
 
+#ifdef MODEL_SET_ARENA
+/* The arena, in .bss like a static one; aligned as the generated header asks (a double's). */
+static union {
+    uint8_t bytes[MODEL_ARENA_BUFFER_BYTES];
+    double align;
+} arena_buffer;
+#endif
+
+int prepare_model(void)
+{
+#ifdef MODEL_SET_ARENA
+    return MODEL_SET_ARENA(&arena_buffer, sizeof arena_buffer);
+#else
+    return 0;
+#endif
+}
+
 int run_measured(uint32_t *stack_bytes)
 {
     uint32_t *top = paint_stack(__stack_limit__);

@@ -137,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
                            temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
                            "use `mnv2gen run --board`)")
+    add_placement_options(verify)
     add_inputs_options(verify, default=100)
     verify.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro comparison")
     verify.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and UBSan")
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
                           "netduinoplus2 (STM32F405) too, as the flashable image (with --out: its .elf, "
                           ".bin, .hex), output on its USART; "
                           "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
+    add_placement_options(run)
     add_inputs_options(run, default=10)
     layers = run.add_mutually_exclusive_group()
     layers.add_argument("--profile", action="store_true",
@@ -197,7 +199,7 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
     placement = {name: getattr(args, name) for name in ("weights_section", "arena_section", "arena")
-                 if hasattr(args, name)}  # only compile takes them
+                 if hasattr(args, name)}  # compile, verify and run take them
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                           optimize=args.optimize, memory_budget=args.memory_budget, **placement)

@@ -32,6 +32,7 @@ class PlannedModel:
 @dataclass
 class CompileResult(PlannedModel):
     files: dict[str, str] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)  # what the C was generated with
 
 
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
@@ -61,7 +62,7 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
     planned = plan_model(model_path, options)
     if planned.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
         options = _portable_kernels(options, model_path)
-    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options))
+    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), options=options)
 
 
 def _portable_kernels(options: Options, model_path) -> Options:

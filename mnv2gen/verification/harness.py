@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from ..codegen.render import ArenaMode
 from ..errors import UserError
 
 
@@ -16,8 +17,9 @@ def find_compiler(preferred: str | None = None) -> str:
     raise UserError("no C compiler found (tried $CC, cc, gcc, clang); install gcc")
 
 
-def model_defines(prefix: str, trace: bool) -> list[str]:
-    """How a harness (host or firmware) finds the generated API under any --prefix."""
+def model_defines(prefix: str, trace: bool, external_arena: bool = False) -> list[str]:
+    """How a harness (host or firmware) finds the generated API under any --prefix; with
+    `external_arena` (C generated with --arena external), how it hands the model its arena."""
     P = prefix.upper()
     defines = [
         f'-DMODEL_HEADER="{prefix}_model.h"',
@@ -25,7 +27,14 @@ def model_defines(prefix: str, trace: bool) -> list[str]:
         f"-DMODEL_OUTPUT={prefix}_output",
         f"-DMODEL_INPUT_BYTES={P}_INPUT_BYTES", f"-DMODEL_OUTPUT_BYTES={P}_OUTPUT_BYTES",
     ]
+    if external_arena:
+        defines += [f"-DMODEL_SET_ARENA={prefix}_set_arena", f"-DMODEL_ARENA_BUFFER_BYTES={P}_ARENA_BUFFER_BYTES"]
     if trace:
         # Not -DTRACE: the generated model.c defines a TRACE() macro of its own.
         defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
     return defines
+
+
+def takes_external_arena(result) -> bool:
+    """Whether the compiled C (a CompileResult) wants its arena from the harness."""
+    return result.options.arena is ArenaMode.EXTERNAL

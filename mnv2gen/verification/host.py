@@ -20,6 +20,7 @@ from ..host_sim.build import build_host
 from ..host_sim.runner import run_host, trace_host
 from . import oracle
 from .compare import all_identical, make_inputs, numpy_dtype, same_bytes
+from .harness import takes_external_arena
 
 
 @dataclass
@@ -83,7 +84,8 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
     inputs = make_inputs(graph, count, seed)
     out_dtype, out_shape = numpy_dtype(graph.output), graph.output.shape
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
-        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
+        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize,
+                            external_arena=takes_external_arena(result))
         ours = run_host(binary, inputs, out_dtype, out_shape)
         expected = oracle.reference_outputs(model_path, inputs, out_shape, out_dtype)
         matches = same_bytes(ours, expected.outputs) & expected.ran
@@ -119,7 +121,7 @@ def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: 
     oracle.require_onnxruntime()
     output = result.graph.output
     inputs = make_inputs(result.graph, count, seed)
-    ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize)
+    ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize, takes_external_arena(result))
     expected = oracle.onnxruntime_outputs(model_path, inputs, output.shape, numpy_dtype(output))
     if "error" in expected.info:
         raise UserError(f"{expected.info['error']}; nothing to compare with", source=str(model_path))
@@ -133,17 +135,19 @@ def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: 
     return report
 
 
-def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool) -> np.ndarray:
+def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool,
+                  external_arena: bool = False) -> np.ndarray:
     """Build the C on this machine and run every input through it."""
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
-        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
+        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize, external_arena=external_arena)
         return run_host(binary, inputs, numpy_dtype(output), output.shape)
 
 
 def first_differing_layer(model_path, result: CompileResult, c_dir, single_input: np.ndarray,
                           workdir: Path, prefix: str) -> str:
     """Name the first layer whose output differs from TFLite's tensor of the same index."""
-    binary = build_host(c_dir, prefix, workdir / "model_trace", trace=True, opt="-O1")
+    binary = build_host(c_dir, prefix, workdir / "model_trace", trace=True, opt="-O1",
+                        external_arena=takes_external_arena(result))
     ours = trace_host(binary, single_input)
     theirs = oracle.reference_tensors(model_path, single_input)
     for number, op in enumerate(result.plan.steps):
