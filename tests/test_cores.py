@@ -94,6 +94,20 @@ def mnemonics(elf, *objdump_flags: str) -> tuple[set[str], set[str]]:
     return wide, narrow
 
 
+def callers(elf, function: str) -> set[str]:
+    """The functions of the ELF with a call to `function`."""
+    listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], check=True, capture_output=True,
+                             text=True).stdout
+    found, current = set(), None
+    for line in listing.splitlines():
+        start = re.match(r"^[0-9a-f]+ <(\S+)>:$", line)
+        if start:
+            current = start[1]
+        elif re.search(rf"\tbl\s.*<{re.escape(function)}>$", line):
+            found.add(current)
+    return found
+
+
 def test_the_armv6m_image_has_only_armv6m_instructions(tmp_path):
     """QEMU's Cortex-M3 would run an Armv7-M instruction without a word: the image's code (the
     model, the kernels, the harness and newlib's and libgcc's Armv6-M builds) is checked here."""
@@ -103,8 +117,9 @@ def test_the_armv6m_image_has_only_armv6m_instructions(tmp_path):
     wide, narrow = mnemonics(firmware.elf)
     assert wide <= ARMV6M_WIDE, wide - ARMV6M_WIDE
     assert not [m for m in narrow if ARMV7M_NARROW.match(m)]
-    # The 32x32->64 products of TFLite's output stage are libgcc calls on this core.
-    assert "__aeabi_lmul" in firmware.symbols
+    # No libgcc 64-bit multiply in the convolutions' output stage (32-bit multiplies instead;
+    # the per-channel fully connected head's single rounding keeps its int64 product).
+    assert not callers(firmware.elf, "__aeabi_lmul") & {"mnv2_produce_next_row", "mnv2_conv_pixels"}
     # And the check itself sees Armv7-M code for what it is.
     m3 = dataclasses.replace(BOARDS["mps2-an386"], core="cortex-m4")
     write_files(compile_model(model_path("mnv1_a025_96_c10"), Options(target="cortex-m4")).files, tmp_path / "m4")
@@ -139,3 +154,64 @@ def test_cortex_m85_builds_the_helium_kernels(out_dir, tmp_path):
     # objdump disassembles MVE only when told the architecture, and spells VMLADAVA VMLAVA.
     wide, _ = mnemonics(tmp_path / "kernels.o", "-marmv8.1-m.main")
     assert {"vmlava.s8", "vctp.8"} <= wide, "no Helium dot product in the M85's kernels"
+
+
+HIGH_MUL_CHECK = r"""
+#include "mnv2_kernels.c"
+#include <stdio.h>
+
+/* The other cores' form, which TFLite's equals. */
+static int32_t with_int64(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 30)) >> 31);
+}
+
+static uint64_t state = 0x9E3779B97F4A7C15u;
+static int32_t next(void)
+{
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (int32_t)(uint32_t)state;
+}
+
+int main(void)
+{
+    /* Both halves' extremes and their neighbours, every carry and sign boundary. */
+    static const int32_t edges[] = {INT32_MIN, INT32_MIN + 1, -1073741825, -1073741824, -65537, -65536,
+                                    -65535, -32769, -32768, -32767, -2, -1, 0, 1, 2, 32767, 32768, 32769,
+                                    65535, 65536, 65537, 1073741823, 1073741824, INT32_MAX - 1, INT32_MAX};
+    const int count = (int)(sizeof edges / sizeof edges[0]);
+    long wrong = 0, checked = 0;
+    for (int i = 0; i < count; i++) {
+        for (int j = 0; j < count; j++, checked++) {
+            wrong += mnv2_saturating_rounding_doubling_high_mul(edges[i], edges[j]) != with_int64(edges[i], edges[j]);
+        }
+    }
+    for (long k = 0; k < 20000000; k++, checked++) {
+        /* Random words, and random small ones (accumulators) times multipliers in [2^30, 2^31). */
+        const int32_t a = k & 1 ? next() : next() >> (next() & 31);
+        const int32_t b = k & 2 ? next() : (int32_t)(((uint32_t)next() >> 1) | 0x40000000u);
+        wrong += mnv2_saturating_rounding_doubling_high_mul(a, b) != with_int64(a, b);
+    }
+    printf("%ld %ld\n", checked, wrong);
+    return 0;
+}
+"""
+
+
+def test_the_armv6m_output_stage_equals_the_64_bit_one(tmp_path):
+    """Armv6-M has no 32x32->64 multiply: its C takes the rounded high half of a*b from four
+    16x16 products. Equal to the int64 form for every edge pair and 20 M random ones."""
+    files = compile_model(model_path("mnv1_a025_96_c10"), Options(target="cortex-m0plus")).files
+    assert "int64_t product = (int64_t)(int32_t)" not in files["mnv2_kernels.c"]  # nor in requantize()
+    write_files(files, tmp_path)
+    (tmp_path / "check.c").write_text(HIGH_MUL_CHECK)
+    subprocess.run(["gcc", "-O2", "-std=c99", "-I", str(tmp_path), str(tmp_path / "check.c"), "-o",
+                    str(tmp_path / "check")], check=True, capture_output=True)
+    checked, wrong = map(int, subprocess.run([str(tmp_path / "check")], check=True, capture_output=True,
+                                             text=True).stdout.split())
+    assert checked == 25 * 25 + 20_000_000 and wrong == 0
