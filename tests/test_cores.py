@@ -215,3 +215,12 @@ def test_the_armv6m_output_stage_equals_the_64_bit_one(tmp_path):
     checked, wrong = map(int, subprocess.run([str(tmp_path / "check")], check=True, capture_output=True,
                                              text=True).stdout.split())
     assert checked == 25 * 25 + 20_000_000 and wrong == 0
+
+
+@pytest.mark.parametrize("target, hint", [("cortex-m33", "--board mps2-an505"), ("cortex-m0plus", "--board mps2-an385"),
+                                          ("cortex-m85", "QEMU emulates no cortex-m85")])
+def test_verify_of_a_core_says_where_its_c_runs(target, hint, capsys):
+    from mnv2gen.cli import main
+
+    assert main(["verify", str(model_path("mnv1_a025_96_c10")), "--target", target]) == 2
+    assert hint in capsys.readouterr().err
