@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ..codegen.render import ArenaMode, Options
 from ..errors import UserError
 from ..targets import C_FLOAT_FLAGS, C_WARNINGS
 from ..verification.harness import model_defines, streams_input
@@ -86,11 +87,13 @@ def _compile(source: Path, obj: Path, flags: list[str]) -> None:
         raise RuntimeError(f"firmware build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
 
 
-def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool) -> tuple[list[Path], Path]:
+def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool,
+             external_arena: bool) -> tuple[list[Path], Path]:
     """Compile what is not compiled yet in `obj_dir`; return every object and the weights'.
     Only the harness and the model's run function change with tracing, so a traced build
     reuses the kernels and the (slow to compile) weights of an untraced one."""
     harness = [firmware_file(name) for name in HARNESS_SOURCES[board.console]]
+    defines = model_defines(prefix, trace, streams_input(c_dir, prefix), external_arena)
     base = [*board.cpu_flags, *C_FLAGS, "-I", str(c_dir), "-I", str(firmware_dir())]
     traced_sources = {*map(firmware_file, MODEL_USERS), c_dir / f"{prefix}_model.c"}
     jobs, objects = [], []
@@ -99,7 +102,7 @@ def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool)
         obj = obj_dir / f"{source.stem}{'-trace' if trace and varies else ''}.o"
         objects.append(obj)
         if not obj.exists():
-            jobs.append((source, obj, base + (model_defines(prefix, trace, streams_input(c_dir, prefix)) if varies else [])))
+            jobs.append((source, obj, base + (defines if varies else [])))
     obj_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor() as pool:
         for future in [pool.submit(_compile, *job) for job in jobs]:
@@ -107,9 +110,21 @@ def _objects(c_dir: Path, prefix: str, board: Board, obj_dir: Path, trace: bool)
     return objects, obj_dir / f"{prefix}_weights.o"
 
 
-def _link(objects: list[Path], board: Board, elf: Path, stack_size: int | None) -> None:
+def _placement_scripts(options: Options | None, ld_dir: Path) -> Path:
+    """The folder of the two files sections.ld includes, mapping the sections the C was placed
+    in: the weights' among the constants (flash), the arena's among .bss (zeroed RAM)."""
+    placed = {"placed_constants.ld": options and options.weights_section,
+              "placed_zeroed.ld": options and options.arena_section}
+    ld_dir.mkdir(parents=True, exist_ok=True)
+    for name, section in placed.items():
+        # Section names were validated (render.SECTION_PATTERN): nothing but [A-Za-z0-9_.].
+        (ld_dir / name).write_text(f"*({section})\n" if section else "/* nothing placed */\n")
+    return ld_dir
+
+
+def _link(objects: list[Path], board: Board, elf: Path, stack_size: int | None, placement_dir: Path) -> None:
     ld_dir = firmware_file("ld")
-    command = [tool("arm-none-eabi-gcc"), *board.cpu_flags, "-nostdlib", "-L", str(ld_dir),
+    command = [tool("arm-none-eabi-gcc"), *board.cpu_flags, "-nostdlib", "-L", str(placement_dir), "-L", str(ld_dir),
                "-T", board.linker_script, "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}"]
     if stack_size is not None:
         command.append(f"-Wl,--defsym=__stack_size__={stack_size}")
@@ -147,19 +162,22 @@ def _write_images(elf: Path) -> None:
 
 
 def build_firmware(c_dir: str | Path, prefix: str, board: Board, workdir: str | Path, *,
-                   trace: bool = False, stack_size: int | None = None, inputs=None) -> Firmware:
+                   trace: bool = False, stack_size: int | None = None, inputs=None,
+                   options: Options | None = None) -> Firmware:
     """Build `workdir`/firmware[-trace].elf from the generated C in `c_dir` and the harness.
     A USART board's image holds its `inputs` (an array, first axis the input number), and is
-    written as .bin and .hex too."""
+    written as .bin and .hex too. `options`, those the C was generated with: its sections
+    are placed in the board's memories, an external arena is handed over by the harness."""
     c_dir, workdir = Path(c_dir), Path(workdir)
     _check_libc(board)
-    objects, weights = _objects(c_dir, prefix, board, workdir / "obj", trace)
+    external_arena = options is not None and options.arena is ArenaMode.EXTERNAL
+    objects, weights = _objects(c_dir, prefix, board, workdir / "obj", trace, external_arena)
     if board.console is Console.USART:
         count = 0 if inputs is None else len(inputs)
         data = b"" if inputs is None else inputs.tobytes()
         objects.append(_inputs_object(data, count, board, workdir / "obj"))
     elf = workdir / f"firmware{'-trace' if trace else ''}.elf"
-    _link(objects, board, elf, stack_size)
+    _link(objects, board, elf, stack_size, _placement_scripts(options, workdir / "ld"))
     if board.flashable:
         _write_images(elf)
     return Firmware(elf=elf, board=board, weights_object=weights)

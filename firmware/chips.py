@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..targets import cpu_flags
 from .build import C_FLAGS, section_sizes
 
 KB = 1024
@@ -38,7 +39,6 @@ class Chip:
     name: str  # what --board takes
     part: str  # the part number the sizes are of
     core: str
-    cpu_flags: tuple[str, ...]  # to measure the code (arm-none-eabi-gcc)
     target: str  # the --target compile uses for it by default (one of targets.TARGETS)
     flash: Region
     ram: Region  # where the arena goes: the largest contiguous RAM
@@ -46,46 +46,42 @@ class Chip:
     note: str = ""
 
     @property
+    def cpu_flags(self) -> tuple[str, ...]:
+        """To measure the code with arm-none-eabi-gcc: the flags of the chip's core."""
+        return cpu_flags(self.target)
+
+    @property
     def description(self) -> str:
         return f"{self.part}, {self.core}" + (f"; {self.note}" if self.note else "")
 
 
-_M4 = ("-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
-_M7 = ("-mthumb", "-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
-_M33 = ("-mthumb", "-mcpu=cortex-m33", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard")
-_M0PLUS = ("-mthumb", "-mcpu=cortex-m0plus", "-mfloat-abi=soft")
-# arm-none-eabi-gcc 12 has no -mcpu=cortex-m85; the M55 has the same instruction set
-# (Armv8.1-M, Helium), so its code size stands in.
-_M85 = ("-mthumb", "-mcpu=cortex-m55", "-mfloat-abi=hard")
-
 CHIPS = {chip.name: chip for chip in [
-    Chip("stm32f405", "STM32F405RG", "Cortex-M4F", _M4, "cortex-m4",
+    Chip("stm32f405", "STM32F405RG", "Cortex-M4F", "cortex-m4",
          Region("flash", 0x08000000, 1024 * KB), Region("SRAM1+SRAM2", 0x20000000, 128 * KB),
          stack=Region("CCM", 0x10000000, 64 * KB)),
-    Chip("stm32f411", "STM32F411RE", "Cortex-M4F", _M4, "cortex-m4",
+    Chip("stm32f411", "STM32F411RE", "Cortex-M4F", "cortex-m4",
          Region("flash", 0x08000000, 512 * KB), Region("SRAM", 0x20000000, 128 * KB)),
-    Chip("stm32f746", "STM32F746NG", "Cortex-M7", _M7, "cortex-m7",
+    Chip("stm32f746", "STM32F746NG", "Cortex-M7", "cortex-m7",
          Region("flash", 0x08000000, 1024 * KB), Region("DTCM+SRAM1+SRAM2", 0x20000000, 320 * KB)),
-    Chip("stm32h743", "STM32H743ZI", "Cortex-M7", _M7, "cortex-m7",
+    Chip("stm32h743", "STM32H743ZI", "Cortex-M7", "cortex-m7",
          Region("flash", 0x08000000, 2048 * KB), Region("AXI SRAM", 0x24000000, 512 * KB),
          stack=Region("DTCM", 0x20000000, 128 * KB), note="also SRAM1-3 288 KB, SRAM4 64 KB, ITCM 64 KB"),
-    Chip("stm32l475", "STM32L475VG", "Cortex-M4F", _M4, "cortex-m4",
+    Chip("stm32l475", "STM32L475VG", "Cortex-M4F", "cortex-m4",
          Region("flash", 0x08000000, 1024 * KB), Region("SRAM1", 0x20000000, 96 * KB),
          stack=Region("SRAM2", 0x10000000, 32 * KB)),
-    Chip("stm32u585", "STM32U585AI", "Cortex-M33", _M33, "host",
+    Chip("stm32u585", "STM32U585AI", "Cortex-M33", "cortex-m33",
          Region("flash", 0x08000000, 2048 * KB), Region("SRAM1+SRAM2+SRAM3", 0x20000000, 768 * KB),
-         note="portable C (no M33 kernels yet); also SRAM4 16 KB"),
-    Chip("nrf52840", "nRF52840", "Cortex-M4F", _M4, "cortex-m4",
+         note="also SRAM4 16 KB"),
+    Chip("nrf52840", "nRF52840", "Cortex-M4F", "cortex-m4",
          Region("flash", 0x00000000, 1024 * KB), Region("RAM", 0x20000000, 256 * KB)),
-    Chip("nrf5340", "nRF5340 (application core)", "Cortex-M33", _M33, "host",
-         Region("flash", 0x00000000, 1024 * KB), Region("RAM", 0x20000000, 512 * KB),
-         note="portable C (no M33 kernels yet)"),
-    Chip("rp2040", "RP2040 (Raspberry Pi Pico: 2 MB QSPI flash)", "Cortex-M0+", _M0PLUS, "host",
+    Chip("nrf5340", "nRF5340 (application core)", "Cortex-M33", "cortex-m33",
+         Region("flash", 0x00000000, 1024 * KB), Region("RAM", 0x20000000, 512 * KB)),
+    Chip("rp2040", "RP2040 (Raspberry Pi Pico: 2 MB QSPI flash)", "Cortex-M0+", "cortex-m0plus",
          Region("QSPI flash (XIP)", 0x10000000, 2048 * KB), Region("SRAM0-5", 0x20000000, 264 * KB),
-         note="portable C; the flash is the board's external chip"),
-    Chip("ra8d1", "R7FA8D1BH (RA8D1)", "Cortex-M85", _M85, "cortex-m55",
+         note="the flash is the board's external chip"),
+    Chip("ra8d1", "R7FA8D1BH (RA8D1)", "Cortex-M85", "cortex-m85",
          Region("code flash", 0x02000000, 2048 * KB), Region("SRAM", 0x22000000, 896 * KB),
-         note="Helium C of --target cortex-m55; also 128 KB TCM"),
+         note="also 128 KB TCM"),
 ]}
 
 

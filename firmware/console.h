@@ -6,6 +6,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* C++ applications (examples/firmware_cmake/sketch.cpp) print through it too */
+#endif
+
 void console_print(const char *text);
 
 /* `value` in base 10, or in base 16 with a 0x prefix. */
@@ -20,5 +24,9 @@ void console_print_stack_bytes(uint32_t stack_bytes);
 /* End the program with `code`: the exit status under semihosting; on a real board the line
  * "harness: exit <code>", then the core idles for good. */
 void console_exit(int code) __attribute__((noreturn));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* FW_CONSOLE_H */

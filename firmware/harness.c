@@ -10,7 +10,8 @@
  *
  * Each inference is measured by measure.c (instructions between markers, stack depth).
  *
- * Exit codes: 0 success; 3 bad command line or request; 4 MODEL_RUN() failed; 5 I/O error;
+ * Exit codes: 0 success; 3 bad command line or request; 4 MODEL_RUN() (or, with an external
+ * arena, handing it over) failed; 5 I/O error;
  * 6 a fault (startup.c). The magic "FALT" instead of "MNV2" executes an undefined instruction,
  * so tests can prove that a fault ends the program with a non-zero code.
  *
@@ -92,6 +93,8 @@ int main(void)
         undefined_instruction();
     if (memcmp(magic, "MNV2", 4) != 0 || !semihost_read(in, &count, sizeof count))
         return console_fail(EXIT_REQUEST, "bad request header");
+    if (prepare_model() != 0)
+        return console_fail(EXIT_RUN, "the model refused the arena");
     int32_t out = semihost_open(words[2], SEMIHOST_MODE_WRITE_BINARY);
     if (out < 0)
         return console_fail(EXIT_IO, "cannot open the output file");

@@ -48,6 +48,8 @@ static void print_hex(const uint8_t *bytes, uint32_t count)
 int main(void)
 {
     uint32_t stack_bytes = 0;
+    if (prepare_model() != 0)
+        return console_fail(EXIT_RUN, "the model refused the arena");
     console_print("harness: inputs ");
     console_print_u32(harness_input_count, 10);
     console_print("\n");

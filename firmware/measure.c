@@ -39,19 +39,23 @@ __attribute__((noipa)) void TRACE_HOOK(int32_t layer, const void *data, int32_t 
 #endif
 
 /* Fill the free stack, from `limit` (in r0) up to the caller's stack pointer, with STACK_PAINT,
- * and return that stack pointer. Naked, so it uses no stack of its own while painting. */
+ * and return that stack pointer. Naked, so it uses no stack of its own while painting. Only
+ * instructions Armv6-M has (the Cortex-M0+ build runs this too): the constant from a literal
+ * pool placed right after the code; unified syntax, which GCC leaves for Thumb-1 inline asm. */
 __attribute__((naked, noinline)) static uint32_t *paint_stack(uint32_t *limit __attribute__((unused)))
 {
     __asm__ volatile(
+        "    .syntax unified\n"
         "    mov r1, sp\n"
-        "    movw r2, #0xA5A5\n"
-        "    movt r2, #0xA5A5\n"
+        "    ldr r2, =0xA5A5A5A5\n"
         "1:  cmp r0, r1\n"
         "    bhs 2f\n"
-        "    str r2, [r0], #4\n"
+        "    str r2, [r0]\n"
+        "    adds r0, #4\n"
         "    b 1b\n"
         "2:  mov r0, r1\n"
-        "    bx lr\n");
+        "    bx lr\n"
+        "    .ltorg\n");
 }
 
 /* Bytes of stack used below `top` since it was painted: the lowest word no longer painted. */
@@ -77,6 +81,23 @@ static int fill_from_frame(void *ctx, int32_t first_row, int32_t row_count, MODE
 #else
 #define RUN_MODEL(frame) ((void)(frame), MODEL_RUN())
 #endif
+
+#ifdef MODEL_SET_ARENA
+/* The arena, in .bss like a static one; aligned as the generated header asks (a double's). */
+static union {
+    uint8_t bytes[MODEL_ARENA_BUFFER_BYTES];
+    double align;
+} arena_buffer;
+#endif
+
+int prepare_model(void)
+{
+#ifdef MODEL_SET_ARENA
+    return MODEL_SET_ARENA(&arena_buffer, sizeof arena_buffer);
+#else
+    return 0;
+#endif
+}
 
 int run_measured(const void *frame, uint32_t *stack_bytes)
 {

@@ -5,6 +5,10 @@
 
 #include <stdint.h>
 
+/* Hand the model its arena if it takes one from the caller (C generated with --arena
+ * external: the build defines MODEL_SET_ARENA); 0 on success. Call once, before any input. */
+int prepare_model(void);
+
 /* Run the model once between the markers; return its result and raise `*stack_bytes` to
  * this run's stack depth if deeper. C generated with --input rows takes its input from
  * `frame` (MODEL_INPUT_ROWS rows of what fill writes, outside the arena, e.g. in flash) row by row, the copies

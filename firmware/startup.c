@@ -51,9 +51,12 @@ __attribute__((section(".vectors"), used)) static const vector_t vectors[16] = {
 
 static void enable_fpu(void)
 {
+    /* Only where there is one: the Cortex-M0+ has no FPU, and no CPACR to write. */
+#if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
     SCB_CPACR |= CPACR_CP10_CP11_FULL;
     /* The new access rights must be in effect before the next instruction can touch the FPU. */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
 }
 
 void Reset_Handler(void)

@@ -18,14 +18,15 @@ def harness_source() -> Path:
 
 def build_host(c_dir: str | Path, prefix: str, binary: str | Path, *, trace: bool = False,
                sanitize: bool = False, compiler: str | None = None, opt: str = "-O2",
-               extra_flags: tuple[str, ...] = ()) -> Path:
+               extra_flags: tuple[str, ...] = (), external_arena: bool = False) -> Path:
     """Compile every .c of `c_dir` plus the harness into `binary`; `extra_flags` go to the
     compiler as they are, after the standard ones (e.g. the generated C's
-    -D<PREFIX>_DEBUG_CANARIES). -lm: ONNX models' fmaf."""
+    -D<PREFIX>_DEBUG_CANARIES). -lm: ONNX models' fmaf. `external_arena`: the C was generated
+    with --arena external, and the harness hands it a buffer."""
     c_dir, binary = Path(c_dir), Path(binary)
     sources = sorted(str(p) for p in c_dir.glob("*.c")) + [str(harness_source())]
     command = [find_compiler(compiler), opt, *C_WARNINGS, *C_FLOAT_FLAGS, *(SANITIZERS if sanitize else []),
-               *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace, streams_input(c_dir, prefix)), *sources, "-o", str(binary), "-lm"]
+               *extra_flags, "-I", str(c_dir), *model_defines(prefix, trace, streams_input(c_dir, prefix), external_arena), *sources, "-o", str(binary), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"host build failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")

@@ -100,6 +100,15 @@ static int run_on_frame(void)
 #define RUN() MODEL_RUN()
 #endif
 
+#ifdef MODEL_SET_ARENA
+/* C generated with --arena external takes its arena from the caller: this one, handed over
+ * once before the first input (the generated header's alignment is that of a double). */
+static union {
+    uint8_t bytes[MODEL_ARENA_BUFFER_BYTES];
+    double align;
+} arena_buffer;
+#endif
+
 static int read_exact(void *buffer, size_t bytes)
 {
     return fread(buffer, 1, bytes, stdin) == bytes;
@@ -122,6 +131,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "harness: bad request header\n");
         return 3;
     }
+#ifdef MODEL_SET_ARENA
+    if (MODEL_SET_ARENA(&arena_buffer, sizeof arena_buffer) != 0) {
+        fprintf(stderr, "harness: the model refused the arena\n");
+        return 4;
+    }
+#endif
     for (i = 0; i < count; ++i) {
         if (!read_exact(INPUT_BUFFER(), FRAME_BYTES)) {
             fprintf(stderr, "harness: input %u is truncated\n", (unsigned)i);

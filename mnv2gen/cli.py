@@ -25,7 +25,7 @@ from .codegen.render import PREFIX_PATTERN, REFERENCES, ArenaMode, Options, chec
 from .targets import TARGETS
 from .errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, EXIT_USER_ERROR, UserError
 from .outputs import check_output_file, check_output_folder, is_firmware_image, is_png
-from .firmware.boards import BOARDS, get_board
+from .firmware.boards import BOARDS, emulated_board, get_board
 from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 from .plan.streaming import InputMode
@@ -66,10 +66,6 @@ MAX_INPUTS = 10_000  # random inputs per verification (each is a model input hel
 _inputs = _whole_number(1, MAX_INPUTS, "the number of random inputs")
 _seed = _whole_number(0, 2**32 - 1, "a seed")
 _budget = _whole_number(1, 2**40, "the arena budget in bytes")
-
-# Where `verify --target X` can run instead: the emulated board of each Cortex-M core.
-EMULATED_BOARD = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m55": "mps3-an547"}
-
 
 class UsageError(UserError):
     """A flag or argument argparse refused."""
@@ -149,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
 
     temporary = "folder for the generated C files (default: a temporary folder, deleted afterwards)"
     compile_ = model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
-                             "the core the C is for: host is portable C; cortex-m4/m7 use the DSP extension, "
-                             "cortex-m55 Helium (default: host)")
+                             "the core the C is for: host and cortex-m0plus are portable C; cortex-m4/m7/m33 "
+                             "use the DSP extension, cortex-m55/m85 Helium (default: host)")
     add_placement_options(compile_)
     compile_.add_argument("--board", choices=list(CHIPS), metavar="BOARD",
                           help="check that the model fits this part's flash and RAM (exit 2 with the numbers if "
@@ -158,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = model_command("verify", "compile, build on this machine and compare with TFLite, bit for bit",
                            temporary, "only host: verify runs the C on this machine (for a Cortex-M core, "
                            "use `mnv2gen run --board`)")
+    add_placement_options(verify)
     add_inputs_options(verify, default=100)
     verify.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro comparison")
     verify.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and UBSan")
@@ -177,10 +174,12 @@ def _parser() -> argparse.ArgumentParser:
                         "bit for bit, and measure instructions, sizes and stack", temporary,
                         "the board's core, which is the default; any other is refused")
     run.add_argument("--board", choices=list(BOARDS), default="mps2-an386",
-                     help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55) run under QEMU; "
+                     help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps2-an505 (M33), mps3-an547 (M55) run "
+                          "under QEMU, and mps2-an385 (an M3) runs the Cortex-M0+'s Armv6-M code; "
                           "netduinoplus2 (STM32F405) too, as the flashable image (with --out: its .elf, "
                           ".bin, .hex), output on its USART; "
                           "stm32f746 and stm32h743 only check that the model fits (default: mps2-an386)")
+    add_placement_options(run)
     add_inputs_options(run, default=10)
     layers = run.add_mutually_exclusive_group()
     layers.add_argument("--profile", action="store_true",
@@ -217,7 +216,7 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
     from .compiler import compile_model, write_files
 
     placement = {name: getattr(args, name) for name in ("weights_section", "arena_section", "arena")
-                 if hasattr(args, name)}  # only compile takes them
+                 if hasattr(args, name)}  # compile, verify and run take them
     try:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                           optimize=args.optimize, memory_budget=args.memory_budget,
@@ -303,9 +302,11 @@ def _fit_lines(chip, result, options) -> list[str]:
 
 def _check_verify_target(args) -> None:
     if args.target not in (None, "host"):
+        board = emulated_board(args.target)
+        elsewhere = (f"run the {args.target} C under QEMU: mnv2gen run {args.model} --board {board.name}" if board
+                     else f"QEMU emulates no {args.target}: compile --target {args.target} and build it for your board")
         raise UserError(f"verify builds and runs the C on this machine, which cannot run --target "
-                        f"{args.target} code; verify --target host, or run the {args.target} C under QEMU: "
-                        f"mnv2gen run {args.model} --board {EMULATED_BOARD[args.target]}")
+                        f"{args.target} code; verify --target host, or {elsewhere}")
     args.target = "host"
 
 
@@ -461,6 +462,7 @@ def _profile_lines(report) -> list[str]:
 def _firmware_lines(report) -> list[str]:
     board, sizes = report.board, report.sizes
     lines = [f"board: {board.name} ({board.description})",
+             *([f"note: {board.stand_in}"] if board.stand_in else []),
              f"flash: {sizes['flash_bytes']:,} bytes = weights {sizes['weights_bytes']:,} + code and "
              f"other constants {sizes['code_bytes']:,}"
              + (f" + the linked test inputs {sizes['test_inputs_bytes']:,}" if sizes["test_inputs_bytes"] else "")

@@ -35,6 +35,7 @@ class PlannedModel:
 class CompileResult(PlannedModel):
     files: dict[str, str] = field(default_factory=dict)
     preprocess: Preprocess | None = None  # what fill delivers (--input-format), None: the model's input
+    options: Options = field(default_factory=Options)  # what the C was generated with
 
 
 def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
@@ -72,7 +73,8 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
             preprocess.check(planned.graph.input)
         except ValueError as exc:
             raise UserError(str(exc), source=str(model_path)) from None
-    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), preprocess=preprocess)
+    return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), preprocess=preprocess,
+                         options=options)
 
 
 def _portable_kernels(options: Options, model_path) -> Options:

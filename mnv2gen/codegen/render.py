@@ -23,18 +23,22 @@ from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from ..plan.streaming import InputMode
 from ..preprocess import Normalize, PixelFormat, Preprocess
-from ..targets import C_FLOAT_FLAGS, TARGETS, cpu_flags
+from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 # Kernel variants (templates/<variant>/): portable C, or the DSP extension's SIMD.
-KERNEL_VARIANTS = {"host": Variant.REF, "cortex-m4": Variant.DSP, "cortex-m7": Variant.DSP, "cortex-m55": Variant.MVE}
-# The variants each core can run (the Cortex-M55 has the DSP extension besides Helium), for
-# benchmarks that compare them on one core.
-CORE_VARIANTS = {"host": (Variant.REF,), "cortex-m4": (Variant.REF, Variant.DSP),
-                 "cortex-m7": (Variant.REF, Variant.DSP), "cortex-m55": tuple(Variant)}
+# The Cortex-M0+ (Armv6-M) has neither: the portable C.
+KERNEL_VARIANTS = {"host": Variant.REF, "cortex-m0plus": Variant.REF, "cortex-m4": Variant.DSP,
+                   "cortex-m7": Variant.DSP, "cortex-m33": Variant.DSP, "cortex-m55": Variant.MVE,
+                   "cortex-m85": Variant.MVE}
+# The variants each core can run (the Cortex-M55 and M85 have the DSP extension besides
+# Helium), for benchmarks that compare them on one core.
+CORE_VARIANTS = {"host": (Variant.REF,), "cortex-m0plus": (Variant.REF,), "cortex-m4": (Variant.REF, Variant.DSP),
+                 "cortex-m7": (Variant.REF, Variant.DSP), "cortex-m33": (Variant.REF, Variant.DSP),
+                 "cortex-m55": tuple(Variant), "cortex-m85": tuple(Variant)}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int32_t": 8}
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
@@ -363,6 +367,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     bindings = _ArenaBindings(options.arena is ArenaMode.EXTERNAL)
     context = dict(
         p=p, P=P, banner=_banner(graph, options), target=options.target, required_feature=VARIANT_FEATURES.get(variant),
+        core_flag=core_flag(options.target) if options.target != "host" else None,
         arena_bytes=plan.arena_bytes, external_arena=options.arena is ArenaMode.EXTERNAL,
         arena_align=ARENA_ALIGN, arena_data_bytes=-(-plan.arena_bytes // ARENA_ALIGN) * ARENA_ALIGN,
         weights_section=options.weights_section, arena_section=options.arena_section,

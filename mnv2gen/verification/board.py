@@ -77,6 +77,7 @@ class FirmwareReport:
         summary = {
             "board": self.board.name,
             "core": self.board.core,
+            **({"stand_in": self.board.stand_in} if self.board.stand_in else {}),
             "bit_exact": self.bit_exact,
             "inputs": self.inputs,
             "reference": self.reference,
@@ -124,7 +125,7 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         if board.console is Console.USART:
             firmware, run = _run_linked(c_dir, prefix, board, Path(tmp), result, fed)
         else:
-            firmware = build_firmware(c_dir, prefix, board, tmp)
+            firmware = build_firmware(c_dir, prefix, board, tmp, options=result.options)
             run = _run(firmware, result, fed) if board.runnable else None
         report = FirmwareReport(board=board, sizes=firmware_sizes(firmware), arena_bytes=result.arena_bytes,
                                 reference=reference)
@@ -140,7 +141,7 @@ def run_on_board(model_path: str | Path, result: CompileResult, c_dir: str | Pat
         report.cycles_estimate_m4 = [span.cycles for span in run.runs]
         report.cycles_estimate_m4_wait_states = [span.cycles_at(FLASH_WAIT_STATES) for span in run.runs]
         if per_layer:
-            traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=fed[:1])
+            traced = build_firmware(c_dir, prefix, board, tmp, trace=True, inputs=fed[:1], options=result.options)
             _add_layers(report, _run(traced, result, fed[:1], f"{prefix}_trace"), result.plan.steps)
     return report
 
@@ -157,7 +158,7 @@ def _run_linked(c_dir, prefix: str, board: Board, workdir: Path, result: Compile
     first, runs = None, []
     for start in range(0, len(inputs), per_image):
         batch = inputs[start:start + per_image]
-        firmware = build_firmware(c_dir, prefix, board, workdir, inputs=batch)
+        firmware = build_firmware(c_dir, prefix, board, workdir, inputs=batch, options=result.options)
         if first is None:
             paths = _keep_images(firmware, workdir / "first", "firmware")
             first = dataclasses.replace(firmware, elf=paths[0])

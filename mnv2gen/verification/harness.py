@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..codegen.render import ArenaMode
 from ..errors import UserError
 
 
@@ -25,10 +26,11 @@ def streams_input(c_dir: str | Path, prefix: str) -> bool:
     return f"int {prefix}_run_rows(" in header.read_text(encoding="ascii")
 
 
-def model_defines(prefix: str, trace: bool, rows: bool = False) -> list[str]:
+def model_defines(prefix: str, trace: bool, rows: bool = False, external_arena: bool = False) -> list[str]:
     """How a harness (host or firmware) finds the generated API under any --prefix. With
     `rows` (C generated with --input rows) the harness keeps each input frame outside the
-    arena and hands its rows to <prefix>_run_rows() from a fill function."""
+    arena and hands its rows to <prefix>_run_rows() from a fill function; with
+    `external_arena` (C generated with --arena external), it hands the model its arena."""
     P = prefix.upper()
     defines = [
         f'-DMODEL_HEADER="{prefix}_model.h"',
@@ -41,7 +43,14 @@ def model_defines(prefix: str, trace: bool, rows: bool = False) -> list[str]:
                     f"-DMODEL_INPUT_ROWS={P}_INPUT_ROWS",
                     f"-DMODEL_INPUT_ROW_BYTES={P}_INPUT_ROW_BYTES",
                     f"-DMODEL_INPUT_MAX_FILL_ROWS={P}_INPUT_MAX_FILL_ROWS"]
+    if external_arena:
+        defines += [f"-DMODEL_SET_ARENA={prefix}_set_arena", f"-DMODEL_ARENA_BUFFER_BYTES={P}_ARENA_BUFFER_BYTES"]
     if trace:
         # Not -DTRACE: the generated model.c defines a TRACE() macro of its own.
         defines += ["-DHARNESS_TRACE", f"-D{P}_TRACE", f"-DTRACE_HOOK={prefix}_trace"]
     return defines
+
+
+def takes_external_arena(result) -> bool:
+    """Whether the compiled C (a CompileResult) wants its arena from the harness."""
+    return result.options.arena is ArenaMode.EXTERNAL

@@ -20,6 +20,7 @@ from ..host_sim.build import build_host
 from ..host_sim.runner import run_host, trace_host
 from . import oracle
 from .compare import all_identical, make_inputs, model_inputs, numpy_dtype, same_bytes
+from .harness import takes_external_arena
 
 
 @dataclass
@@ -87,7 +88,8 @@ def verify(model_path: str | Path, result: CompileResult, c_dir: str | Path, *, 
         inputs = result.preprocess.reference(fed, graph.input)  # what TFLite is given
     out_dtype, out_shape = numpy_dtype(graph.output), graph.output.shape
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
-        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
+        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize,
+                            external_arena=takes_external_arena(result))
         ours = run_host(binary, fed, out_dtype, out_shape)
         expected = oracle.reference_outputs(model_path, inputs, out_shape, out_dtype)
         matches = same_bytes(ours, expected.outputs) & expected.ran
@@ -125,7 +127,7 @@ def _verify_onnx(model_path, result: CompileResult, c_dir, *, count: int, seed: 
     oracle.require_onnxruntime()
     output = result.graph.output
     inputs = make_inputs(result.graph, count, seed)
-    ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize)
+    ours = run_c_on_host(c_dir, prefix, inputs, output, sanitize, takes_external_arena(result))
     expected = oracle.onnxruntime_outputs(model_path, model_inputs(result.graph, inputs), output.shape,
                                           numpy_dtype(output))
     if "error" in expected.info:
@@ -155,7 +157,8 @@ def first_differing_onnx_layer(model_path, result: CompileResult, c_dir, c_input
     steps = [(number, op, names[_last_stage(op).index]) for number, op in enumerate(result.plan.steps)
              if _last_stage(op).index in names]
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
-        binary = build_host(c_dir, prefix, Path(tmp) / "model_trace", trace=True, opt="-O1")
+        binary = build_host(c_dir, prefix, Path(tmp) / "model_trace", trace=True, opt="-O1",
+                            external_arena=takes_external_arena(result))
         ours = trace_host(binary, c_input)
     oracle_input = model_inputs(result.graph, c_input[np.newaxis])[0]
     theirs = oracle.onnxruntime_tensors(model_path, oracle_input, [name for _, _, name in steps])
@@ -183,17 +186,19 @@ def _as_stored(data: bytes, t: ir.Tensor) -> np.ndarray:
     return values.transpose(0, 3, 1, 2) if values.ndim == 4 else values
 
 
-def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool) -> np.ndarray:
+def run_c_on_host(c_dir, prefix: str, inputs: np.ndarray, output: ir.Tensor, sanitize: bool,
+                  external_arena: bool = False) -> np.ndarray:
     """Build the C on this machine and run every input through it."""
     with tempfile.TemporaryDirectory(prefix="mnv2gen-verify-") as tmp:
-        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize)
+        binary = build_host(c_dir, prefix, Path(tmp) / "model", sanitize=sanitize, external_arena=external_arena)
         return run_host(binary, inputs, numpy_dtype(output), output.shape)
 
 
 def first_differing_layer(model_path, result: CompileResult, c_dir, single_input: np.ndarray,
                           workdir: Path, prefix: str) -> str:
     """Name the first layer whose output differs from TFLite's tensor of the same index."""
-    binary = build_host(c_dir, prefix, workdir / "model_trace", trace=True, opt="-O1")
+    binary = build_host(c_dir, prefix, workdir / "model_trace", trace=True, opt="-O1",
+                        external_arena=takes_external_arena(result))
     ours = trace_host(binary, single_input)
     theirs = oracle.reference_tensors(model_path, single_input)
     for number, op in enumerate(result.plan.steps):
