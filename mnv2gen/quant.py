@@ -33,9 +33,10 @@ def round_half_away(x: float) -> int:
 
 
 def roundf(x: np.float32) -> np.float32:
-    """C's roundf() on a float32 value."""
+    """C's roundf() on a float32 value: halves away from zero. The + 0.5 is done in float64,
+    where it is exact: in float32, 0.5 - 2^-25 + 0.5 would round up to 1 and floor to 1."""
     x = np.float32(x)
-    return np.float32(np.sign(x) * np.floor(np.abs(x) + np.float32(0.5)))
+    return np.float32(np.sign(x) * np.floor(np.float64(np.abs(x)) + 0.5))
 
 
 # --------------------------------------------------------------------------- multipliers

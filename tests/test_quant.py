@@ -312,3 +312,17 @@ def test_logistic_tables_equal_tflites_recipe_on_this_hosts_libm():
         assert ours.tolist() == theirs
         compared += 1
     assert compared >= 290
+
+
+def test_roundf_is_c_roundf_at_the_halves_and_just_below():
+    import ctypes
+
+    libm = ctypes.CDLL("libm.so.6")
+    libm.roundf.restype, libm.roundf.argtypes = ctypes.c_float, [ctypes.c_float]
+    below_half = np.nextafter(np.float32(0.5), np.float32(0))  # 0.5 - 2^-25
+    values = [below_half, -below_half, 0.5, -0.5, 1.5, 2.5, -2.5, np.float32(8388607.5), np.float32(16777215.0),
+              np.nextafter(np.float32(1.5), np.float32(0)), np.float32(3e38), np.float32(-3e38), 0.0]
+    rng = np.random.default_rng(0)
+    values += list(rng.standard_normal(2000).astype(np.float32) * np.float32(100))
+    for value in values:
+        assert quant.roundf(np.float32(value)) == np.float32(libm.roundf(float(value))), value

@@ -50,8 +50,8 @@ def model_inputs(graph: ir.Graph, inputs: np.ndarray) -> np.ndarray:
     |e| <= 2^-23 and |q - zp| <= 255, so it rounds to q - zp). That is checked here on every
     value: the oracle then runs the unmodified model on inputs proven to reach the C's bytes."""
     t = graph.input
-    if t.dtype is ir.DType.FLOAT32:
-        return inputs
+    if graph.arithmetic is not ir.Arithmetic.ONNXRUNTIME or t.dtype is ir.DType.FLOAT32:
+        return inputs  # a .tflite's input, or an ONNX model's float input: the model takes the C's
     scale, zero_point, info = np.float32(t.scale), t.zero_point, np.iinfo(numpy_dtype(t))
     floats = (inputs.astype(np.int32) - zero_point).astype(np.float32) * scale
     back = np.clip(np.rint(floats / scale) + zero_point, info.min, info.max).astype(inputs.dtype)
