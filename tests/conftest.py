@@ -76,7 +76,7 @@ def pytest_sessionstart(session):
         return
     import model_zoo
 
-    built = model_zoo.build_all()
+    built = model_zoo.build_all(jobs=max(1, min(2, os.cpu_count() or 1)))
     if built:
         print(f"\nbuilt {built} fixture models into {model_zoo.cache_dir()}", flush=True)
 

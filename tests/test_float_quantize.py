@@ -165,7 +165,7 @@ int main(void)
         float q;
         memcpy(&q, &bits, sizeof q);
         if (q == q && fabsf(q) < 2147483648.0f
-            && truncate_saturating(plus_half_toward_sign(q)) != (int32_t)roundf(q)) {
+            && mnv2_truncate_saturating(mnv2_plus_half_toward_sign(q)) != (int32_t)roundf(q)) {
             if (bad++ < 5) printf("0x%08x\n", (unsigned)bits);
         }
     } while (++bits != 0);
