@@ -29,7 +29,7 @@ from .firmware.boards import BOARDS, emulated_board, get_board
 from .firmware.chips import CHIPS, get_chip
 from .passes import OPTIMIZE_LEVELS, OptimizeLevel
 from .plan.streaming import InputMode
-from .preprocess import PixelFormat
+from .preprocess import PixelFormat, Resize
 
 
 def _prefix(value: str) -> str:
@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--normalize", metavar="EXPR",
                          help="with --input-format: the float normalization the model was trained with, "
                               "x/255, (x/127.5)-1, (x-M)/S or mean=M1,M2,M3;std=S1,S2,S3 (default: x)")
+        sub.add_argument("--input-scale-from", metavar="WxH",
+                         help="with --input-format: fill delivers rows of a WxH sensor frame (e.g. 160x120), "
+                              "resized to the model's input as its rows are needed")
+        sub.add_argument("--input-resize", choices=[str(r) for r in Resize], default=Resize.BILINEAR,
+                         help="with --input-scale-from: nearest, or bilinear in 8-bit fixed point "
+                              "(default: bilinear)")
 
     def add_placement_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights-section", type=_section, metavar="NAME",
@@ -221,7 +227,8 @@ def _compile(args, out: str, check=None) -> tuple[dict, object]:
         options = Options(prefix=args.prefix, target=args.target, reference=args.reference,
                           optimize=args.optimize, memory_budget=args.memory_budget,
                           quantized_input=args.quantized_input, input=args.input,
-                          input_format=args.input_format, normalize=args.normalize, **placement)
+                          input_format=args.input_format, normalize=args.normalize,
+                          input_scale_from=args.input_scale_from, input_resize=args.input_resize, **placement)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     start = time.perf_counter()

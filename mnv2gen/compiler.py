@@ -45,7 +45,9 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
         loaded = take_quantized_input(loaded)
     passed = run_passes(loaded, options.optimize, options.input)
     bound, where = paper_bound(passed.bottlenecks)
-    plan = plan_arena(passed.scheduled, input_mode=options.input)
+    preprocess = preprocess_of(options)
+    sensor = preprocess.sensor_rows(passed.scheduled.input) if preprocess is not None else None
+    plan = plan_arena(passed.scheduled, input_mode=options.input, sensor=sensor)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "

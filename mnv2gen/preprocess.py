@@ -14,8 +14,14 @@ reference it equals, bit for bit, is defined here and nowhere else:
 x is the pixel's byte for the channel: rgb888 R, G, B and bgr888 B, G, R for the model's
 channels 0, 1, 2; gray8's one byte for every channel; rgb565 a little-endian 16-bit word, R in
 bits 15..11, G in 10..5, B in 4..0, each widened to 8 bits by repeating its top bits
-(r8 = r5 << 3 | r5 >> 2, g8 = g6 << 2 | g6 >> 4). Since x takes 256 values per channel, the
-tables are the reference, evaluated once per value.
+(r8 = r5 << 3 | r5 >> 2, g8 = g6 << 2 | g6 >> 4); yuv422 two pixels in four bytes Y0 U Y1 V
+(YUYV), converted to R, G, B by BT.601 full range (JPEG's) in 16-bit fixed point (`yuv_to_rgb`).
+Since x takes 256 values per channel, the tables are the reference, evaluated once per value.
+
+With `--input-scale-from WxH` the fill function delivers a larger (or smaller) sensor frame
+and x is first resized to the model's input, on the 8-bit x of each channel, in fixed point
+(`Scale`): the pixel centres map as source = (dst + 0.5) * S / D - 0.5, in 1/256ths of a pixel;
+nearest takes one source pixel, bilinear blends the 2x2 around it with 8-bit weights.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ir
+from .plan.streaming import SensorRows
 
 
 class PixelFormat(enum.StrEnum):
@@ -34,11 +41,17 @@ class PixelFormat(enum.StrEnum):
     BGR888 = "bgr888"  # B, G, R bytes per pixel
     RGB565 = "rgb565"  # a little-endian 16-bit word per pixel: R 5 bits, G 6, B 5
     GRAY8 = "gray8"  # one byte per pixel, fed to every channel of the model
+    YUV422 = "yuv422"  # YUYV: Y0 U Y1 V bytes for two pixels, U and V shared (BT.601 full range)
 
     @property
     def channels(self) -> int:
         """Bytes per pixel."""
-        return {PixelFormat.RGB565: 2, PixelFormat.GRAY8: 1}.get(self, 3)
+        return {PixelFormat.RGB565: 2, PixelFormat.YUV422: 2, PixelFormat.GRAY8: 1}.get(self, 3)
+
+    @property
+    def decoded_channels(self) -> int:
+        """Bytes per pixel once decoded to x: gray8's one byte, else R, G and B."""
+        return 1 if self is PixelFormat.GRAY8 else 3
 
     def bytes_of_channels(self, pixels: np.ndarray, channels: int) -> np.ndarray:
         """x per model channel, uint8 [..., channels], of uint8 pixels [..., bytes per pixel]."""
@@ -50,7 +63,94 @@ class PixelFormat(enum.StrEnum):
             word = pixels[..., 0].astype(np.uint32) | (pixels[..., 1].astype(np.uint32) << 8)
             r, g, b = word >> 11, (word >> 5) & 63, word & 31
             return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], axis=-1).astype(np.uint8)
+        if self is PixelFormat.YUV422:  # pixels [..., W, 2]: (Y0, U), (Y1, V), ...
+            u = np.repeat(pixels[..., 0::2, 1], 2, axis=-1)
+            v = np.repeat(pixels[..., 1::2, 1], 2, axis=-1)
+            return yuv_to_rgb(pixels[..., 0], u, v)
         return pixels
+
+
+# BT.601 full range (JPEG/JFIF), the coefficients 1.402, 0.344136, 0.714136 and 1.772 in units
+# of 2^-16, rounded to nearest: the fixed point the C uses, so this is the definition.
+YUV_COEFFICIENTS = {"r_v": 91881, "g_u": 22554, "g_v": 46802, "b_u": 116130}
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """uint8 R, G, B [..., 3] of uint8 Y, U, V: each channel clamp((Y * 2^16 + terms + 2^15) >> 16,
+    0, 255) with u = U - 128, v = V - 128, R's term 91881 v, G's -22554 u - 46802 v, B's 116130 u
+    (>> floors; a negative sum clamps to 0 either way)."""
+    k = YUV_COEFFICIENTS
+    y, u, v = (a.astype(np.int64) for a in (y, u, v))
+    u, v = u - 128, v - 128
+    terms = (k["r_v"] * v, -k["g_u"] * u - k["g_v"] * v, k["b_u"] * u)
+    return np.stack([np.clip(((y << 16) + t + (1 << 15)) >> 16, 0, 255) for t in terms], axis=-1).astype(np.uint8)
+
+
+class Resize(enum.StrEnum):
+    NEAREST = "nearest"  # the source pixel whose centre is nearest (rounding half up)
+    BILINEAR = "bilinear"  # the 2x2 source pixels around the centre, weighted in 1/256ths
+
+
+WEIGHT_BITS = 8  # bilinear weights and source positions in 1/256ths of a pixel
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one axis of the model's input takes the sensor's: destination d blends source
+    first[d] with weight 256 - weight[d] and second[d] with weight[d]."""
+
+    first: tuple[int, ...]
+    second: tuple[int, ...]
+    weight: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """--input-scale-from WxH: the sensor frame's size, and --input-resize."""
+
+    width: int
+    height: int
+    resize: Resize = Resize.BILINEAR
+
+    @classmethod
+    def parse(cls, text: str, resize: str = Resize.BILINEAR) -> "Scale":
+        match = re.fullmatch(r"([0-9]{1,5})[xX*]([0-9]{1,5})", text.strip())
+        if not match or min(map(int, match.groups())) < 1:
+            raise ValueError(f"cannot read the sensor size {text[:40]!r}: give WIDTHxHEIGHT, e.g. 160x120")
+        return cls(int(match.group(1)), int(match.group(2)), Resize(resize))
+
+    def axis(self, source: int, target: int) -> Axis:
+        """The source pixels and weights of every destination pixel along one axis.
+        nearest: i = min(floor((2d + 1) * S / 2D), S - 1), weight 0. bilinear: the source
+        position in 1/256ths, s = floor(((2d + 1) * S * 256 + D) / 2D) - 128 (that is
+        (d + 0.5) * S / D - 0.5, rounded half up), clamped to 0..(S - 1) * 256; first = s >> 8,
+        second = min(first + 1, S - 1), weight = s & 255."""
+        d = np.arange(target, dtype=np.int64)
+        if self.resize is Resize.NEAREST:
+            first = np.minimum((2 * d + 1) * source // (2 * target), source - 1)
+            return Axis(tuple(first.tolist()), tuple(first.tolist()), (0,) * target)
+        one = 1 << WEIGHT_BITS
+        s = ((2 * d + 1) * source * one + target) // (2 * target) - one // 2
+        s = np.clip(s, 0, (source - 1) * one)
+        first = s >> WEIGHT_BITS
+        return Axis(tuple(first.tolist()), tuple(np.minimum(first + 1, source - 1).tolist()), tuple((s & (one - 1)).tolist()))
+
+    def resized(self, x: np.ndarray, height: int, width: int) -> np.ndarray:
+        """uint8 x [..., sensor height, sensor width, C] at [..., height, width, C]: with the
+        axes' weights wy, wx, v = ((x00 (256 - wx) + x01 wx) (256 - wy) + (x10 (256 - wx) + x11 wx) wy
+        + 2^15) >> 16 (nearest: weights 0, so v = x00)."""
+        rows, columns = self.axis(self.height, height), self.axis(self.width, width)
+        x = x.astype(np.int64)
+        one = 1 << WEIGHT_BITS
+        wx = np.array(columns.weight).reshape(-1, 1)
+        wy = np.array(rows.weight).reshape(-1, 1, 1)
+
+        def across(r: tuple[int, ...]) -> np.ndarray:
+            picked = x[..., list(r), :, :]
+            return picked[..., list(columns.first), :] * (one - wx) + picked[..., list(columns.second), :] * wx
+
+        blended = across(rows.first) * (one - wy) + across(rows.second) * wy
+        return ((blended + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS)).astype(np.uint8)
 
 
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?"
@@ -112,6 +212,24 @@ class Preprocess:
 
     format: PixelFormat
     normalize: Normalize
+    scale: Scale | None = None  # --input-scale-from: fill delivers a sensor frame of this size
+
+    def sensor_shape(self, t: ir.Tensor) -> tuple[int, int]:
+        """(rows, columns) of what fill delivers for the model's input `t`."""
+        return (self.scale.height, self.scale.width) if self.scale else tuple(t.shape[1:3])
+
+    def ring_channels(self) -> int:
+        """Bytes a sensor pixel takes in the sensor ring: fill's, then decoded in place."""
+        return max(self.format.channels, self.format.decoded_channels)
+
+    def sensor_rows(self, t: ir.Tensor) -> SensorRows | None:
+        """The planner's view of the sensor rows (--input-scale-from), or None: fill writes
+        the input's rows themselves."""
+        if self.scale is None:
+            return None
+        rows = self.scale.axis(self.scale.height, t.shape[1])
+        sensor = ir.Tensor("sensor rows", (1, self.scale.height, self.scale.width, self.ring_channels()), "uint8")
+        return SensorRows(sensor, tuple(zip(rows.first, rows.second)))
 
     def check(self, t: ir.Tensor) -> None:
         """ValueError unless the model's input can take these pixels."""
@@ -120,13 +238,20 @@ class Preprocess:
             raise ValueError(f"--input-format needs an int8 quantized input; {t.name!r} is {t.dtype}")
         if self.format is not PixelFormat.GRAY8 and channels != 3:
             raise ValueError(f"--input-format {self.format} needs a 3-channel input; {t.name!r} has {channels}")
+        if self.format is PixelFormat.YUV422 and self.sensor_shape(t)[1] % 2:
+            raise ValueError(f"--input-format yuv422 pairs pixels: the sensor width {self.sensor_shape(t)[1]} "
+                             "must be even")
         for values in (self.normalize.mean, self.normalize.divisor):
             if len(values) not in (1, channels):
                 raise ValueError(f"the normalization gives {len(values)} values for {channels} channels")
 
     def reference(self, pixels: np.ndarray, t: ir.Tensor) -> np.ndarray:
-        """The model's int8 input for uint8 pixels [..., H, W, format channels]: the definition."""
-        return self._quantized(self.format.bytes_of_channels(pixels, t.shape[-1]), t)
+        """The model's int8 input for uint8 pixels [..., sensor H, sensor W, format bytes]: the
+        definition (decode, resize if --input-scale-from, normalize, quantize)."""
+        x = self.format.bytes_of_channels(pixels, t.shape[-1])
+        if self.scale is not None:
+            x = self.scale.resized(x, *t.shape[1:3])
+        return self._quantized(x, t)
 
     def _quantized(self, values: np.ndarray, t: ir.Tensor) -> np.ndarray:
         """Steps 1-3 on x, uint8 [..., channels of the model]."""
@@ -144,7 +269,7 @@ class Preprocess:
 
     def random_frames(self, t: ir.Tensor, count: int, seed: int = 0) -> np.ndarray:
         """`count` random uint8 frames of this format for input `t`, then all-0 and all-255."""
-        shape = (*t.shape[1:3], self.format.channels)
+        shape = (*self.sensor_shape(t), self.format.channels)
         random = np.random.default_rng(seed).integers(0, 255, size=(count, *shape), endpoint=True, dtype=np.uint8)
         return np.concatenate([random, np.zeros((1, *shape), np.uint8), np.full((1, *shape), 255, np.uint8)])
 

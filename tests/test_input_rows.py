@@ -27,7 +27,7 @@ from mnv2gen.host_sim.build import build_host, row_trace_flags
 from mnv2gen.host_sim.runner import trace_rows_host
 from mnv2gen.plan.arena import PlanError, check_plan
 from mnv2gen.plan.streaming import fill_runs
-from mnv2gen.preprocess import Normalize, PixelFormat, Preprocess
+from mnv2gen.preprocess import Normalize, PixelFormat, Preprocess, Resize, Scale, yuv_to_rgb
 from mnv2gen.targets import C_FLOAT_FLAGS, C_WARNINGS
 from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification.compare import make_inputs
@@ -39,6 +39,9 @@ FLAGSHIP = "mnv2_a035_96_c1000"
 ROWS = Options(input="rows")
 FLAGSHIP_ARENA = 15_840  # the frame schedule's: 30,720, of which the input is 27,648
 FLAGSHIP_MACS = 11_934_128  # both schedules: streaming recomputes nothing
+# The demo's camera: RGB565 at 160x120, resized (bilinear) to the flagship's 96x96.
+CAMERA = Options(input="rows", input_format="rgb565", input_scale_from="160x120")
+CAMERA_ARENA = 16_800  # FLAGSHIP_ARENA + the sensor ring: 2 rows of 160 pixels, 3 bytes each once decoded
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +159,10 @@ FILL_FAILS = r"""
 #include <string.h>
 #include "mnv2_model.h"
 
-static int8_t frame[MNV2_INPUT_BYTES];
+static mnv2_row_t frame[MNV2_INPUT_ROWS * MNV2_INPUT_ROW_BYTES]; /* the model's input, or sensor pixels */
 static int32_t calls, fail_at = -1, asked_after_failure;
 
-static int fill(void *ctx, int32_t first_row, int32_t row_count, int8_t *dst)
+static int fill(void *ctx, int32_t first_row, int32_t row_count, mnv2_row_t *dst)
 {
     (void)ctx;
     if (fail_at >= 0 && calls > fail_at) {
@@ -176,8 +179,8 @@ int main(void)
 {
     static int8_t good[MNV2_OUTPUT_BYTES];
     int32_t i, requests;
-    for (i = 0; i < MNV2_INPUT_BYTES; ++i) {
-        frame[i] = (int8_t)(i * 7);
+    for (i = 0; i < MNV2_INPUT_ROWS * MNV2_INPUT_ROW_BYTES; ++i) {
+        frame[i] = (mnv2_row_t)(i * 7);
     }
     if (mnv2_run_rows(fill, NULL) != MNV2_OK) return 10;
     requests = calls;
@@ -195,7 +198,11 @@ int main(void)
 """
 
 
-def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, tmp_path):
+@pytest.mark.parametrize("scaled", [False, True], ids=["input rows", "sensor rows"])
+def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, scaled, tmp_path):
+    """Also when fill delivers sensor rows that the C resizes (a failure at a sensor request)."""
+    if scaled:
+        flagship = compile_model(model_zoo.get_model(FLAGSHIP), CAMERA)
     write_files(flagship.files, tmp_path)
     (tmp_path / "main.c").write_text(FILL_FAILS)
     binary = tmp_path / "fill_fails"
@@ -204,8 +211,9 @@ def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, tmp_path):
                     "-o", str(binary)], check=True, capture_output=True)
     run = subprocess.run([str(binary)], capture_output=True, text=True)
     assert run.returncode == 0, f"exit {run.returncode}"
-    fills = [e for e in flagship.plan.events if e.writes[0] is flagship.graph.input]
-    assert run.stdout.split() == ["requests", str(len(fills))]
+    filled = flagship.plan.stream.sensor.tensor if scaled else flagship.graph.input
+    fills = [e for e in flagship.plan.events if e.writes[0] is filled and not e.reads]
+    assert run.stdout.split() == ["requests", str(len(fills))] and len(fills) >= 60
 
 
 @pytest.mark.parametrize("name, why", [("fc_rows_head", "its first op is FULLY_CONNECTED"),
@@ -280,7 +288,8 @@ def test_pixel_tables_are_the_definition(text):
 
 @pytest.mark.parametrize("fmt, text", [("rgb888", "(x/127.5)-1"), ("gray8", "x/255"),
                                        ("rgb888", "mean=123.7,116.3,103.5;std=58.4,57.1,57.4"),
-                                       ("bgr888", "(x-127.5)/127.5"), ("rgb565", "x/255")])
+                                       ("bgr888", "(x-127.5)/127.5"), ("rgb565", "x/255"),
+                                       ("yuv422", "(x/127.5)-1")])
 def test_pixels_stream_bit_exact(fmt, text, tmp_path):
     """Sensor pixels in, converted by the C's tables in the ring: equal to TFLite run on the
     reference's quantized input."""
@@ -297,7 +306,12 @@ def test_pixels_stream_bit_exact(fmt, text, tmp_path):
 @pytest.mark.parametrize("flags, message", [(["--input-format", "rgb888"], "add --input rows"),
                                             (["--input", "rows", "--normalize", "x/255"], "add --input-format"),
                                             (["--input", "rows", "--input-format", "gray8", "--normalize", "x**2"],
-                                             "cannot read the normalization")])
+                                             "cannot read the normalization"),
+                                            (["--input", "rows", "--input-scale-from", "160x120"], "add --input-format"),
+                                            (["--input", "rows", "--input-format", "rgb565", "--input-scale-from",
+                                              "160 by 120"], "cannot read the sensor size"),
+                                            (["--input", "rows", "--input-format", "yuv422", "--input-scale-from",
+                                              "161x120"], "must be even")])
 def test_preprocessing_flags_are_checked(flags, message, tmp_path):
     run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model_zoo.get_model(FLAGSHIP)),
                           "--out", str(tmp_path / "c"), *flags], capture_output=True, text=True)
@@ -310,3 +324,119 @@ def test_rgb565_widens_each_field_by_repeating_its_top_bits():
     assert PixelFormat.RGB565.bytes_of_channels(pixels, 3).tolist() == [
         [255, 0, 0], [0, 255, 0], [0, 0, 255], [132, 130, 132], [0, 0, 0], [255, 255, 255]]
     assert PixelFormat.BGR888.bytes_of_channels(np.array([[1, 2, 3]], np.uint8), 3).tolist() == [[3, 2, 1]]
+
+
+def test_yuv422_is_bt601_full_range_in_16_bit_fixed_point():
+    # Y0 U Y1 V: the pair shares U and V; grey stays grey, the extremes clamp.
+    pixels = np.array([[16, 128], [235, 128], [76, 85], [149, 255], [0, 0], [255, 255]], np.uint8)
+    rgb = PixelFormat.YUV422.bytes_of_channels(pixels, 3).astype(int)
+    assert rgb[0].tolist() == [16, 16, 16] and rgb[1].tolist() == [235, 235, 235]
+    assert rgb[4].tolist() == [178, 0, 0] and rgb[5].tolist() == [255, 208, 28]  # U 0, V 255: red, clamped
+    # Against BT.601 full range in float: never more than one step apart, over every Y, U, V.
+    y, u, v = (a.ravel() for a in np.meshgrid(np.arange(0, 256, 3), np.arange(0, 256, 5), np.arange(0, 256, 7)))
+    exact = np.stack([y + 1.402 * (v - 128.0), y - 0.344136 * (u - 128.0) - 0.714136 * (v - 128.0),
+                      y + 1.772 * (u - 128.0)], axis=-1)
+    ours = yuv_to_rgb(y.astype(np.uint8), u.astype(np.uint8), v.astype(np.uint8)).astype(float)
+    assert np.abs(ours - np.clip(exact, 0, 255)).max() <= 0.5 + 2 ** -8
+
+
+def scalar_axis(d: int, source: int, target: int, resize: str) -> tuple[int, int, int]:
+    """The README's source pixels and weight of destination pixel d, one at a time."""
+    if resize == "nearest":
+        i = min((2 * d + 1) * source // (2 * target), source - 1)
+        return i, i, 0
+    s = min(max(((2 * d + 1) * source * 256 + target) // (2 * target) - 128, 0), (source - 1) * 256)
+    return s >> 8, min((s >> 8) + 1, source - 1), s & 255
+
+
+@pytest.mark.parametrize("resize", ["nearest", "bilinear"])
+@pytest.mark.parametrize("source, target", [(120, 96), (160, 96), (96, 96), (50, 96), (7, 3)])
+def test_resize_axes_are_the_definition(resize, source, target):
+    axis = Scale(source, source, Resize(resize)).axis(source, target)
+    expected = [scalar_axis(d, source, target, resize) for d in range(target)]
+    assert list(zip(axis.first, axis.second, axis.weight)) == expected
+    if source == target:  # the same size: every pixel itself
+        assert axis.first == tuple(range(target)) and set(axis.weight) == {0}
+
+
+def test_bilinear_blend_is_the_definition_and_near_the_exact_one():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(2, 12, 20, 3), dtype=np.uint8)
+    scale = Scale(20, 12)
+    ours = scale.resized(x, 5, 8).astype(int)
+    rows, columns = scale.axis(12, 5), scale.axis(20, 8)
+    for n, y, c, ch in [(0, 0, 0, 0), (1, 4, 7, 2), (0, 2, 3, 1), (1, 1, 6, 0)]:
+        y0, y1, wy, x0, x1, wx = rows.first[y], rows.second[y], rows.weight[y], columns.first[c], columns.second[c], columns.weight[c]
+        p = x[n].astype(int)
+        above = p[y0, x0, ch] * (256 - wx) + p[y0, x1, ch] * wx
+        below = p[y1, x0, ch] * (256 - wx) + p[y1, x1, ch] * wx
+        assert ours[n, y, c, ch] == (above * (256 - wy) + below * wy + 32768) >> 16
+    # Exact bilinear at the exact source positions (half-pixel centres): within 2 steps (the
+    # positions are rounded to 1/256 of a pixel, the result down to an integer).
+    sy = np.clip((np.arange(5) + 0.5) * 12 / 5 - 0.5, 0, 11)
+    sx = np.clip((np.arange(8) + 0.5) * 20 / 8 - 0.5, 0, 19)
+    fy, fx = (sy - np.floor(sy))[:, None, None], (sx - np.floor(sx))[None, :, None]
+    y0, x0 = np.floor(sy).astype(int), np.floor(sx).astype(int)
+    y1, x1 = np.minimum(y0 + 1, 11), np.minimum(x0 + 1, 19)
+    p = x.astype(float)
+    exact = ((p[:, y0][:, :, x0] * (1 - fx) + p[:, y0][:, :, x1] * fx) * (1 - fy)
+             + (p[:, y1][:, :, x0] * (1 - fx) + p[:, y1][:, :, x1] * fx) * fy)
+    assert np.abs(ours - exact).max() <= 2
+    assert (Scale(20, 12, Resize.NEAREST).resized(x, 12, 20) == x).all()  # the same size: the identity
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return compile_model(model_zoo.get_model(FLAGSHIP), CAMERA)
+
+
+def test_sensor_rows_are_planned_and_proved(camera, flagship):
+    plan = camera.plan
+    assert camera.arena_bytes == CAMERA_ARENA and macs(camera) == FLAGSHIP_MACS
+    sensor = plan.stream.sensor.tensor
+    ring = plan.lifetimes.of(sensor)
+    assert (ring.rows, ring.nbytes, ring.first, ring.last) == (2, 2 * 160 * 3, 0, 0)
+    header = camera.files["mnv2_model.h"]
+    macros = dict(re.findall(r"#define (MNV2_\w+) (\d+)", header))
+    assert {k: int(macros[k]) for k in ("MNV2_INPUT_ROWS", "MNV2_INPUT_ROW_BYTES", "MNV2_INPUT_MAX_FILL_ROWS",
+                                        "MNV2_INPUT_RING_ROWS", "MNV2_ARENA_BYTES")} == {
+        "MNV2_INPUT_ROWS": 120, "MNV2_INPUT_ROW_BYTES": 320, "MNV2_INPUT_MAX_FILL_ROWS": 2,
+        "MNV2_INPUT_RING_ROWS": 2, "MNV2_ARENA_BYTES": CAMERA_ARENA}
+    # Every sensor row asked for once, in order; each input row made once, from its window.
+    fills = [e.writes for e in plan.events if e.writes[0] is sensor]
+    assert [r for _, first, last in fills for r in range(first, last + 1)] == list(range(120))
+    made = [e for e in plan.events if e.writes[0] is camera.graph.input]
+    assert [e.writes[1] for e in made] == list(range(96))
+    assert all(e.reads == ((sensor, *plan.stream.sensor.windows[e.writes[1]]),) for e in made)
+    check_plan(plan)
+    ring.rows = 1  # one row short: a fill destroys the row above before the blend reads it
+    try:
+        with pytest.raises(PlanError, match="of 'sensor rows'"):
+            check_plan(plan)
+    finally:
+        ring.rows = 2
+
+
+@pytest.mark.parametrize("fmt, flags", [("rgb565", {}), ("yuv422", {"normalize": "(x/127.5)-1"}),
+                                        ("gray8", {"input_resize": "nearest", "normalize": "x/255"})])
+def test_scaled_sensor_rows_stream_bit_exact(fmt, flags, tmp_path):
+    """160x120 sensor pixels in, resized and converted by the C: equal to TFLite run on the
+    reference's quantized input (the harness checks every sensor row is asked for once, in order)."""
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, Options(input="rows", input_format=fmt, input_scale_from="160x120", **flags))
+    assert f"#define MNV2_INPUT_ROW_BYTES {160 * PixelFormat(fmt).channels}" in result.files["mnv2_model.h"]
+    write_files(result.files, tmp_path)
+    report = verify(model, result, tmp_path, count=4, use_tflm=False)
+    assert report.matched_tflite == report.inputs == 6, report.first_mismatch
+
+
+@pytest.mark.full
+def test_camera_streams_bit_exact_on_the_m4(tmp_path):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    board = BOARDS["mps2-an386"]
+    model = model_zoo.get_model(FLAGSHIP)
+    result = compile_model(model, dataclasses.replace(CAMERA, target=board.core))
+    write_files(result.files, tmp_path)
+    run = run_on_board(model, result, tmp_path, board, count=1, per_layer=False)
+    assert run.bit_exact and run.inputs == 3
+    assert run.stack_bytes <= 2048

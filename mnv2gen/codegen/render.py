@@ -22,7 +22,7 @@ from ..passes import OptimizeLevel
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from ..plan.streaming import InputMode
-from ..preprocess import Normalize, PixelFormat, Preprocess
+from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, Preprocess, Resize, Scale
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
@@ -86,6 +86,8 @@ class Options:
     input: InputMode = InputMode.FRAME  # rows: <p>_run_rows() pulls the input (plan/streaming.py)
     input_format: PixelFormat | None = None  # with rows: fill writes these pixels (preprocess.py)
     normalize: Normalize | None = None  # with input_format: the float normalization (default: x)
+    input_scale_from: Scale | None = None  # with input_format: fill delivers a sensor frame of this size
+    input_resize: Resize = Resize.BILINEAR  # how it is resized to the model's input
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -104,6 +106,11 @@ class Options:
             self.normalize = Normalize.parse(self.normalize)
         if self.normalize is not None and self.input_format is None:
             raise ValueError("--normalize applies to sensor pixels: add --input-format (and --input rows)")
+        self.input_resize = Resize(self.input_resize)
+        if isinstance(self.input_scale_from, str):
+            self.input_scale_from = Scale.parse(self.input_scale_from, self.input_resize)
+        if self.input_scale_from is not None and self.input_format is None:
+            raise ValueError("--input-scale-from resizes sensor pixels: add --input-format (and --input rows)")
         # The section names reach the C as they are: only names that cannot inject text pass.
         for flag, section in (("--weights-section", self.weights_section), ("--arena-section", self.arena_section)):
             if section is not None and not SECTION_PATTERN.match(section):
@@ -117,7 +124,7 @@ def preprocess_of(options: Options) -> Preprocess | None:
     """The fused preprocessing the options ask for, or None (fill writes the model's input)."""
     if options.input_format is None:
         return None
-    return Preprocess(options.input_format, options.normalize or Normalize())
+    return Preprocess(options.input_format, options.normalize or Normalize(), options.input_scale_from)
 
 
 def comment_text(text: str, limit: int = 80) -> str:
@@ -223,6 +230,8 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--input-format {options.input_format}"] if options.input_format else []
     # The normalization as numbers (never the text given): nothing from a command line reaches the C.
     flags += [f"--normalize {options.normalize.canonical()}"] if options.normalize else []
+    scale = options.input_scale_from
+    flags += [f"--input-scale-from {scale.width}x{scale.height} --input-resize {scale.resize}"] if scale else []
     return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
 
 
@@ -261,7 +270,8 @@ def _endpoint(t: ir.Tensor, plan: ArenaPlan) -> dict:
 
 
 # How model.c's pixel converter reads the R, G and B bytes of pixel i (preprocess.py's
-# bytes_of_channels in C); gray8 reads its one byte for every channel.
+# bytes_of_channels in C); gray8 reads its one byte for every channel, and yuv422 decodes
+# pixel pairs (model.c.j2's each_pixel, from preprocess.YUV_COEFFICIENTS).
 _PIXEL_DECODE = {
     PixelFormat.RGB888: ["const uint32_t r = pixels[3 * i], g = pixels[3 * i + 1], b = pixels[3 * i + 2];"],
     PixelFormat.BGR888: ["const uint32_t b = pixels[3 * i], g = pixels[3 * i + 1], r = pixels[3 * i + 2];"],
@@ -270,27 +280,50 @@ _PIXEL_DECODE = {
                          "const uint32_t r5 = word >> 11, g6 = (word >> 5) & 63u, b5 = word & 31u;",
                          "const uint32_t r = r5 << 3 | r5 >> 2, g = g6 << 2 | g6 >> 4, b = b5 << 3 | b5 >> 2;"],
     PixelFormat.GRAY8: None,
+    PixelFormat.YUV422: None,
 }
 
 
 def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | None:
     """model.h's figures of a streamed input (--input rows), or None for a frame; with
     `preprocess`, fill writes pixels (uint8, the format's channels) that model.c converts
-    in place with one table per model channel."""
+    in place with one table per model channel; with its scale, fill writes sensor rows into
+    a ring of their own (the figures are then the sensor's) that model.c resizes from."""
     if plan.stream is None:
         return None
     t = plan.stream.tensor
-    fills = [e.writes for e in plan.events if e.writes[0] is t]
-    view = dict(rows=tensor_rows(t), row_bytes=row_bytes(t), ring_rows=plan.stream.slots, ctype=t.ctype,
-                max_fill_rows=max(last - first + 1 for _, first, last in fills), pixels=None)
+    filled = plan.stream.sensor.tensor if plan.stream.sensor is not None else t
+    fills = [e.writes for e in plan.events if e.writes[0] is filled and not e.reads]
+    view = dict(rows=tensor_rows(filled), row_bytes=row_bytes(t), ring_rows=plan.lifetimes.of(filled).rows,
+                ctype=t.ctype, max_fill_rows=max(last - first + 1 for _, first, last in fills), pixels=None)
     if preprocess is not None:
-        _, _, width, channels = t.shape
-        view.update(row_bytes=width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
-            format=str(preprocess.format), format_channels=preprocess.format.channels, width=width,
-            decode=_PIXEL_DECODE[preprocess.format],
+        _, height, width, channels = t.shape
+        sensor_rows, sensor_width = preprocess.sensor_shape(t)
+        view.update(row_bytes=sensor_width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
+            format=str(preprocess.format), format_channels=preprocess.format.channels, width=width, height=height,
+            decode=_PIXEL_DECODE[preprocess.format], yuv=preprocess.format is PixelFormat.YUV422,
+            gray=preprocess.format is PixelFormat.GRAY8, yuv_coefficients=YUV_COEFFICIENTS,
             channels=channels, tables=preprocess.tables(t).tolist(), normalize=preprocess.normalize.canonical(),
-            scale=repr(t.scale), zero_point=t.zero_point))
+            scale=repr(t.scale), zero_point=t.zero_point, sensor=_sensor_view(plan, preprocess, t)))
     return view
+
+
+def _sensor_view(plan: ArenaPlan, preprocess: Preprocess, t: ir.Tensor) -> dict | None:
+    """What model.c needs to resize sensor rows (--input-scale-from) into the input's rows:
+    the sensor ring, and per input row and column its source pixels and weight
+    (preprocess.Scale.axis, the definition)."""
+    scale = preprocess.scale
+    if scale is None:
+        return None
+    ring = plan.lifetimes.of(plan.stream.sensor.tensor)
+    decoded = preprocess.format.decoded_channels
+    rows, columns = scale.axis(scale.height, t.shape[1]), scale.axis(scale.width, t.shape[2])
+    return dict(width=scale.width, height=scale.height, resize=str(scale.resize), offset=plan.offsets[id(ring)],
+                slots=ring.rows, slot_bytes=row_bytes(ring.tensors[0]), decoded_channels=decoded,
+                decodes=preprocess.format not in (PixelFormat.RGB888, PixelFormat.GRAY8),
+                rows=list(zip(rows.first, rows.second, rows.weight)),
+                columns=[(a * decoded, b * decoded, w) for a, b, w in zip(columns.first, columns.second, columns.weight)],
+                weight_one=1 << WEIGHT_BITS, weight_bits=WEIGHT_BITS)
 
 
 class _ArenaBindings:

@@ -21,7 +21,7 @@ from .. import ir
 from .check import PlanError, check_plan
 from .lifetimes import Buffer, Lifetimes, compute_lifetimes
 from .rows import RowEvent, StreamedInput, row_bytes, writes_in_place
-from .streaming import InputMode
+from .streaming import InputMode, SensorRows
 
 # Offsets are multiples of 8 so float32 inputs/outputs and word-wise kernels load aligned data.
 ALIGNMENT = 8
@@ -155,9 +155,11 @@ def time_shared_rings(lifetimes: Lifetimes) -> set[tuple[int, int]]:
     return pairs
 
 
-def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = InputMode.FRAME) -> ArenaPlan:
-    """Place every buffer; with `check`, prove the placement by replaying the schedule."""
-    lifetimes = compute_lifetimes(graph, input_mode)
+def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = InputMode.FRAME,
+               sensor: SensorRows | None = None) -> ArenaPlan:
+    """Place every buffer; with `check`, prove the placement by replaying the schedule.
+    `sensor` (--input rows --input-scale-from): the sensor rows' ring, placed and proved too."""
+    lifetimes = compute_lifetimes(graph, input_mode, sensor)
     offers = _overlap_offers(lifetimes)
     # Only the streamed schedule time-shares rings: the frame schedule keeps the plan (and
     # the generated C) it has always had.

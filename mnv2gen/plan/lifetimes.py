@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .. import ir
 from .rows import RowEvent, StreamedInput, ring_rows, row_bytes, schedule_events, tensor_rows
-from .streaming import InputMode, check_streamable
+from .streaming import InputMode, SensorRows, check_streamable
 
 
 @dataclass(eq=False)
@@ -49,18 +49,23 @@ class Lifetimes:
         return self.buffer_of[id(tensor)]
 
 
-def _streamed_input(graph: ir.Graph, steps: list[ir.Op]) -> StreamedInput:
-    """The ring the first pipeline pulls the input rows into: sized on the events with
-    unsplit fill requests, then final (see rows.StreamedInput)."""
+def _streamed_input(graph: ir.Graph, steps: list[ir.Op], sensor: SensorRows | None) -> StreamedInput:
+    """The ring the first pipeline pulls the input rows into (and the sensor rows' ring, with
+    `sensor`): sized on the events with unsplit fill requests, then final (see
+    rows.StreamedInput)."""
     check_streamable(graph)
-    unsplit = StreamedInput(graph.input)
-    rings = ring_rows(steps[0], schedule_events(steps[:1], unsplit), graph.input)
-    return StreamedInput(graph.input, rings[id(graph.input)])
+    unsplit = StreamedInput(graph.input, sensor=sensor)
+    streamed = (graph.input,) + ((sensor.tensor,) if sensor is not None else ())
+    rings = ring_rows(steps[0], schedule_events(steps[:1], unsplit), streamed)
+    return StreamedInput(graph.input, rings[id(graph.input)], sensor,
+                         rings.get(id(sensor.tensor), 1) if sensor is not None else None)
 
 
-def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) -> Lifetimes:
+def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME,
+                      sensor: SensorRows | None = None) -> Lifetimes:
+    """`sensor`: with --input rows, the sensor rows the input's rows are scaled from."""
     steps = [op for op in graph.ops if not isinstance(op, ir.Reshape)]
-    stream = _streamed_input(graph, steps) if input_mode is InputMode.ROWS else None
+    stream = _streamed_input(graph, steps, sensor) if input_mode is InputMode.ROWS else None
     events = schedule_events(steps, stream)
     buffer_of: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
@@ -77,6 +82,8 @@ def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) 
         new_buffer(graph.input, -1)
     else:
         new_buffer(graph.input, 0, rows=stream.slots)
+        if stream.sensor is not None:
+            new_buffer(stream.sensor.tensor, 0, rows=stream.sensor_slots)
     step = 0
     for op in graph.ops:
         if isinstance(op, ir.Reshape):  # alias: same bytes, new shape

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ir
-from .streaming import fill_runs
+from .streaming import SensorRows, fill_runs
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class StreamedInput:
 
     tensor: ir.Tensor
     slots: int | None = None
+    sensor: SensorRows | None = None  # --input-scale-from: the input's rows come from these
+    sensor_slots: int | None = None  # the sensor ring's rows (None while it is being sized)
 
 
 def tensor_rows(t: ir.Tensor) -> int:
@@ -91,17 +93,37 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput |
     """The events of one pipeline, in the exact order the C engine performs them."""
     producer = {id(stage.output): stage for stage in pipeline.stages}
     streamed = stream.tensor if stream is not None and stream.tensor in pipeline.activation_inputs() else None
+    sensor = {id(stream.sensor.tensor)} if streamed is not None and stream.sensor is not None else set()
     produced: dict[int, int] = {}
     events: list[RowEvent] = []
 
     def rows_done(t: ir.Tensor) -> int:
-        return produced.get(id(t), 0 if id(t) in producer or t is streamed else tensor_rows(t))
+        return produced.get(id(t), 0 if id(t) in producer or t is streamed or id(t) in sensor else tensor_rows(t))
 
     def fill(t: ir.Tensor, last: int) -> None:
         """The engine's requests to the caller's fill function for rows up to `last`."""
+        if stream.sensor is not None:
+            for y in range(rows_done(t), last + 1):
+                scaled_row(t, y, stream.sensor)
+            return
         for first, count in fill_runs(rows_done(t), last, stream.slots or tensor_rows(t)):
             events.append(RowEvent(step, (t, first, first + count - 1), ()))
             produced[id(t)] = first + count
+
+    def fill_sensor(sensor: ir.Tensor, last: int) -> None:
+        for first, count in fill_runs(rows_done(sensor), last, stream.sensor_slots or tensor_rows(sensor)):
+            events.append(RowEvent(step, (sensor, first, first + count - 1), ()))
+            produced[id(sensor)] = first + count
+
+    def scaled_row(t: ir.Tensor, y: int, sensor: SensorRows) -> None:
+        """Input row y, computed from its sensor rows (filled first); after the last, the
+        sensor rows none read, so the caller sees each once."""
+        first, last = sensor.windows[y]
+        fill_sensor(sensor.tensor, last)
+        events.append(RowEvent(step, (t, y, y), ((sensor.tensor, first, last),)))
+        produced[id(t)] = y + 1
+        if y == tensor_rows(t) - 1:
+            fill_sensor(sensor.tensor, tensor_rows(sensor.tensor) - 1)
 
     def produce_next_row(stage: ir.Op) -> None:
         y = rows_done(stage.output)
@@ -137,11 +159,11 @@ def schedule_events(steps: list[ir.Op], stream: StreamedInput | None = None) -> 
     return events
 
 
-def ring_rows(pipeline: ir.RowPipeline, events: list[RowEvent], streamed: ir.Tensor | None = None) -> dict[int, int]:
-    """For every tensor inside the pipeline (and its `streamed` input): the fewest rows a
-    ring must hold so that writing row r into slot r % rows never destroys a row that is
-    still to be read."""
-    internal = {id(t) for t in pipeline.internal_tensors()} | ({id(streamed)} if streamed is not None else set())
+def ring_rows(pipeline: ir.RowPipeline, events: list[RowEvent], streamed: tuple[ir.Tensor, ...] = ()) -> dict[int, int]:
+    """For every tensor inside the pipeline (and the `streamed` ones: its input, the sensor
+    rows): the fewest rows a ring must hold so that writing row r into slot r % rows never
+    destroys a row that is still to be read."""
+    internal = {id(t) for t in pipeline.internal_tensors()} | {id(t) for t in streamed}
     written_at: dict[tuple[int, int], int] = {}
     last_read: dict[tuple[int, int], int] = {}
     for e, event in enumerate(events):

@@ -13,6 +13,7 @@ done, so the caller sees every row once, in order, as a camera delivers them.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from .. import ir
 from ..errors import UserError
@@ -24,6 +25,18 @@ class InputMode(enum.StrEnum):
 
     FRAME = "frame"
     ROWS = "rows"
+
+
+@dataclass(frozen=True)
+class SensorRows:
+    """With --input-scale-from, what fill delivers: rows of a sensor frame (`tensor`, uint8,
+    [1, rows, width, bytes a pixel takes in the ring]) into a ring of their own, from which
+    the C computes each row y of the graph input out of sensor rows windows[y] (first, last).
+    The sensor's rows are asked for as the input's rows need them, every one once, in order;
+    those no input row reads are asked for after the input's last row."""
+
+    tensor: ir.Tensor
+    windows: tuple[tuple[int, int], ...]
 
 
 def why_not_streamable(graph: ir.Graph) -> str:
