@@ -205,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"random inputs to verify, besides the all-min and all-max ones (1 to "
                            f"{MAX_INPUTS:,}; default: 20)")
     demo.add_argument("--no-firmware", action="store_true", help="skip the emulated Cortex-M4")
+    demo.add_argument("--camera", action="store_true",
+                      help="also the streamed builds (--input rows): fed the model's rows (outputs equal to the "
+                           "frame API's), and fed a simulated RGB565 camera at 160x120, resized to 96x96 in the C "
+                           "(outputs equal to TFLite on the Python reference's input)")
     demo.add_argument("--json", action="store_true", help="print the result, or the error, as one JSON object")
     demo.add_argument("--quiet", action="store_true", help="print nothing on success (no progress either)")
     return parser
@@ -525,10 +529,10 @@ def cmd_demo(args) -> int:
     from .presentation.demo import Progress, demo_inputs, format_demo, run_demo
 
     model, tests = demo_inputs(args.model, args.tests)
-    for folder in ("host", "cortex-m4"):
+    for folder in ("host", "cortex-m4") + (("rows", "camera") if args.camera else ()):
         check_output_folder(f"{args.out}/{folder}", output_names("mnv2"), [model, tests])
     demo = run_demo(model, tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
-                    progress=Progress(enabled=not args.quiet))
+                    camera=args.camera, progress=Progress(enabled=not args.quiet))
     if args.json:
         print(json.dumps({**demo.to_dict(), "exit_code": EXIT_OK if demo.ok else EXIT_MISMATCH}, indent=2))
     elif not args.quiet or not demo.ok:

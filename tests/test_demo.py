@@ -66,3 +66,30 @@ def test_progress_without_a_terminal_prints_plain_lines():
     lines = stream.getvalue().splitlines()
     assert lines[0] == "working ..." and lines[1].startswith("working ... done in ")
     assert "\r" not in stream.getvalue()
+
+
+def test_demo_camera_streams_as_the_frame_api_and_the_reference(tmp_path, few_tests, capsys):
+    """--camera: the streamed build fed the model's rows gives the frame API's outputs, one for
+    one; fed a simulated RGB565 camera at 160x120, resized to 96x96 in the C, it gives TFLite's
+    outputs on the Python reference's input for the same frames, byte for byte."""
+    assert _demo(tmp_path, few_tests, "--json", "--camera") == 0
+    result = json.loads(capsys.readouterr().out)
+    camera = result["camera"]
+    assert result["ok"] and camera["ok"]
+    assert camera["rows_outputs_identical"] == camera["camera_outputs_identical"] == camera["images"] == 24
+    assert camera["rows_accuracy"] == result["c_accuracy"]
+    assert camera["camera_accuracy"] == camera["camera_reference_accuracy"] > 0.9
+    assert camera["macs_rows"] == camera["macs_frame"] > 10_000_000
+    assert camera["rows_arena_bytes"] < camera["camera_arena_bytes"] < result["arena_bytes"]
+    assert "#define MNV2_INPUT_ROWS 120" in (tmp_path / "camera" / "mnv2_model.h").read_text()
+
+
+def test_the_simulated_camera_delivers_rgb565_grey():
+    from mnv2gen.presentation.camera import camera_frames
+
+    images = np.stack([np.full((96, 96, 1), q, np.int8) for q in (127, -128, 0)])
+    frames = camera_frames(images)
+    assert frames.shape == (3, 120, 160, 2) and frames.dtype == np.uint8
+    words = frames.view("<u2")[..., 0]
+    assert (words[0] == 0xFFFF).all() and (words[1] == 0).all()
+    assert (words[2] == (128 >> 3) << 11 | (128 >> 2) << 5 | 128 >> 3).all()  # grey 128

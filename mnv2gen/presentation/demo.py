@@ -33,6 +33,7 @@ from ..verification import oracle
 from ..verification.compare import numpy_dtype
 from ..verification.harness import find_compiler
 from ..verification.host import verify
+from .camera import CameraResult, format_camera, run_camera
 from .memory import memory_report
 
 # Shipped in the package (mnv2gen/demo_data is the repository's models/ folder), so the demo
@@ -107,17 +108,20 @@ class DemoResult:
     paper_bound_op: str = ""
     sizes: dict = field(default_factory=dict)
     sizes_source: str = ""
+    camera: CameraResult | None = None  # --camera: the streamed builds (camera.py)
 
     @property
     def ok(self) -> bool:
         firmware_ok = self.firmware is None or self.firmware.get("bit_exact") is not False
         return (self.host_matched == self.host_inputs and firmware_ok
-                and self.test_outputs_identical == self.test_images and self.c_accuracy == self.tflite_accuracy)
+                and self.test_outputs_identical == self.test_images and self.c_accuracy == self.tflite_accuracy
+                and (self.camera is None or self.camera.ok))
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok} | (
+            {"camera": {**asdict(self.camera), "ok": self.camera.ok}} if self.camera else {})
 
 
 def demo_inputs(model: str | None, tests: str | None) -> tuple[str, str]:
@@ -221,7 +225,8 @@ def _verify_on_board(model: str, out: Path, inputs: int, progress: Progress, dem
 
 
 def run_demo(model: str | None = None, tests: str | None = None, out: str = "build/demo", *,
-             inputs: int = 20, firmware: bool = True, progress: Progress | None = None) -> DemoResult:
+             inputs: int = 20, firmware: bool = True, camera: bool = False,
+             progress: Progress | None = None) -> DemoResult:
     progress = progress or Progress(False)
     model, tests = demo_inputs(model, tests)
     read_test_set(Path(tests))  # a bad test set is refused before minutes of work
@@ -256,6 +261,9 @@ def run_demo(model: str | None = None, tests: str | None = None, out: str = "bui
     demo.tflite_accuracy = float(np.mean(_predictions(theirs.outputs) == test_y))
     demo.test_outputs_identical = int(sum(a.tobytes() == b.tobytes() and ran
                                           for a, b, ran in zip(ours, theirs.outputs, theirs.ran)))
+
+    if camera:
+        demo.camera = run_camera(model_path, out_dir, result, ours, test_x, test_y, run_c, progress)
 
     with progress.stage("planning memory for every schedule"):
         memory = memory_report(model_path, Options(), with_tflm=False)  # TFLite Micro ran in verify
@@ -301,5 +309,7 @@ def format_demo(demo: DemoResult) -> str:
         sizes = demo.sizes
         lines.append(f"flash weights {sizes['weights_bytes']:,} B, code {sizes['code_bytes']:,} B, other constants "
                      f"{sizes['other_constants_bytes']:,} B (from {demo.sizes_source})")
+    if demo.camera:
+        lines += [""] + format_camera(demo.camera, pct)
     lines += ["", "OK: bit-exact, same accuracy" if demo.ok else "MISMATCH"]
     return "\n".join(lines)
