@@ -513,8 +513,13 @@ def cmd_report(args) -> int:
         check_output_file(args.html, "--html", [args.model])
     if args.png:
         check_output_file(args.png, "--png", [args.model] + ([args.html] if args.html else []), generated=is_png)
-    options = Options(optimize=args.optimize, memory_budget=args.memory_budget,
-                      quantized_input=args.quantized_input, input=args.input)
+    try:
+        options = Options(optimize=args.optimize, memory_budget=args.memory_budget,
+                          quantized_input=args.quantized_input, input=args.input, input_format=args.input_format,
+                          normalize=args.normalize, input_scale_from=args.input_scale_from,
+                          input_resize=args.input_resize)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     report = memory_report(args.model, options, with_tflm=not args.no_tflm)
     written = []
     if args.html or args.png:

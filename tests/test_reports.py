@@ -14,7 +14,7 @@ import pytest
 
 from mnv2gen.cli import main
 from mnv2gen.codegen.render import Options
-from mnv2gen.presentation.memory import memory_report
+from mnv2gen.presentation.memory import format_report, memory_report
 from mnv2gen.presentation.html import COLOURS, find_chromium, page_height, render_html, write_reports
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_035_96.tflite"
@@ -32,7 +32,7 @@ def test_page_is_static_and_complete(report):
     page = render_html(report)
     # Nothing to fetch and nothing to run: the only URL is the SVG namespace.
     assert "<script" not in page and "src=" not in page and "<link" not in page
-    assert re.findall(r"https?://[^\"' ]+", page) == ["http://www.w3.org/2000/svg"]
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}  # one per chart
     assert page.count("<tbody>") == 2 and page.count("<tr><td>") == len(report.steps)
     for level in (report.arena_bytes, report.paper_bound_bytes, report.tflm_arena_bytes):
         assert f"{level:,} B" in page
@@ -115,3 +115,30 @@ def test_cli_png_without_chromium_is_a_user_error(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr("mnv2gen.presentation.html.find_chromium", lambda: None)
     assert main(["report", str(MODEL), "--no-tflm", "--png", str(tmp_path / "r.png")]) == 2
     assert "Chromium" in capsys.readouterr().err
+
+
+def test_frame_and_streamed_schedules_side_by_side(report):
+    """Both ways the input reaches the arena, each with its live bytes per step, arena and
+    MACs (equal: streaming recomputes nothing), drawn on one scale side by side."""
+    frame, rows = report.inputs
+    assert (frame.input, rows.input) == ("frame", "rows") and not frame.note and not rows.note
+    assert frame.arena_bytes == report.arena_bytes == 30_720 and rows.arena_bytes == 15_840
+    assert frame.macs == rows.macs == report.macs
+    assert [s.live_bytes for s in frame.steps] == [s.live_bytes for s in report.steps]
+    assert rows.steps[0].input_shapes == [[1, 96, 96, 3]] and max(s.live_bytes for s in rows.steps) < 27_648
+    page = render_html(report)
+    assert page.count("<svg") == 3 and page.count('class="half"') == 2
+    assert f"--input rows: arena {rows.arena_bytes:,} B, {rows.macs:,} MACs" in page
+    assert f"--input frame: arena {frame.arena_bytes:,} B, {frame.macs:,} MACs" in page
+    text = format_report(report)
+    assert "live B per step, side by side:" in text
+    assert re.search(rf"^  rows +{rows.arena_bytes:,} +{rows.macs:,}  {len(rows.steps)}$", text, re.MULTILINE)
+
+
+def test_a_model_that_cannot_stream_says_why(tmp_path):
+    import model_zoo
+
+    streamed = memory_report(model_zoo.get_model("fc_rows_head"), Options(), with_tflm=False).inputs[1]
+    assert streamed.input == "rows" and not streamed.steps and "its first op is FULLY_CONNECTED" in streamed.note
+    assert "its first op is FULLY_CONNECTED" in render_html(memory_report(model_zoo.get_model("fc_rows_head"),
+                                                                          Options(), with_tflm=False))

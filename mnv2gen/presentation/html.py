@@ -61,17 +61,41 @@ def _label_positions(ys: list[float], gap: float = 16) -> list[float]:
 def chart_svg(report: MemoryReport) -> str:
     """Bars of live bytes per step (rings, the pipelines' scratch, in a lighter shade on top
     of the tensors), with dashed lines at our arena, the paper's bound and TFLite Micro's."""
-    steps, levels = report.steps, _levels(report)
-    top = max([s.live_bytes for s in steps] + [level for _, level, _ in levels]) * 1.08
-    plot_w = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    levels = _levels(report)
+    top = max([s.live_bytes for s in report.steps] + [level for _, level, _ in levels]) * 1.08
+    return _bars_svg(report.steps, levels, top, CHART_WIDTH, "live memory per step")
+
+
+def input_charts_html(report: MemoryReport) -> str:
+    """The frame schedule and the streamed one (--input rows) side by side, on one scale,
+    each with its arena; or why the input cannot stream."""
+    shown = [s for s in report.inputs if not s.note]
+    if not shown:
+        return ""
+    top = max(step.live_bytes for s in shown for step in s.steps) * 1.08
+    charts = []
+    for s in report.inputs:
+        title = html.escape(f"--input {s.input}")
+        if s.note:
+            charts.append(f'<div class="half"><h3>{title}</h3><p>{html.escape(s.note)}</p></div>')
+            continue
+        levels = [(f"arena {_bytes(s.arena_bytes)} B", s.arena_bytes, "arena")]
+        charts.append(f'<div class="half"><h3>{title}: arena {_bytes(s.arena_bytes)} B, '
+                      f'{_bytes(s.macs)} MACs</h3>{_bars_svg(s.steps, levels, top, CHART_WIDTH // 2, title)}</div>')
+    return f'<div class="pair">{"".join(charts)}</div>'
+
+
+def _bars_svg(steps: list[StepRow], levels: list[tuple[str, int, str]], top: float, width: int, label: str) -> str:
+    """The bars of `steps` under `levels` (label, bytes, colour), `top` bytes high."""
+    plot_w = width - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
 
     def y(value: float) -> float:
         return MARGIN_TOP + plot_h * (1 - value / top)
 
     slot = plot_w / max(len(steps), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" '
-             f'role="img" aria-label="live memory per step">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {CHART_HEIGHT}" '
+             f'role="img" aria-label="{html.escape(label)}">']
     step = _tick_step(top)
     for value in range(0, int(top) + 1, step):
         parts.append(f'<line x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT + plot_w}" y1="{y(value):.1f}" '
@@ -88,7 +112,7 @@ def chart_svg(report: MemoryReport) -> str:
                      f'height="{y(0) - y(tensors):.1f}" fill="{COLOURS["live"]}"/>'
                      f'<rect x="{x:.1f}" y="{y(row.live_bytes):.1f}" width="{width:.1f}" '
                      f'height="{y(tensors) - y(row.live_bytes):.1f}" fill="{COLOURS["ring"]}"/></g>')
-        if len(steps) <= 40 or i % 5 == 0:  # keep step numbers legible on long schedules
+        if len(steps) <= plot_w / 20 or i % 5 == 0:  # keep step numbers legible on long schedules
             parts.append(f'<text x="{x + width / 2:.1f}" y="{y(0) + 16:.1f}" class="tick" '
                          f'text-anchor="middle">{row.step}</text>')
     ys = [y(level) for _, level, _ in levels]
@@ -153,6 +177,8 @@ th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 8px; text-align: right; 
 th { background: #f0f2f5; } td.what { text-align: left; font-family: monospace; }
 tr:nth-child(even) td { background: #fafafa; } td.over { color: #d62728; }
 tfoot td { font-weight: bold; border-top: 2px solid #999; }
+.pair { display: flex; gap: 12px; max-width: 1100px; } .half { flex: 1 1 0; min-width: 0; }
+h3 { font-size: 14px; margin: 4px 0; }
 """
 
 
@@ -189,13 +215,15 @@ pipeline writes its output over the part of its input it has finished reading.</
 <h2>Schedules (all bit-exact)</h2>
 <table><thead><tr><th style="text-align:left">--optimize</th><th>arena B</th><th>MACs</th></tr></thead>
 <tbody>{schedules}</tbody></table>
+<h2>The input as a frame, and streamed (--input rows), side by side</h2>
+{input_charts_html(report)}
 </body></html>
 """
 
 
 def page_height(report: MemoryReport) -> int:
     """A window tall enough for the whole page (chart, cards, one table row per step)."""
-    return 900 + 25 * len(report.steps) + 30 * len(report.schedules)
+    return 900 + 25 * len(report.steps) + 30 * len(report.schedules) + (480 if report.inputs else 0)
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")

@@ -1,6 +1,7 @@
 """The memory report: per step of the schedule, what is live, the rings inside fused
-pipelines, the MobileNetV2 paper's bound, our arena and TFLite Micro's, and what each
-`--optimize` level costs in arena bytes and MACs."""
+pipelines, the MobileNetV2 paper's bound, our arena and TFLite Micro's, what each
+`--optimize` level costs in arena bytes and MACs, and the schedule of each way the input can
+reach the arena (a whole frame, or --input rows), side by side."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import asdict, dataclass, field, replace
 from .. import ir
 from ..codegen.render import Options
 from ..compiler import PlannedModel, plan_graph
+from ..errors import UserError
 from ..frontend import load_model
 from ..passes import OPTIMIZE_LEVELS, OptimizeLevel
+from ..plan.streaming import InputMode
 
 
 @dataclass
@@ -37,6 +40,18 @@ class ScheduleRow:
 
 
 @dataclass
+class InputSchedule:
+    """The schedule when the input arrives as `input` ("frame": written whole; "rows":
+    streamed), at the report's --optimize level; `note` says why there is none."""
+
+    input: str
+    arena_bytes: int = 0
+    macs: int = 0
+    steps: list[StepRow] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
 class MemoryReport:
     model: str
     optimize: str
@@ -49,6 +64,7 @@ class MemoryReport:
     steps: list[StepRow] = field(default_factory=list)
     schedules: list[ScheduleRow] = field(default_factory=list)
     input: str = "frame"  # --input: "rows" streams it, so the arena holds no frame
+    inputs: list[InputSchedule] = field(default_factory=list)  # frame, then rows: side by side
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +98,25 @@ def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
 
 
+def _input_schedules(loaded: ir.Graph, options: Options, result: PlannedModel) -> list[InputSchedule]:
+    """The frame schedule and the streamed one (--input rows, with the preprocessing the
+    options give; the frame takes none), one of them `result`."""
+    schedules = []
+    for mode in InputMode:
+        planned = result
+        if mode is not options.input:
+            drop = dict(input_format=None, normalize=None, input_scale_from=None) if mode is InputMode.FRAME else {}
+            other = replace(options, input=mode, memory_budget=None, **drop)
+            try:
+                planned = plan_graph(loaded, other)
+            except UserError as exc:  # a model whose input cannot stream: say why
+                schedules.append(InputSchedule(str(mode), note=str(exc)))
+                continue
+        schedules.append(InputSchedule(str(mode), planned.arena_bytes, sum(op.macs() for op in planned.plan.steps),
+                                       _step_rows(planned)))
+    return schedules
+
+
 def memory_report(model_path, options: Options, with_tflm: bool = True) -> MemoryReport:
     # Planned, not compiled: the report needs the plans and their figures, not the C. One
     # load serves every level (the passes leave the loaded graph as it was).
@@ -98,7 +133,7 @@ def memory_report(model_path, options: Options, with_tflm: bool = True) -> Memor
         paper_bound_bytes=result.paper_bound, paper_bound_op=result.paper_bound_op,
         tflm_arena_bytes=tflm_total, tflm_activation_bytes=tflm_head,
         macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules,
-        input=str(options.input))
+        input=str(options.input), inputs=_input_schedules(loaded, options, result))
 
 
 def format_report(report: MemoryReport) -> str:
@@ -123,4 +158,20 @@ def format_report(report: MemoryReport) -> str:
     baseline = next(s.macs for s in report.schedules if s.optimize == OptimizeLevel.SPEED)
     for s in report.schedules:
         lines.append(f"  {s.optimize:<9} {s.arena_bytes:>9,} {s.macs:>13,}  {100 * (s.macs / baseline - 1):+.1f}%")
-    return "\n".join(lines)
+    return "\n".join(lines + _format_inputs(report.inputs))
+
+
+def _format_inputs(inputs: list[InputSchedule]) -> list[str]:
+    """The frame and streamed schedules' totals, then their live bytes step by step, side by side."""
+    lines = ["", f"input (--optimize as above): {'arena B':>9} {'MACs':>13}  steps"]
+    for s in inputs:
+        lines.append(f"  {s.input:<26} {s.arena_bytes:>9,} {s.macs:>13,}  {len(s.steps)}" if not s.note
+                     else f"  {s.input:<26} none: {s.note}")
+    shown = [s for s in inputs if not s.note]
+    if len(shown) < 2:
+        return lines
+    lines += ["", "live B per step, side by side:", "  step" + "".join(f"  {s.input:>12}" for s in shown)]
+    for i in range(max(len(s.steps) for s in shown)):
+        cells = [f"{s.steps[i].live_bytes:>12,}" if i < len(s.steps) else " " * 12 for s in shown]
+        lines.append(f"  {i:>4}" + "".join(f"  {cell}" for cell in cells))
+    return lines
