@@ -440,3 +440,18 @@ def test_camera_streams_bit_exact_on_the_m4(tmp_path):
     run = run_on_board(model, result, tmp_path, board, count=1, per_layer=False)
     assert run.bit_exact and run.inputs == 3
     assert run.stack_bytes <= 2048
+
+
+def test_engine_pulls_the_scaled_rows_the_plan_says(camera, tmp_path):
+    """With sensor rows, the engine still asks for the input's rows, and reads and writes
+    every row of the first pipeline, in the order the plan's events say (the sensor rows
+    themselves are model.c's, below the engine: their order is the harness's check)."""
+    write_files(camera.files, tmp_path)
+    binary = build_host(tmp_path, "mnv2", tmp_path / "model_rows", opt="-O1", extra_flags=row_trace_flags("mnv2"))
+    frame = Preprocess(PixelFormat.RGB565, Normalize(), Scale(160, 120)).random_frames(camera.graph.input, 1)[0]
+    ours = trace_rows_host(binary, frame)
+    sensor = camera.plan.stream.sensor.tensor
+    engine = [dataclasses.replace(e, reads=tuple(r for r in e.reads if r[0] is not sensor))
+              for e in camera.plan.events if e.writes[0] is not sensor]
+    assert ("write", -1, 0, 95) in ours
+    assert_same_trace(ours, planned_trace(camera.plan.steps, engine))
