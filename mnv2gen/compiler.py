@@ -43,10 +43,10 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     can be planned at several optimize levels."""
     if options.quantized_input:
         loaded = take_quantized_input(loaded)
-    passed = run_passes(loaded, options.optimize, options.input)
-    bound, where = paper_bound(passed.bottlenecks)
     preprocess = preprocess_of(options)
-    sensor = preprocess.sensor_rows(passed.scheduled.input) if preprocess is not None else None
+    sensor = preprocess.sensor_rows(loaded.input) if preprocess is not None else None
+    passed = run_passes(loaded, options.optimize, options.input, sensor)
+    bound, where = paper_bound(passed.bottlenecks)
     plan = plan_arena(passed.scheduled, input_mode=options.input, sensor=sensor)
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from .. import ir
-from ..plan.streaming import InputMode, why_not_streamable
+from ..plan.streaming import InputMode, SensorRows, why_not_streamable
 from .fold_pad import fold_pad
 from .fuse import fuse_bottlenecks, fuse_neighbours, wrap_layers
 from .tables import chain_tables
@@ -43,11 +43,12 @@ def _verified(graph: ir.Graph) -> ir.Graph:
 
 
 def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY,
-               input_mode: InputMode = InputMode.FRAME) -> Passed:
+               input_mode: InputMode = InputMode.FRAME, sensor: SensorRows | None = None) -> Passed:
     """speed: every convolution and ADD on its own (layer by layer); balanced: inverted
     residuals fused, so their expansion is never whole; memory: also neighbouring pipelines
     fused wherever the planner finds that it shrinks the arena (planned with the input as
-    `input_mode` brings it: a streamed input changes which merges pay). All are bit-exact.
+    `input_mode` brings it, with `sensor`'s ring for --input-scale-from: a streamed input
+    changes which merges pay). All are bit-exact.
     `graph` is verified already (the frontend's); the passes do not change it."""
     from ..plan.arena import arena_bytes_of
 
@@ -63,6 +64,6 @@ def run_passes(graph: ir.Graph, optimize: OptimizeLevel = OptimizeLevel.MEMORY,
         # the schedule finally chosen says why, if none does).
         if input_mode is InputMode.ROWS and why_not_streamable(candidate):
             return math.inf
-        return arena_bytes_of(candidate, input_mode)
+        return arena_bytes_of(candidate, input_mode, sensor)
 
     return Passed(scheduled=_verified(fuse_neighbours(bottlenecks, arena_of)), bottlenecks=bottlenecks)

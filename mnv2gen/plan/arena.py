@@ -189,7 +189,7 @@ def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = Inpu
     return plan
 
 
-def arena_bytes_of(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME) -> int:
+def arena_bytes_of(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME, sensor: SensorRows | None = None) -> int:
     """The planned arena of a graph, for passes that weigh alternatives (unchecked: only the
     plan finally compiled needs the proof, and it gets it)."""
-    return plan_arena(graph, check=False, input_mode=input_mode).arena_bytes
+    return plan_arena(graph, check=False, input_mode=input_mode, sensor=sensor).arena_bytes
