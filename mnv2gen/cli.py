@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--input-scale-from", metavar="WxH",
                          help="with --input-format: fill delivers rows of a WxH sensor frame (e.g. 160x120), "
                               "resized to the model's input as its rows are needed")
-        sub.add_argument("--input-resize", choices=[str(r) for r in Resize], default=Resize.BILINEAR,
+        sub.add_argument("--input-resize", choices=[str(r) for r in Resize],
                          help="with --input-scale-from: nearest, or bilinear in 8-bit fixed point "
                               "(default: bilinear)")
 

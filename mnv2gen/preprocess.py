@@ -92,6 +92,7 @@ class Resize(enum.StrEnum):
 
 
 WEIGHT_BITS = 8  # bilinear weights and source positions in 1/256ths of a pixel
+MAX_SENSOR_SIDE = 4096  # the C's tables hold sensor byte offsets (3 a pixel) in 16 bits
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ class Scale:
     @classmethod
     def parse(cls, text: str, resize: str = Resize.BILINEAR) -> "Scale":
         match = re.fullmatch(r"([0-9]{1,5})[xX*]([0-9]{1,5})", text.strip())
-        if not match or min(map(int, match.groups())) < 1:
-            raise ValueError(f"cannot read the sensor size {text[:40]!r}: give WIDTHxHEIGHT, e.g. 160x120")
+        if not match or not all(1 <= int(n) <= MAX_SENSOR_SIDE for n in match.groups()):
+            raise ValueError(f"cannot read the sensor size {text[:40]!r}: give WIDTHxHEIGHT, each 1 to "
+                             f"{MAX_SENSOR_SIDE}, e.g. 160x120")
         return cls(int(match.group(1)), int(match.group(2)), Resize(resize))
 
     def axis(self, source: int, target: int) -> Axis:

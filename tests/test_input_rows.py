@@ -311,7 +311,11 @@ def test_pixels_stream_bit_exact(fmt, text, tmp_path):
                                             (["--input", "rows", "--input-format", "rgb565", "--input-scale-from",
                                               "160 by 120"], "cannot read the sensor size"),
                                             (["--input", "rows", "--input-format", "yuv422", "--input-scale-from",
-                                              "161x120"], "must be even")])
+                                              "161x120"], "must be even"),
+                                            (["--input", "rows", "--input-format", "rgb565", "--input-scale-from",
+                                              "5000x120"], "each 1 to 4096"),
+                                            (["--input", "rows", "--input-format", "rgb565", "--input-resize",
+                                              "nearest"], "add --input-scale-from")])
 def test_preprocessing_flags_are_checked(flags, message, tmp_path):
     run = subprocess.run([sys.executable, "-m", "mnv2gen.cli", "compile", str(model_zoo.get_model(FLAGSHIP)),
                           "--out", str(tmp_path / "c"), *flags], capture_output=True, text=True)

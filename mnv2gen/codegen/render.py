@@ -87,7 +87,7 @@ class Options:
     input_format: PixelFormat | None = None  # with rows: fill writes these pixels (preprocess.py)
     normalize: Normalize | None = None  # with input_format: the float normalization (default: x)
     input_scale_from: Scale | None = None  # with input_format: fill delivers a sensor frame of this size
-    input_resize: Resize = Resize.BILINEAR  # how it is resized to the model's input
+    input_resize: Resize | None = None  # with input_scale_from given as text: how (default: bilinear)
 
     def __post_init__(self) -> None:
         # A misspelt target or level would otherwise compile as the default, silently.
@@ -106,9 +106,12 @@ class Options:
             self.normalize = Normalize.parse(self.normalize)
         if self.normalize is not None and self.input_format is None:
             raise ValueError("--normalize applies to sensor pixels: add --input-format (and --input rows)")
-        self.input_resize = Resize(self.input_resize)
+        if self.input_resize is not None:
+            self.input_resize = Resize(self.input_resize)
+            if self.input_scale_from is None:
+                raise ValueError("--input-resize says how --input-scale-from resizes: add --input-scale-from")
         if isinstance(self.input_scale_from, str):
-            self.input_scale_from = Scale.parse(self.input_scale_from, self.input_resize)
+            self.input_scale_from = Scale.parse(self.input_scale_from, self.input_resize or Resize.BILINEAR)
         if self.input_scale_from is not None and self.input_format is None:
             raise ValueError("--input-scale-from resizes sensor pixels: add --input-format (and --input rows)")
         # The section names reach the C as they are: only names that cannot inject text pass.

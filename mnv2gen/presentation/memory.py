@@ -105,7 +105,8 @@ def _input_schedules(loaded: ir.Graph, options: Options, result: PlannedModel) -
     for mode in InputMode:
         planned = result
         if mode is not options.input:
-            drop = dict(input_format=None, normalize=None, input_scale_from=None) if mode is InputMode.FRAME else {}
+            preprocessing = ("input_format", "normalize", "input_scale_from", "input_resize")
+            drop = dict.fromkeys(preprocessing) if mode is InputMode.FRAME else {}  # a frame takes none
             other = replace(options, input=mode, memory_budget=None, **drop)
             try:
                 planned = plan_graph(loaded, other)
