@@ -459,3 +459,15 @@ def test_engine_pulls_the_scaled_rows_the_plan_says(camera, tmp_path):
               for e in camera.plan.events if e.writes[0] is not sensor]
     assert ("write", -1, 0, 95) in ours
     assert_same_trace(ours, planned_trace(camera.plan.steps, engine))
+
+
+@pytest.mark.parametrize("kind, resize", [("conv", "bilinear"), ("depthwise", "nearest")])
+def test_single_ops_scale_sensor_rows_bit_exact(kind, resize, tmp_path):
+    """Under ASan/UBSan, first ops of random shapes and paddings (VALID ones leave input rows,
+    and so sensor rows, no window reads) fed a 37x23 gray sensor, up or down to their input."""
+    model = model_zoo.single_op_model(kind, 0)
+    result = compile_model(model, Options(input="rows", input_format="gray8", input_scale_from="37x23",
+                                          input_resize=resize))
+    write_files(result.files, tmp_path)
+    report = verify(model, result, tmp_path, count=4, use_tflm=False, sanitize=True)
+    assert report.matched_tflite == report.inputs == 6, report.first_mismatch
