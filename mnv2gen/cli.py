@@ -534,7 +534,7 @@ def cmd_demo(args) -> int:
     from .presentation.demo import Progress, demo_inputs, format_demo, run_demo
 
     model, tests = demo_inputs(args.model, args.tests)
-    for folder in ("host", "cortex-m4") + (("rows", "camera") if args.camera else ()):
+    for folder in ("host", "cortex-m4") + (("rows", "camera", "camera-cortex-m4") if args.camera else ()):
         check_output_folder(f"{args.out}/{folder}", output_names("mnv2"), [model, tests])
     demo = run_demo(model, tests, args.out, inputs=args.inputs, firmware=not args.no_firmware,
                     camera=args.camera, progress=Progress(enabled=not args.quiet))

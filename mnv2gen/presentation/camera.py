@@ -40,11 +40,13 @@ class CameraResult:
     images: int = 0
     macs_frame: int = 0
     macs_rows: int = 0
+    firmware: dict | None = None  # the camera build on the emulated Cortex-M4 (run_on_board's summary)
 
     @property
     def ok(self) -> bool:
         return (self.rows_outputs_identical == self.camera_outputs_identical == self.images
-                and self.macs_frame == self.macs_rows)
+                and self.macs_frame == self.macs_rows
+                and (self.firmware is None or self.firmware.get("bit_exact") is True))
 
 
 def camera_frames(images: np.ndarray) -> np.ndarray:
@@ -63,9 +65,11 @@ def _macs(result) -> int:
 
 
 def run_camera(model_path: Path, out_dir: Path, frame_result, frame_outputs: np.ndarray, test_x: np.ndarray,
-               test_y: np.ndarray, run_c, progress) -> CameraResult:
+               test_y: np.ndarray, run_c, progress, board=None, board_inputs: int = 1) -> CameraResult:
     """The two streamed builds over the test set; `run_c(c_dir, result, inputs, progress)`
-    runs generated C on the host (demo.run_c), `frame_outputs` are the frame build's."""
+    runs generated C on the host (demo.run_c), `frame_outputs` are the frame build's. With
+    `board` (emulated), the camera build also runs there on `board_inputs` random frames
+    (and all-0, all-255) against TFLite on the reference's input."""
     camera = CameraResult(images=len(test_x), macs_frame=_macs(frame_result))
     with progress.stage(f"streamed (--input rows): the generated C over {len(test_x)} test images"):
         rows = compile_model(model_path, Options(input="rows"))
@@ -90,7 +94,25 @@ def run_camera(model_path: Path, out_dir: Path, frame_result, frame_outputs: np.
                                               for a, b, ran in zip(ours, theirs.outputs, theirs.ran)))
     camera.camera_accuracy = float(np.mean(_predictions(ours) == test_y))
     camera.camera_reference_accuracy = float(np.mean(_predictions(theirs.outputs) == test_y))
+    if board is not None:
+        _run_on(board, model_path, out_dir, board_inputs, progress, camera)
     return camera
+
+
+def _run_on(board, model_path: Path, out_dir: Path, inputs: int, progress, camera: CameraResult) -> None:
+    from dataclasses import replace
+
+    from ..firmware.runner import FirmwareFailed
+    from ..verification.board import run_on_board
+
+    with progress.stage(f"the camera build for {board.core}: {inputs + 2} frames under QEMU ({board.name})"):
+        result = compile_model(model_path, replace(CAMERA, target=board.core))
+        c_dir = out_dir / f"camera-{board.core}"
+        write_files(result.files, c_dir)
+        try:
+            camera.firmware = run_on_board(model_path, result, c_dir, board, count=inputs, per_layer=False).summary()
+        except FirmwareFailed as exc:
+            camera.firmware = {"bit_exact": False, "error": str(exc)}
 
 
 def _predictions(outputs: np.ndarray) -> np.ndarray:
@@ -106,4 +128,13 @@ def format_camera(camera: CameraResult, pct) -> list[str]:
         f"camera ({PixelFormat.RGB565} {SENSOR.width}x{SENSOR.height} -> bilinear, {NORMALIZE}): arena "
         f"{camera.camera_arena_bytes:,} B; accuracy {pct(camera.camera_accuracy)} "
         f"(.tflite on the reference's input: {pct(camera.camera_reference_accuracy)}); "
-        f"{camera.camera_outputs_identical}/{camera.images} outputs byte-identical"]
+        f"{camera.camera_outputs_identical}/{camera.images} outputs byte-identical"] + _firmware_line(camera.firmware)
+
+
+def _firmware_line(fw: dict | None) -> list[str]:
+    if not fw:
+        return []
+    if not fw.get("inputs"):
+        return [f"camera on the Cortex-M4: {fw.get('error', 'not run')}"]
+    return [f"camera on the Cortex-M4: {fw['matched_reference']}/{fw['inputs']} random frames identical under QEMU "
+            f"({fw['board']}); {fw['instructions_per_inference']:,} instructions per inference"]

@@ -263,7 +263,11 @@ def run_demo(model: str | None = None, tests: str | None = None, out: str = "bui
                                           for a, b, ran in zip(ours, theirs.outputs, theirs.ran)))
 
     if camera:
-        demo.camera = run_camera(model_path, out_dir, result, ours, test_x, test_y, run_c, progress)
+        from ..firmware.boards import get_board
+
+        board = get_board(BOARD) if firmware and _firmware_tools_present() else None
+        demo.camera = run_camera(model_path, out_dir, result, ours, test_x, test_y, run_c, progress,
+                                 board=board, board_inputs=max(1, inputs // 4))
 
     with progress.stage("planning memory for every schedule"):
         memory = memory_report(model_path, Options(), with_tflm=False)  # TFLite Micro ran in verify
