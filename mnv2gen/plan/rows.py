@@ -10,7 +10,9 @@ its last read.
 
 Ops outside pipelines are one event each: they read all of their inputs and write all of
 their output. A streamed graph input (`--input rows`, see streaming.py) is written by fill
-events: the rows the caller's function produces at one request, reading nothing.
+events: the rows the caller's function produces at one request, reading nothing; with
+`--input-scale-from` the fill events write sensor rows instead, and each input row is an event
+of its own that reads its window of them (streaming.SensorRows).
 """
 
 from __future__ import annotations
@@ -93,12 +95,12 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput |
     """The events of one pipeline, in the exact order the C engine performs them."""
     producer = {id(stage.output): stage for stage in pipeline.stages}
     streamed = stream.tensor if stream is not None and stream.tensor in pipeline.activation_inputs() else None
-    sensor = {id(stream.sensor.tensor)} if streamed is not None and stream.sensor is not None else set()
+    sensor_ids = {id(stream.sensor.tensor)} if streamed is not None and stream.sensor is not None else set()
     produced: dict[int, int] = {}
     events: list[RowEvent] = []
 
     def rows_done(t: ir.Tensor) -> int:
-        return produced.get(id(t), 0 if id(t) in producer or t is streamed or id(t) in sensor else tensor_rows(t))
+        return produced.get(id(t), 0 if id(t) in producer or t is streamed or id(t) in sensor_ids else tensor_rows(t))
 
     def fill(t: ir.Tensor, last: int) -> None:
         """The engine's requests to the caller's fill function for rows up to `last`."""
