@@ -199,10 +199,10 @@ int main(void)
 
 
 @pytest.mark.parametrize("scaled", [False, True], ids=["input rows", "sensor rows"])
-def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, scaled, tmp_path):
+def test_a_failing_fill_stops_the_run_with_its_own_code(flagship, scaled, request, tmp_path):
     """Also when fill delivers sensor rows that the C resizes (a failure at a sensor request)."""
     if scaled:
-        flagship = compile_model(model_zoo.get_model(FLAGSHIP), CAMERA)
+        flagship = request.getfixturevalue("camera")
     write_files(flagship.files, tmp_path)
     (tmp_path / "main.c").write_text(FILL_FAILS)
     binary = tmp_path / "fill_fails"
@@ -421,11 +421,12 @@ def test_sensor_rows_are_planned_and_proved(camera, flagship):
         ring.rows = 2
 
 
-@pytest.mark.parametrize("fmt, flags", [("rgb565", {}), ("yuv422", {"normalize": "(x/127.5)-1"}),
+@pytest.mark.parametrize("fmt, flags", [("yuv422", {"normalize": "(x/127.5)-1"}),
                                         ("gray8", {"input_resize": "nearest", "normalize": "x/255"})])
 def test_scaled_sensor_rows_stream_bit_exact(fmt, flags, tmp_path):
     """160x120 sensor pixels in, resized and converted by the C: equal to TFLite run on the
-    reference's quantized input (the harness checks every sensor row is asked for once, in order)."""
+    reference's quantized input (the harness checks every sensor row is asked for once, in order).
+    rgb565 with bilinear, the demo's camera, is tests/test_demo.py's and the M4 test's below."""
     model = model_zoo.get_model(FLAGSHIP)
     result = compile_model(model, Options(input="rows", input_format=fmt, input_scale_from="160x120", **flags))
     assert f"#define MNV2_INPUT_ROW_BYTES {160 * PixelFormat(fmt).channels}" in result.files["mnv2_model.h"]
