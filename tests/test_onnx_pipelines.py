@@ -162,10 +162,11 @@ def test_mismatch_names_the_first_differing_layer(quantized_input, out_dir):
     write_files(result.files, out_dir)
     weights = out_dir / "mnv2_weights.c"
     text = weights.read_text()
+    # Flip the first weight of layer 3 (byte arrays are string literals of hex escapes).
     start = text.index("mnv2_layer3_s0_weights[")
-    first = text.index("{\n    ", start) + len("{\n    ")
-    value = int(text[first:text.index(",", first)])
-    weights.write_text(text[:first] + str(-value if value else 1) + text[text.index(",", first):])
+    first = text.index('{\n    "\\x', start) + len('{\n    "\\x')
+    value = int(text[first:first + 2], 16)
+    weights.write_text(text[:first] + f"{value ^ 0x80:02x}" + text[first + 2:])
     report = verify(path, result, out_dir, count=5)
     assert report.matched_tflite < report.inputs
     assert "layer 3 (ONNX node" in report.first_mismatch and "values differ" in report.first_mismatch, \
