@@ -220,10 +220,12 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
 
 # The kernel each fast-path model is for, on the M4's DSP kernels and on the M55's Helium
 # ones: Helium takes every 1x1 convolution with POINTWISE_VECTORS (four pixels per weight
-# vector), has no regrouped FULLY_CONNECTED weights (its dot products do better), and a
-# receptive field over 64 bytes takes the portable path.
+# vector) and every 3x3 depthwise one with DEPTHWISE_VECTORS, has no regrouped
+# FULLY_CONNECTED weights (its dot products do better), and a receptive field over 64 bytes
+# takes the portable path.
 FAST_PATH_KERNELS = {
-    **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_GROUPS") for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
+    **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_VECTORS" if name.startswith("dw3") else "DEPTHWISE_GROUPS")
+       for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
     "pw_c4_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
     "pw_c12_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),

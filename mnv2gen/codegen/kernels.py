@@ -13,7 +13,8 @@ import enum
 from dataclasses import dataclass
 
 from .. import ir
-from .blocks import CHANNEL_PAIRS, DEPTHWISE_GROUPS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
+from . import blocks
+from .blocks import CHANNEL_PAIRS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
 
 
 class Variant(str, enum.Enum):
@@ -135,11 +136,15 @@ POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pa
 POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
-                             DEPTHWISE_GROUPS)
+                             blocks.DEPTHWISE_GROUPS)
+# Helium's 3x3 depthwise (MobileNet's every one): the same blocks, a group of four channels an
+# int32 vector; other windows keep DEPTHWISE_GROUPS.
+DEPTHWISE_VECTORS = RowKernel("DEPTHWISE_VECTORS", StageKind.DEPTHWISE, "depthwise_vectors_row", (Variant.MVE,),
+                              blocks.DEPTHWISE_GROUPS)
 
 ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
                POINTWISE_VECTORS,
-               DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
+               DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS)
 
 
 def row_kernels(variant: Variant) -> list[RowKernel]:
@@ -163,7 +168,10 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
     in_c, out_c = op.input.shape[-1], op.output.shape[-1]
     simd = variant.simd and fast_output_stage
     if kind is StageKind.DEPTHWISE:
-        return DEPTHWISE_GROUPS if simd and out_c % 4 == 0 else DEPTHWISE_TAPS
+        if not (simd and out_c % 4 == 0):
+            return DEPTHWISE_TAPS
+        vectors = variant in DEPTHWISE_VECTORS.variants and op.kernel == (3, 3)
+        return DEPTHWISE_VECTORS if vectors else DEPTHWISE_GROUPS
     if kind is StageKind.CONV_1X1:
         if simd and variant in POINTWISE_VECTORS.variants:
             return POINTWISE_VECTORS
