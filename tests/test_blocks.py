@@ -71,6 +71,19 @@ def test_depthwise_blocks():
     assert_laid_out(blocks.DEPTHWISE_GROUPS, packed, taps, 2 * bias, scales, channels)
 
 
+@pytest.mark.parametrize("out_c", [5, 16])
+def test_field_vector_blocks(out_c):
+    bias, weights, scales = constants(out_c, 27)  # the stem's 3x3x3: two vectors
+    packed = blocks.field_vector_blocks(bias, weights.reshape(out_c, 3, 3, 3), scales)
+    assert_laid_out(blocks.FIELD_VECTORS, packed, 2, bias, scales, out_c)
+    # per channel its weights in the field's order, then zeros to the end of the second vector
+    per_block = packed.reshape(out_c, -1)
+    first = offset(blocks.FIELD_VECTORS, "WEIGHTS", 0)
+    for c in range(out_c):
+        field = np.ascontiguousarray(per_block[c, first:first + 2 * 16 // 4]).view(np.int8)
+        assert field.tolist() == weights[c].tolist() + [0] * 5
+
+
 def test_every_variant_has_a_portable_kernel_per_stage_kind():
     for variant in Variant:
         # the portable ones: in every variant, on the plain arrays (Helium's POINTWISE_VECTORS

@@ -60,7 +60,14 @@ DEPTHWISE_GROUPS = BlockLayout(
     "per group of four channels: twice (bias - input zero point * sum of the channel's kernel), every tap read "
     "(border windows read the zero point), per tap the group's weights doubled as two halfword pairs, their scales")
 
-LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS)
+# Helium's VMLADAV reads 16 bytes of the field and of the weights at a time.
+VECTOR_BYTES = 16
+FIELD_VECTORS = BlockLayout(
+    "FIELD_VECTORS", 1, VECTOR_BYTES // 4, "vector of the receptive field (zero-padded to whole vectors)",
+    "per output channel: its folded bias, its int8 weights in the receptive field's order ([ky][kx][c]) filled "
+    "up with zeros to whole vectors of 16 bytes, its scales")
+
+LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS, FIELD_VECTORS)
 
 
 def padded_rows(weights: np.ndarray) -> np.ndarray:
@@ -139,3 +146,11 @@ def depthwise_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.n
     groups = channels // 4
     pairs = _doubled_pairs(weights.reshape(taps, groups, 4))  # [tap, group, 2]
     return DEPTHWISE_GROUPS.pack(doubled_bias, pairs.transpose(1, 0, 2).reshape(groups, 2 * taps), scales)
+
+
+def field_vector_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """FIELD_VECTORS of a convolution's weights [out_c, kh, kw, in_c]."""
+    rows = weights.reshape(weights.shape[0], -1).astype(np.int8)
+    rows = np.pad(rows, ((0, 0), (0, -rows.shape[1] % VECTOR_BYTES)))
+    words = np.ascontiguousarray(rows).view("<i4")  # the bytes as the kernel's vector loads read them
+    return FIELD_VECTORS.pack(folded_bias, words, scales)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import ir
 from . import blocks
-from .blocks import CHANNEL_PAIRS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
+from .blocks import CHANNEL_PAIRS, FIELD_VECTORS, NARROW_CHANNELS, VECTOR_BYTES, WORD_PAIRS, BlockLayout
 
 
 class Variant(str, enum.Enum):
@@ -122,10 +122,14 @@ NARROW_POINTWISE_INPUTS = (8, 16)
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
+# On Helium, those of at most two vectors (the stem's 27 bytes) take CONV_VECTORS.
+MAX_VECTOR_FIELD = 2 * VECTOR_BYTES
 
 ALL = tuple(Variant)
 CONV_PIXELS = RowKernel("CONV_PIXELS", StageKind.CONV, "conv_pixels", ALL)
 CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_packed_row", SIMD, CHANNEL_PAIRS)
+# Helium's: the field gathered into two vectors per pixel, two VMLADAVs per output.
+CONV_VECTORS = RowKernel("CONV_VECTORS", StageKind.CONV, "conv_vectors_row", (Variant.MVE,), FIELD_VECTORS)
 POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_pixels", ALL)
 POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row",
                                  (Variant.DSP,), NARROW_CHANNELS)
@@ -142,7 +146,7 @@ DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise
 DEPTHWISE_VECTORS = RowKernel("DEPTHWISE_VECTORS", StageKind.DEPTHWISE, "depthwise_vectors_row", (Variant.MVE,),
                               blocks.DEPTHWISE_GROUPS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
                POINTWISE_VECTORS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS)
 
@@ -181,4 +185,6 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
             return POINTWISE_PAIRS
         return POINTWISE_PIXELS
     patch_bytes = op.kernel[0] * op.kernel[1] * in_c
+    if simd and variant in CONV_VECTORS.variants and patch_bytes <= MAX_VECTOR_FIELD:
+        return CONV_VECTORS
     return CONV_PACKED if simd and patch_bytes <= MAX_PACKED_PATCH else CONV_PIXELS

@@ -208,6 +208,8 @@ def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout,
         return blocks.narrow_blocks(bias, weights, scales)
     if layout is blocks.WORD_PAIRS:
         return blocks.word_pair_blocks(bias, weights, scales)
+    if layout is blocks.FIELD_VECTORS:
+        return blocks.field_vector_blocks(bias, weights, scales)
     return blocks.pair_blocks(bias, blocks.padded_rows(weights), scales)
 
 
