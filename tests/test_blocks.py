@@ -84,6 +84,23 @@ def test_field_vector_blocks(out_c):
         assert field.tolist() == weights[c].tolist() + [0] * 5
 
 
+def test_depthwise_sixteen_blocks():
+    channels, taps = 32, 9
+    bias, weights, scales = constants(channels, taps)
+    packed = blocks.depthwise_sixteen_blocks(bias, weights.T.reshape(1, 3, 3, channels), scales)
+    layout = blocks.DEPTHWISE_SIXTEENS
+    per_block = packed.reshape(-1, offset(layout, "WORDS", taps))
+    assert per_block.shape[0] == 2
+    for c in range(channels):
+        block = per_block[c // 16]
+        order, lane = divmod(list(blocks.SIXTEEN_LANES).index(c % 16), 4)  # its vector and lane
+        assert block[offset(layout, "BIAS", taps) + 4 * order + lane] == bias[c]
+        at = offset(layout, "SCALES", taps) + 12 * order + lane  # multipliers, roundings, -right
+        assert [block[at], block[at + 4], block[at + 8]] == [scales[c][0], scales[c][1], -scales[c][2]]
+        tap_bytes = np.ascontiguousarray(block[offset(layout, "WEIGHTS", 0):offset(layout, "SCALES", taps)])
+        assert tap_bytes.view(np.int8).reshape(taps, 16)[:, c % 16].tolist() == weights[c].tolist()
+
+
 def test_every_variant_has_a_portable_kernel_per_stage_kind():
     for variant in Variant:
         # the portable ones: in every variant, on the plain arrays (Helium's POINTWISE_VECTORS

@@ -226,6 +226,7 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
 FAST_PATH_KERNELS = {
     **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_VECTORS" if name.startswith("dw3") else "DEPTHWISE_GROUPS")
        for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
+    "dw3_s2_valid_c16": ("DEPTHWISE_GROUPS", "DEPTHWISE_SIXTEENS"),
     "pw_c4_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
     "pw_c12_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),

@@ -146,9 +146,14 @@ DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise
 DEPTHWISE_VECTORS = RowKernel("DEPTHWISE_VECTORS", StageKind.DEPTHWISE, "depthwise_vectors_row", (Variant.MVE,),
                               blocks.DEPTHWISE_GROUPS)
 
+# Helium's 3x3 depthwise on sixteen channels a vector of int8 lanes, two taps' products summed
+# in int16: for channels in sixteens and weights above -128 (see depthwise_sixteens.c.j2).
+DEPTHWISE_SIXTEENS = RowKernel("DEPTHWISE_SIXTEENS", StageKind.DEPTHWISE, "depthwise_sixteens_row", (Variant.MVE,),
+                               blocks.DEPTHWISE_SIXTEENS)
+
 ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
                POINTWISE_VECTORS,
-               DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS)
+               DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS, DEPTHWISE_SIXTEENS)
 
 
 def row_kernels(variant: Variant) -> list[RowKernel]:
@@ -174,8 +179,10 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
     if kind is StageKind.DEPTHWISE:
         if not (simd and out_c % 4 == 0):
             return DEPTHWISE_TAPS
-        vectors = variant in DEPTHWISE_VECTORS.variants and op.kernel == (3, 3)
-        return DEPTHWISE_VECTORS if vectors else DEPTHWISE_GROUPS
+        if variant not in DEPTHWISE_VECTORS.variants or op.kernel != (3, 3):
+            return DEPTHWISE_GROUPS
+        sixteens = out_c % 16 == 0 and int(op.weights.data.min()) > -128
+        return DEPTHWISE_SIXTEENS if sixteens else DEPTHWISE_VECTORS
     if kind is StageKind.CONV_1X1:
         if simd and variant in POINTWISE_VECTORS.variants:
             return POINTWISE_VECTORS
