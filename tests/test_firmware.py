@@ -290,8 +290,8 @@ def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
 # which puts act_min at 0; TFLite computes the edited model as it is.
 @needs_toolchain
 @pytest.mark.parametrize("board", [M4, M55])
-@pytest.mark.parametrize("name", ["dw3_s1_same_c12", "dw5_s1_same_c8", "pw_c16_s1", "pw_c24_o10_s2",
-                                  "conv3_s2_same_c3"])
+@pytest.mark.parametrize("name", ["dw3_s1_same_c12", "dw3_s2_valid_c16", "dw5_s1_same_c8", "pw_c16_s1",
+                                  "pw_c24_o10_s2", "conv3_s2_same_c3"])
 def test_simd_fast_paths_clamp_like_tflite(name, board, tmp_path):
     model = tflite_edit.load(model_zoo.fast_path_model(name))
     graph = model.subgraphs[0]
