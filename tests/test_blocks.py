@@ -71,6 +71,36 @@ def test_depthwise_blocks():
     assert_laid_out(blocks.DEPTHWISE_GROUPS, packed, taps, 2 * bias, scales, channels)
 
 
+@pytest.mark.parametrize("out_c", [5, 16])
+def test_field_vector_blocks(out_c):
+    bias, weights, scales = constants(out_c, 27)  # the stem's 3x3x3: two vectors
+    packed = blocks.field_vector_blocks(bias, weights.reshape(out_c, 3, 3, 3), scales)
+    assert_laid_out(blocks.FIELD_VECTORS, packed, 2, bias, scales, out_c)
+    # per channel its weights in the field's order, then zeros to the end of the second vector
+    per_block = packed.reshape(out_c, -1)
+    first = offset(blocks.FIELD_VECTORS, "WEIGHTS", 0)
+    for c in range(out_c):
+        field = np.ascontiguousarray(per_block[c, first:first + 2 * 16 // 4]).view(np.int8)
+        assert field.tolist() == weights[c].tolist() + [0] * 5
+
+
+def test_depthwise_sixteen_blocks():
+    channels, taps = 32, 9
+    bias, weights, scales = constants(channels, taps)
+    packed = blocks.depthwise_sixteen_blocks(bias, weights.T.reshape(1, 3, 3, channels), scales)
+    layout = blocks.DEPTHWISE_SIXTEENS
+    per_block = packed.reshape(-1, offset(layout, "WORDS", taps))
+    assert per_block.shape[0] == 2
+    for c in range(channels):
+        block = per_block[c // 16]
+        order, lane = divmod(list(blocks.SIXTEEN_LANES).index(c % 16), 4)  # its vector and lane
+        assert block[offset(layout, "BIAS", taps) + 4 * order + lane] == bias[c]
+        at = offset(layout, "SCALES", taps) + 12 * order + lane  # multipliers, roundings, -right
+        assert [block[at], block[at + 4], block[at + 8]] == [scales[c][0], scales[c][1], -scales[c][2]]
+        tap_bytes = np.ascontiguousarray(block[offset(layout, "WEIGHTS", 0):offset(layout, "SCALES", taps)])
+        assert tap_bytes.view(np.int8).reshape(taps, 16)[:, c % 16].tolist() == weights[c].tolist()
+
+
 def test_every_variant_has_a_portable_kernel_per_stage_kind():
     for variant in Variant:
         # the portable ones: in every variant, on the plain arrays (Helium's POINTWISE_VECTORS

@@ -220,10 +220,13 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
 
 # The kernel each fast-path model is for, on the M4's DSP kernels and on the M55's Helium
 # ones: Helium takes every 1x1 convolution with POINTWISE_VECTORS (four pixels per weight
-# vector), has no regrouped FULLY_CONNECTED weights (its dot products do better), and a
-# receptive field over 64 bytes takes the portable path.
+# vector), every 3x3 depthwise one with DEPTHWISE_VECTORS and receptive fields of at most 32
+# bytes with CONV_VECTORS, has no regrouped FULLY_CONNECTED weights (its dot products do
+# better), and a receptive field over 64 bytes takes the portable path.
 FAST_PATH_KERNELS = {
-    **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_GROUPS") for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
+    **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_VECTORS" if name.startswith("dw3") else "DEPTHWISE_GROUPS")
+       for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
+    "dw3_s2_valid_c16": ("DEPTHWISE_GROUPS", "DEPTHWISE_SIXTEENS"),
     "pw_c4_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
     "pw_c12_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
@@ -231,7 +234,7 @@ FAST_PATH_KERNELS = {
     "pw_c24_o10_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
     "pw_c40_o16_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
     "add_c8": ("ADD_TABLES", "ADD_TABLES"),
-    "conv3_s2_same_c3": ("CONV_PACKED", "CONV_PACKED"),
+    "conv3_s2_same_c3": ("CONV_PACKED", "CONV_VECTORS"),
     "conv2x3_s1_valid_c7_o5": ("CONV_PACKED", "CONV_PACKED"),
     "conv3_s1_same_c12_o6": ("CONV_PIXELS", "CONV_PIXELS"),
     "fc_d64_u10": ("FULLY_CONNECTED_QUADS", "FULLY_CONNECTED"),
@@ -287,8 +290,8 @@ def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
 # which puts act_min at 0; TFLite computes the edited model as it is.
 @needs_toolchain
 @pytest.mark.parametrize("board", [M4, M55])
-@pytest.mark.parametrize("name", ["dw3_s1_same_c12", "dw5_s1_same_c8", "pw_c16_s1", "pw_c24_o10_s2",
-                                  "conv3_s2_same_c3"])
+@pytest.mark.parametrize("name", ["dw3_s1_same_c12", "dw3_s2_valid_c16", "dw5_s1_same_c8", "pw_c16_s1",
+                                  "pw_c24_o10_s2", "conv3_s2_same_c3"])
 def test_simd_fast_paths_clamp_like_tflite(name, board, tmp_path):
     model = tflite_edit.load(model_zoo.fast_path_model(name))
     graph = model.subgraphs[0]

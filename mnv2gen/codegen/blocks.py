@@ -60,7 +60,24 @@ DEPTHWISE_GROUPS = BlockLayout(
     "per group of four channels: twice (bias - input zero point * sum of the channel's kernel), every tap read "
     "(border windows read the zero point), per tap the group's weights doubled as two halfword pairs, their scales")
 
-LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS)
+# Helium's VMLADAV reads 16 bytes of the field and of the weights at a time.
+VECTOR_BYTES = 16
+FIELD_VECTORS = BlockLayout(
+    "FIELD_VECTORS", 1, VECTOR_BYTES // 4, "vector of the receptive field (zero-padded to whole vectors)",
+    "per output channel: its folded bias, its int8 weights in the receptive field's order ([ky][kx][c]) filled "
+    "up with zeros to whole vectors of 16 bytes, its scales")
+
+DEPTHWISE_SIXTEENS = BlockLayout(
+    "DEPTHWISE_SIXTEEN", 16, VECTOR_BYTES // 4, "tap",
+    "per sixteen channels, in the four lane orders VMULLB/VMULLT and VMOVLB/VMOVLT leave their products in "
+    "(channels 0, 4, 8, 12; 2, 6, 10, 14; 1, 5, 9, 13; 3, 7, 11, 15): bias - input zero point * sum of the "
+    "channel's kernel; per tap the sixteen channels' int8 weights; per lane order the multipliers, the "
+    "roundings and the right shifts negated, a vector each")
+
+LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS, FIELD_VECTORS, DEPTHWISE_SIXTEENS)
+
+# The channel of each lane of DEPTHWISE_SIXTEENS' four int32 vectors, in order.
+SIXTEEN_LANES = np.array([0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15])
 
 
 def padded_rows(weights: np.ndarray) -> np.ndarray:
@@ -139,3 +156,23 @@ def depthwise_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.n
     groups = channels // 4
     pairs = _doubled_pairs(weights.reshape(taps, groups, 4))  # [tap, group, 2]
     return DEPTHWISE_GROUPS.pack(doubled_bias, pairs.transpose(1, 0, 2).reshape(groups, 2 * taps), scales)
+
+
+def field_vector_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """FIELD_VECTORS of a convolution's weights [out_c, kh, kw, in_c]."""
+    rows = weights.reshape(weights.shape[0], -1).astype(np.int8)
+    rows = np.pad(rows, ((0, 0), (0, -rows.shape[1] % VECTOR_BYTES)))
+    words = np.ascontiguousarray(rows).view("<i4")  # the bytes as the kernel's vector loads read them
+    return FIELD_VECTORS.pack(folded_bias, words, scales)
+
+
+def depthwise_sixteen_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """DEPTHWISE_SIXTEENS of a depthwise convolution's weights [1, kh, kw, channels] (channels a
+    multiple of 16), `folded_bias` folded (not doubled)."""
+    taps, channels = weights.shape[1] * weights.shape[2], weights.shape[3]
+    blocks = channels // 16
+    tap_words = np.ascontiguousarray(weights.reshape(taps, blocks, 16).astype(np.int8).transpose(1, 0, 2))
+    in_lanes = (np.arange(blocks)[:, None] * 16 + SIXTEEN_LANES).reshape(-1)  # per block, its channels by lane
+    lane_scales = scales.astype(np.int64)[in_lanes].reshape(blocks, 4, 4, 3) * np.array([1, 1, -1])
+    return DEPTHWISE_SIXTEENS.pack(folded_bias.astype(np.int64)[in_lanes], tap_words.view("<i4").reshape(blocks, -1),
+                                   lane_scales.transpose(0, 1, 3, 2).reshape(-1, 3))

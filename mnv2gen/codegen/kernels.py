@@ -13,7 +13,8 @@ import enum
 from dataclasses import dataclass
 
 from .. import ir
-from .blocks import CHANNEL_PAIRS, DEPTHWISE_GROUPS, NARROW_CHANNELS, WORD_PAIRS, BlockLayout
+from . import blocks
+from .blocks import CHANNEL_PAIRS, FIELD_VECTORS, NARROW_CHANNELS, VECTOR_BYTES, WORD_PAIRS, BlockLayout
 
 
 class Variant(str, enum.Enum):
@@ -121,10 +122,14 @@ NARROW_POINTWISE_INPUTS = (8, 16)
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
+# On Helium, those of at most two vectors (the stem's 27 bytes) take CONV_VECTORS.
+MAX_VECTOR_FIELD = 2 * VECTOR_BYTES
 
 ALL = tuple(Variant)
 CONV_PIXELS = RowKernel("CONV_PIXELS", StageKind.CONV, "conv_pixels", ALL)
 CONV_PACKED = RowKernel("CONV_PACKED", StageKind.CONV, "conv_packed_row", SIMD, CHANNEL_PAIRS)
+# Helium's: the field gathered into two vectors per pixel, two VMLADAVs per output.
+CONV_VECTORS = RowKernel("CONV_VECTORS", StageKind.CONV, "conv_vectors_row", (Variant.MVE,), FIELD_VECTORS)
 POINTWISE_PIXELS = RowKernel("POINTWISE_PIXELS", StageKind.CONV_1X1, "pointwise_pixels", ALL)
 POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"pointwise_narrow_{n}_row",
                                  (Variant.DSP,), NARROW_CHANNELS)
@@ -135,11 +140,20 @@ POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pa
 POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
-                             DEPTHWISE_GROUPS)
+                             blocks.DEPTHWISE_GROUPS)
+# Helium's 3x3 depthwise (MobileNet's every one): the same blocks, a group of four channels an
+# int32 vector; other windows keep DEPTHWISE_GROUPS.
+DEPTHWISE_VECTORS = RowKernel("DEPTHWISE_VECTORS", StageKind.DEPTHWISE, "depthwise_vectors_row", (Variant.MVE,),
+                              blocks.DEPTHWISE_GROUPS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
+# Helium's 3x3 depthwise on sixteen channels a vector of int8 lanes, two taps' products summed
+# in int16: for channels in sixteens and weights above -128 (see depthwise_sixteens.c.j2).
+DEPTHWISE_SIXTEENS = RowKernel("DEPTHWISE_SIXTEENS", StageKind.DEPTHWISE, "depthwise_sixteens_row", (Variant.MVE,),
+                               blocks.DEPTHWISE_SIXTEENS)
+
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
                POINTWISE_VECTORS,
-               DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
+               DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS, DEPTHWISE_SIXTEENS)
 
 
 def row_kernels(variant: Variant) -> list[RowKernel]:
@@ -163,7 +177,12 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
     in_c, out_c = op.input.shape[-1], op.output.shape[-1]
     simd = variant.simd and fast_output_stage
     if kind is StageKind.DEPTHWISE:
-        return DEPTHWISE_GROUPS if simd and out_c % 4 == 0 else DEPTHWISE_TAPS
+        if not (simd and out_c % 4 == 0):
+            return DEPTHWISE_TAPS
+        if variant not in DEPTHWISE_VECTORS.variants or op.kernel != (3, 3):
+            return DEPTHWISE_GROUPS
+        sixteens = out_c % 16 == 0 and int(op.weights.data.min()) > -128
+        return DEPTHWISE_SIXTEENS if sixteens else DEPTHWISE_VECTORS
     if kind is StageKind.CONV_1X1:
         if simd and variant in POINTWISE_VECTORS.variants:
             return POINTWISE_VECTORS
@@ -173,4 +192,6 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
             return POINTWISE_PAIRS
         return POINTWISE_PIXELS
     patch_bytes = op.kernel[0] * op.kernel[1] * in_c
+    if simd and variant in CONV_VECTORS.variants and patch_bytes <= MAX_VECTOR_FIELD:
+        return CONV_VECTORS
     return CONV_PACKED if simd and patch_bytes <= MAX_PACKED_PATCH else CONV_PIXELS

@@ -204,10 +204,15 @@ def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout,
     if layout is blocks.DEPTHWISE_GROUPS:  # the zero point folded in too: border windows read it
         sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
         return blocks.depthwise_blocks(2 * fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
+    if layout is blocks.DEPTHWISE_SIXTEENS:
+        sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
+        return blocks.depthwise_sixteen_blocks(fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
     if layout is blocks.NARROW_CHANNELS:
         return blocks.narrow_blocks(bias, weights, scales)
     if layout is blocks.WORD_PAIRS:
         return blocks.word_pair_blocks(bias, weights, scales)
+    if layout is blocks.FIELD_VECTORS:
+        return blocks.field_vector_blocks(bias, weights, scales)
     return blocks.pair_blocks(bias, blocks.padded_rows(weights), scales)
 
 

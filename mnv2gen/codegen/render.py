@@ -25,7 +25,7 @@ from ..plan.streaming import InputMode
 from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, Preprocess, Resize, Scale
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
+from .kernels import MAX_PACKED_PATCH, MAX_VECTOR_FIELD, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
@@ -437,8 +437,9 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                    if isinstance(s, ir.Conv2D)], default=4) // 4) * 4, CONV_PATCH_LIMIT),
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
-        # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED takes.
+        # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED and CONV_VECTORS take.
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
+        max_vector_field=MAX_VECTOR_FIELD,
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
         variant=variant, stage_kinds=output_stage.stage_kinds(), row_kernels=row_kernels(variant),
