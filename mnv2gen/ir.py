@@ -329,6 +329,16 @@ class Mean(Op):
 
 
 @dataclass(eq=False)
+class FloatMean(Mean):
+    """ONNX Runtime's DequantizeLinear -> float ReduceMean -> QuantizeLinear (the dynamo
+    exporter's head, left in float by onnxruntime.quantization): each value dequantized to
+    float32, summed in float32 in the order ONNX Runtime's Eigen sums it, divided by the
+    count, quantized with a true division. Not a requantized integer sum: they differ."""
+
+    op_name = "REDUCE_MEAN"
+
+
+@dataclass(eq=False)
 class AveragePool2D(Op):
     filter: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)

@@ -89,15 +89,17 @@ class Build:
 
 def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF) -> list[Layer]:
     """The layers of the plan with their params and constants, for Build(reference, variant)."""
-    from .lower_ort import ORT_LOWERINGS  # it builds on this module's Layer
+    from .lower_ort import ORT_LOWERINGS  # they build on this module's Layer
+    from .lower_ort_mean import FLOAT_MEAN_LOWERINGS
 
+    ort_lowerings = {**ORT_LOWERINGS, **FLOAT_MEAN_LOWERINGS}
     build = Build(reference, variant)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
             layer = _pipeline(plan, op, number, variant)
         elif op.arithmetic is ir.Arithmetic.ONNXRUNTIME:
-            layer = ORT_LOWERINGS[type(op)](op, number, build)
+            layer = ort_lowerings[type(op)](op, number, build)
         else:
             layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
