@@ -85,6 +85,22 @@ def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
     assert report.matched == report.inputs and report.bit_exact
 
 
+@pytest.mark.full
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
+def test_dynamo_head_on_emulated_cortex_m(board, out_dir):
+    """The float head's summation order and divisions on the boards' FPUs, under QEMU."""
+    from conftest import require_tools
+    from test_firmware import TOOLS
+
+    require_tools(*TOOLS)
+    path = onnx_zoo.mobilenet_v2("int8", qdq=True, exporter="dynamo")
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
+    assert report.reference == "onnxruntime" and report.inputs == 5
+    assert report.matched == report.inputs and report.bit_exact
+
+
 def test_uint8_session_sets_x64quantprecision():
     assert "x64quantprecision=1" in oracle.ort_description(onnx_zoo.single_op("conv", "uint8"))
     assert "x64quantprecision" not in oracle.ort_description(onnx_zoo.single_op("conv", "int8"))
