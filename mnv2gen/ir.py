@@ -384,8 +384,9 @@ class Logistic(Op):
 
 @dataclass(eq=False)
 class Quantize(Op):
-    """float32/uint8/int8 -> int8 (quantize or requantize). From an NCHW float input (an ONNX
-    model's, `from_nchw`) the output is still NHWC: the transposition is fused in."""
+    """float32/uint8/int8 -> int8 (quantize or requantize). From an NCHW input (`from_nchw`:
+    an ONNX model's float input, or the int8 input a .tflite's TRANSPOSE reads, with the
+    same quantization: a copy) the output is still NHWC: the transposition is fused in."""
 
     op_name = "QUANTIZE"
 

@@ -309,6 +309,9 @@ def _lower_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict
         return lower_ort_stage(stage, array, variant)
     if isinstance(stage, ir.Add):
         return StageKind.ADD, _add_fields(stage, row_bytes(stage.output), array if variant.simd else None), ""
+    if isinstance(stage, ir.Quantize):  # only the TRANSPOSE of the NCHW input streams (passes/fuse.py)
+        _, channels, height, width = stage.input.shape
+        return StageKind.TRANSPOSE, dict(channels=channels, height=height, width=width), ""
     kernel, fields = _conv_stage(stage, array, variant)
     return kernel.stage, fields, f", kernel {kernel.name}"
 
@@ -462,6 +465,9 @@ def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
 
 
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
+    if op.from_nchw:  # a TRANSPOSE of the input runs only as a pipeline's first stage
+        raise ModelError(f"op {op.index} (TRANSPOSE): the transposed input must feed a convolution or "
+                         "depthwise convolution of batch 1 (the first stage of a row pipeline)")
     if op.input.dtype != "float32":
         return _table_op(op, number, build)
     divisor, invert, offset = quant.float_quantize_constants(op.output.scale, op.output.zero_point)
