@@ -101,6 +101,39 @@ def test_dynamo_head_on_emulated_cortex_m(board, out_dir):
     assert report.matched == report.inputs and report.bit_exact
 
 
+# Width 1.0, 128 px, 1000 classes: the large value of each of the issue's axes in one model,
+# in two forms (the 0.35/96/10 fixtures above have all four forms of both exporters).
+LARGE = {"uint8-qoperator-legacy": ("uint8", False, "legacy"), "int8-qdq-dynamo": ("int8", True, "dynamo")}
+
+
+def _large(form: str):
+    activation, qdq, exporter = LARGE[form]
+    return onnx_zoo.mobilenet_v2(activation, width=1.0, size=128, classes=1000, qdq=qdq, exporter=exporter)
+
+
+@pytest.mark.parametrize("form", LARGE)
+def test_large_mobilenet_v2_bit_exact(form, out_dir):
+    result, _ = assert_bit_exact_onnx(_large(form), out_dir)
+    assert result.graph.input.shape == (1, 3, 128, 128) and result.graph.output.shape == (1, 1000)
+    assert sum(op.macs() for op in result.graph.ops) > 95_000_000  # 99.1 M
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, form", [("mps2-an386", "uint8-qoperator-legacy"), ("mps3-an547", "int8-qdq-dynamo")])
+def test_large_mobilenet_v2_on_emulated_cortex_m(board, form, out_dir):
+    """One random input and the two extremes: each inference is 450 M instructions on the M4."""
+    from conftest import require_tools
+    from test_firmware import TOOLS
+
+    require_tools(*TOOLS)
+    path = _large(form)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    report = run_on_board(path, result, out_dir, BOARDS[board], count=1, per_layer=False)
+    assert report.reference == "onnxruntime" and report.inputs == 3
+    assert report.matched == report.inputs and report.bit_exact
+
+
 def test_uint8_session_sets_x64quantprecision():
     assert "x64quantprecision=1" in oracle.ort_description(onnx_zoo.single_op("conv", "uint8"))
     assert "x64quantprecision" not in oracle.ort_description(onnx_zoo.single_op("conv", "int8"))
