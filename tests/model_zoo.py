@@ -224,11 +224,11 @@ def build_mnv2_head(alpha, size, head, seed=0):
     return _convert_image_model(model, shape, seed)
 
 
-def build_mnv2_nchw(alpha, size, classes, permute_at="input", seed=0):
+def build_mnv2_nchw(alpha, size, classes, permute_at="input", padded=("DEPTHWISE_CONV_2D", "CONV_2D"), seed=0):
     """MobileNetV2 behind an NCHW input, as litert-torch converts a PyTorch model: the input
     [1, 3, H, W] is transposed to NHWC (Keras' Permute((2, 3, 1)): a TRANSPOSE with perm
-    [0, 2, 3, 1]) before the stem, and the stride-2 depthwise convolutions are padded by
-    explicit PADs. ``permute_at="inside"``: a small NHWC network with transposes inside
+    [0, 2, 3, 1]) before the stem, and the stride-2 convolutions (`padded`: the stem's and the
+    depthwise ones) are padded by explicit PADs, so the stem reads a PAD of the TRANSPOSE. ``permute_at="inside"``: a small NHWC network with transposes inside
     (NHWC -> NCHW, a 1x1 convolution, back to NHWC), TRANSPOSEs not at the input."""
     keras = _keras()
     layers = keras.layers
@@ -237,7 +237,7 @@ def build_mnv2_nchw(alpha, size, classes, permute_at="input", seed=0):
         inputs = keras.Input((3, size, size), batch_size=1)
         model = keras.Model(inputs, body(layers.Permute((2, 3, 1))(inputs)))
         images = mb.representative_images((size, size, 3), mb.REP_COUNT, seed + 2000).transpose(0, 3, 1, 2)
-        return mb.explicit_pads(mb.convert_int8(model, mb.representative_dataset(images)))
+        return mb.explicit_pads(mb.convert_int8(model, mb.representative_dataset(images)), padded)
     inputs = keras.Input((size, size, 3), batch_size=1)
     x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
     x = layers.Conv2D(size // 2, 1, activation="relu6")(layers.Permute((3, 1, 2))(x))
@@ -475,8 +475,8 @@ UNSUPPORTED_MODELS: dict[str, ModelSpec] = _by_name(
 # PyTorch models as litert-torch converts them (an NCHW input transposed to NHWC first): kept
 # out of MODELS, whose every fixture also runs on four boards in the full tier.
 NCHW_MODELS: dict[str, ModelSpec] = _by_name(
-    _spec("mnv2_a035_96_c10_nchw", build_mnv2_nchw, _ops(_MNV2_BODY, _MNV2_TOP, {"TRANSPOSE": 1, "PAD": 4}),
-          alpha=0.35, size=96, classes=10),
+    _spec("mnv2_a035_96_c10_nchw", build_mnv2_nchw, _ops(_MNV2_BODY, _MNV2_TOP, {"TRANSPOSE": 1, "PAD": 5}),
+          alpha=0.35, size=96, classes=10, padded=["DEPTHWISE_CONV_2D", "CONV_2D"]),
     _spec("transpose_of_features", build_mnv2_nchw,
           {"CONV_2D": 2, "TRANSPOSE": 2, "MEAN": 1, "FULLY_CONNECTED": 1},  # mid-graph
           alpha=0.35, size=32, classes=4, permute_at="inside"),
