@@ -101,6 +101,24 @@ def test_dynamo_head_on_emulated_cortex_m(board, out_dir):
     assert report.matched == report.inputs and report.bit_exact
 
 
+@pytest.mark.parametrize("flatten", ["Flatten", "Reshape to [1, C]"])
+def test_float_mean_then_flatten_bit_exact(flatten, tmp_path):
+    """The head's Reshape([1, -1]) written as Flatten(axis=1) or Reshape([1, C]): the same."""
+    model = onnx.load(onnx_zoo.single_op("reduce_mean", "uint8"))
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    if flatten == "Flatten":
+        reshape.op_type = "Flatten"
+        reshape.attribute.append(helper.make_attribute("axis", 1))
+        del reshape.input[1:]
+    else:
+        shape = next(t for t in model.graph.initializer if t.name == reshape.input[1])
+        gemm_weights = next(n for n in model.graph.node if n.op_type == "QGemm").input[3]  # [units, C]
+        channels = next(t for t in model.graph.initializer if t.name == gemm_weights).dims[1]
+        shape.CopyFrom(numpy_helper.from_array(np.array([1, channels], np.int64), shape.name))
+    onnx.save(model, tmp_path / "head.onnx")
+    assert_bit_exact_onnx(tmp_path / "head.onnx", tmp_path / "out", count=10)
+
+
 # Width 1.0, 128 px, 1000 classes: the large value of each of the issue's axes in one model,
 # in two forms (the 0.35/96/10 fixtures above have all four forms of both exporters).
 LARGE = {"uint8-qoperator-legacy": ("uint8", False, "legacy"), "int8-qdq-dynamo": ("int8", True, "dynamo")}
