@@ -329,6 +329,16 @@ class Mean(Op):
 
 
 @dataclass(eq=False)
+class FloatMean(Mean):
+    """ONNX Runtime's DequantizeLinear -> float ReduceMean -> QuantizeLinear (the dynamo
+    exporter's head, left in float by onnxruntime.quantization): each value dequantized to
+    float32, summed in float32 in the order ONNX Runtime's Eigen sums it, divided by the
+    count, quantized with a true division. Not a requantized integer sum: they differ."""
+
+    op_name = "REDUCE_MEAN"
+
+
+@dataclass(eq=False)
 class AveragePool2D(Op):
     filter: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
@@ -374,8 +384,9 @@ class Logistic(Op):
 
 @dataclass(eq=False)
 class Quantize(Op):
-    """float32/uint8/int8 -> int8 (quantize or requantize). From an NCHW float input (an ONNX
-    model's, `from_nchw`) the output is still NHWC: the transposition is fused in."""
+    """float32/uint8/int8 -> int8 (quantize or requantize). From an NCHW input (`from_nchw`:
+    an ONNX model's float input, or the int8 input a .tflite's TRANSPOSE reads, with the
+    same quantization: a copy) the output is still NHWC: the transposition is fused in."""
 
     op_name = "QUANTIZE"
 

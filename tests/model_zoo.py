@@ -224,6 +224,28 @@ def build_mnv2_head(alpha, size, head, seed=0):
     return _convert_image_model(model, shape, seed)
 
 
+def build_mnv2_nchw(alpha, size, classes, permute_at="input", padded=("DEPTHWISE_CONV_2D", "CONV_2D"), seed=0):
+    """MobileNetV2 behind an NCHW input, as litert-torch converts a PyTorch model: the input
+    [1, 3, H, W] is transposed to NHWC (Keras' Permute((2, 3, 1)): a TRANSPOSE with perm
+    [0, 2, 3, 1]) before the stem, and the stride-2 convolutions (`padded`: the stem's and the
+    depthwise ones) are padded by explicit PADs, so the stem reads a PAD of the TRANSPOSE. ``permute_at="inside"``: a small NHWC network with transposes inside
+    (NHWC -> NCHW, a 1x1 convolution, back to NHWC), TRANSPOSEs not at the input."""
+    keras = _keras()
+    layers = keras.layers
+    if permute_at == "input":
+        body = mb.make_mobilenet_v2(alpha, (size, size, 3), classes, seed)
+        inputs = keras.Input((3, size, size), batch_size=1)
+        model = keras.Model(inputs, body(layers.Permute((2, 3, 1))(inputs)))
+        images = mb.representative_images((size, size, 3), mb.REP_COUNT, seed + 2000).transpose(0, 3, 1, 2)
+        return mb.explicit_pads(mb.convert_int8(model, mb.representative_dataset(images)), padded)
+    inputs = keras.Input((size, size, 3), batch_size=1)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
+    x = layers.Conv2D(size // 2, 1, activation="relu6")(layers.Permute((3, 1, 2))(x))
+    x = layers.GlobalAveragePooling2D()(layers.Permute((2, 3, 1))(x))
+    model = keras.Model(inputs, layers.Dense(classes)(x))
+    return _convert_image_model(model, (size, size, 3), seed)
+
+
 def build_mnv2_rescaling(alpha, size, classes, seed=0):
     """MobileNetV2 behind Keras's `Rescaling(1/127.5, offset=-1)` input layer, the tutorials'
     way to put preprocessing in the model: raw pixels (0..255, int8-quantized) in, and the
@@ -450,6 +472,17 @@ UNSUPPORTED_MODELS: dict[str, ModelSpec] = _by_name(
 )
 
 
+# PyTorch models as litert-torch converts them (an NCHW input transposed to NHWC first): kept
+# out of MODELS, whose every fixture also runs on four boards in the full tier.
+NCHW_MODELS: dict[str, ModelSpec] = _by_name(
+    _spec("mnv2_a035_96_c10_nchw", build_mnv2_nchw, _ops(_MNV2_BODY, _MNV2_TOP, {"TRANSPOSE": 1, "PAD": 5}),
+          alpha=0.35, size=96, classes=10, padded=["DEPTHWISE_CONV_2D", "CONV_2D"]),
+    _spec("transpose_of_features", build_mnv2_nchw,
+          {"CONV_2D": 2, "TRANSPOSE": 2, "MEAN": 1, "FULLY_CONNECTED": 1},  # mid-graph
+          alpha=0.35, size=32, classes=4, permute_at="inside"),
+)
+
+
 # Larger MobileNetV2s for the memory benchmark (the issue's figures at 128 and 224, and the
 # paper's Table 3 case, a=1.0 at 224). Too slow to verify in every test run.
 BENCH_MODELS: dict[str, ModelSpec] = _by_name(
@@ -464,9 +497,9 @@ BENCH_MODELS: dict[str, ModelSpec] = _by_name(
 def get_model(name: str) -> Path:
     """Path of the cached .tflite for ``MODELS[name]`` (or ``UNSUPPORTED_MODELS[name]``,
     ``BENCH_MODELS[name]``), built if absent."""
-    spec = MODELS.get(name) or UNSUPPORTED_MODELS.get(name) or BENCH_MODELS.get(name)
+    spec = MODELS.get(name) or UNSUPPORTED_MODELS.get(name) or BENCH_MODELS.get(name) or NCHW_MODELS.get(name)
     if spec is None:
-        known = sorted(MODELS) + sorted(UNSUPPORTED_MODELS) + sorted(BENCH_MODELS)
+        known = sorted(MODELS) + sorted(UNSUPPORTED_MODELS) + sorted(BENCH_MODELS) + sorted(NCHW_MODELS)
         raise KeyError(f"no model {name!r}; known: {known}")
     return _cached_build(name, spec.cache_key, spec)
 
@@ -786,7 +819,7 @@ TEST_SEEDS = range(4)
 
 def fixture_builders() -> list[Callable[[], Path]]:
     """Every model the test suite reads, as calls that return its cached path."""
-    named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS]]
+    named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS, *NCHW_MODELS]]
     ops = [lambda k=kind, s=seed: single_op_model(k, s) for kind in SINGLE_OP_KINDS for seed in TEST_SEEDS]
     fast = [lambda n=name: fast_path_model(n) for name in FAST_PATH_OPS]
     return named + ops + fast

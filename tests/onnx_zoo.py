@@ -5,6 +5,11 @@ exporter emits MobileNetV2 (Conv with batch norm folded into weights and bias, C
 Add, GlobalAveragePool, Flatten, Gemm), then quantized by onnxruntime's own
 `quantize_static` (QOperator, per-channel int8 weights, uint8 or int8 activations) with a
 random calibration reader. The cache key holds everything that changes the bytes.
+
+Two exporter styles: "legacy" (torch.onnx.export(dynamo=False): GlobalAveragePool + Flatten,
+opset 17) and "dynamo" (torch's default exporter since 2.9: ReduceMean over H, W with
+keepdims and the axes as an input + Reshape to [1, -1], opset 18), whose head the quantizer
+leaves in float between DequantizeLinear and QuantizeLinear.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from model_zoo import cache_dir
 
-OPSET = 17
+EXPORTERS = {"legacy": 17, "dynamo": 18}  # -> the opset each writes
 # (expansion, channels, repeats, stride) of MobileNetV2's inverted residuals (torchvision).
 BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
           (6, 320, 1, 1))
-SINGLE_OPS = ("conv", "depthwise", "add", "gap", "gemm")
+SINGLE_OPS = ("conv", "depthwise", "add", "gap", "gemm", "reduce_mean")
 ACTIVATIONS = ("uint8", "int8")
 
 
@@ -36,7 +41,8 @@ def _divisible(value: float, divisor: int = 8) -> int:
 class _GraphWriter:
     """Nodes and initializers of a float NCHW graph, with random He-scaled weights."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, exporter: str = "legacy"):
+        self.exporter = exporter
         self.rng = np.random.default_rng(seed)
         self.nodes, self.initializers = [], []
         self.count = 0
@@ -76,9 +82,14 @@ class _GraphWriter:
         pooled, flat, logits = self.name("gap"), self.name("flatten"), self.name("logits")
         w = self.rng.normal(0, np.sqrt(1 / channels), (classes, channels)).astype(np.float32)
         b = self.rng.normal(0, 0.1, classes).astype(np.float32)
-        self.nodes += [helper.make_node("GlobalAveragePool", [x], [pooled], name=pooled),
-                       helper.make_node("Flatten", [pooled], [flat], name=flat, axis=1),
-                       helper.make_node("Gemm", [flat, self.constant("fc_w", w), self.constant("fc_b", b)], [logits],
+        if self.exporter == "dynamo":  # adaptive_avg_pool2d -> mean(-1, -2), flatten -> view
+            axes, shape = self.constant("axes", np.array([-1, -2], np.int64)), self.constant("shape", np.array([1, -1], np.int64))
+            self.nodes += [helper.make_node("ReduceMean", [x, axes], [pooled], name=pooled, keepdims=1),
+                           helper.make_node("Reshape", [pooled, shape], [flat], name=flat)]
+        else:
+            self.nodes += [helper.make_node("GlobalAveragePool", [x], [pooled], name=pooled),
+                           helper.make_node("Flatten", [pooled], [flat], name=flat, axis=1)]
+        self.nodes += [helper.make_node("Gemm", [flat, self.constant("fc_w", w), self.constant("fc_b", b)], [logits],
                                         name=logits, alpha=1.0, beta=1.0, transB=1)]
         return logits
 
@@ -87,14 +98,14 @@ class _GraphWriter:
             self.nodes, "mobilenet_v2_like",
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(input_shape))],
             [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(output_shape))], self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORTERS[self.exporter])])
         model.ir_version = 8
         onnx.checker.check_model(model)
         return model
 
 
-def mobilenet_v2_float(width: float, size: int, classes: int, seed: int) -> onnx.ModelProto:
-    g = _GraphWriter(seed)
+def mobilenet_v2_float(width: float, size: int, classes: int, seed: int, exporter: str = "legacy") -> onnx.ModelProto:
+    g = _GraphWriter(seed, exporter)
     channels = _divisible(32 * width)
     x = g.conv("input", 3, channels, 3, 2)
     for expansion, c, repeats, stride in BLOCKS:
@@ -115,8 +126,9 @@ def mobilenet_v2_float(width: float, size: int, classes: int, seed: int) -> onnx
 
 def single_op_float(kind: str, seed: int) -> onnx.ModelProto:
     """One op of each kind between the edges (QuantizeLinear in, a classifier out, so the
-    graph ends in DequantizeLinear after QGemm as every QOperator MobileNetV2 does)."""
-    g = _GraphWriter(seed)
+    graph ends in DequantizeLinear after QGemm as every QOperator MobileNetV2 does);
+    "reduce_mean": the dynamo exporter's head."""
+    g = _GraphWriter(seed, "dynamo" if kind == "reduce_mean" else "legacy")
     channels, size = 8, 12
     x = "input"
     if kind == "conv":
@@ -126,7 +138,7 @@ def single_op_float(kind: str, seed: int) -> onnx.ModelProto:
         x = g.conv(x, channels, channels, 3, 1, group=channels)
     elif kind == "add":
         x = g.add(g.conv(x, channels, channels, 1, 1, relu6=False), x)
-    else:  # gap, gemm: the head alone, after a 1x1 convolution (the quantizer keeps float ops
+    else:  # gap, gemm, reduce_mean: the head alone, after a 1x1 convolution (the quantizer keeps float ops
         x = g.conv(x, channels, channels, 1, 1)  # that read the float input unquantized)
     return g.model((1, 8, size, size), g.head(x, channels, 5 if kind != "gemm" else 24), (1, 5 if kind != "gemm" else 24))
 
@@ -172,9 +184,11 @@ def _cached(name: str, make) -> Path:
 
 
 def mobilenet_v2(activation: str, width: float = 0.35, size: int = 96, classes: int = 10, seed: int = 0,
-                 qdq: bool = False) -> Path:
-    name = f"mnv2_{width}_{size}_{classes}_{activation}_s{seed}" + ("_qdq" if qdq else "")
-    return _cached(name, lambda p: quantize(mobilenet_v2_float(width, size, classes, seed), activation, p, seed, qdq))
+                 qdq: bool = False, exporter: str = "legacy") -> Path:
+    name = f"mnv2_{width}_{size}_{classes}_{activation}_s{seed}" + ("_qdq" if qdq else "") + \
+        ("" if exporter == "legacy" else f"_{exporter}")
+    return _cached(name, lambda p: quantize(mobilenet_v2_float(width, size, classes, seed, exporter), activation, p,
+                                            seed, qdq))
 
 
 def single_op(kind: str, activation: str, seed: int = 0, qdq: bool = False) -> Path:

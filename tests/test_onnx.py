@@ -46,6 +46,14 @@ def test_mobilenet_v2_bit_exact(activation, qdq, out_dir):
 
 @pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
+def test_dynamo_mobilenet_v2_bit_exact(activation, qdq, out_dir):
+    """The dynamo exporter's head (ReduceMean + Reshape, left in float by the quantizer)."""
+    result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation, qdq=qdq, exporter="dynamo"), out_dir)
+    assert [type(op).__name__ for op in result.graph.ops[-3:]] == ["FloatMean", "FullyConnected", "Dequantize"]
+
+
+@pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
+@pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 @pytest.mark.parametrize("kind", onnx_zoo.SINGLE_OPS)
 def test_single_op_bit_exact(kind, activation, qdq, out_dir):
     assert_bit_exact_onnx(onnx_zoo.single_op(kind, activation, qdq=qdq), out_dir)
@@ -74,6 +82,73 @@ def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
     write_files(result.files, out_dir)
     report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.inputs == 5
+    assert report.matched == report.inputs and report.bit_exact
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
+def test_dynamo_head_on_emulated_cortex_m(board, out_dir):
+    """The float head's summation order and divisions on the boards' FPUs, under QEMU."""
+    from conftest import require_tools
+    from test_firmware import TOOLS
+
+    require_tools(*TOOLS)
+    path = onnx_zoo.mobilenet_v2("int8", qdq=True, exporter="dynamo")
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
+    assert report.reference == "onnxruntime" and report.inputs == 5
+    assert report.matched == report.inputs and report.bit_exact
+
+
+@pytest.mark.parametrize("flatten", ["Flatten", "Reshape to [1, C]"])
+def test_float_mean_then_flatten_bit_exact(flatten, tmp_path):
+    """The head's Reshape([1, -1]) written as Flatten(axis=1) or Reshape([1, C]): the same."""
+    model = onnx.load(onnx_zoo.single_op("reduce_mean", "uint8"))
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    if flatten == "Flatten":
+        reshape.op_type = "Flatten"
+        reshape.attribute.append(helper.make_attribute("axis", 1))
+        del reshape.input[1:]
+    else:
+        shape = next(t for t in model.graph.initializer if t.name == reshape.input[1])
+        gemm_weights = next(n for n in model.graph.node if n.op_type == "QGemm").input[3]  # [units, C]
+        channels = next(t for t in model.graph.initializer if t.name == gemm_weights).dims[1]
+        shape.CopyFrom(numpy_helper.from_array(np.array([1, channels], np.int64), shape.name))
+    onnx.save(model, tmp_path / "head.onnx")
+    assert_bit_exact_onnx(tmp_path / "head.onnx", tmp_path / "out", count=10)
+
+
+# Width 1.0, 128 px, 1000 classes: the large value of each of the issue's axes in one model,
+# in two forms (the 0.35/96/10 fixtures above have all four forms of both exporters).
+LARGE = {"uint8-qoperator-legacy": ("uint8", False, "legacy"), "int8-qdq-dynamo": ("int8", True, "dynamo")}
+
+
+def _large(form: str):
+    activation, qdq, exporter = LARGE[form]
+    return onnx_zoo.mobilenet_v2(activation, width=1.0, size=128, classes=1000, qdq=qdq, exporter=exporter)
+
+
+@pytest.mark.parametrize("form", LARGE)
+def test_large_mobilenet_v2_bit_exact(form, out_dir):
+    result, _ = assert_bit_exact_onnx(_large(form), out_dir)
+    assert result.graph.input.shape == (1, 3, 128, 128) and result.graph.output.shape == (1, 1000)
+    assert sum(op.macs() for op in result.graph.ops) > 95_000_000  # 99.1 M
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, form", [("mps2-an386", "uint8-qoperator-legacy"), ("mps3-an547", "int8-qdq-dynamo")])
+def test_large_mobilenet_v2_on_emulated_cortex_m(board, form, out_dir):
+    """One random input and the two extremes: each inference is 450 M instructions on the M4."""
+    from conftest import require_tools
+    from test_firmware import TOOLS
+
+    require_tools(*TOOLS)
+    path = _large(form)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, out_dir)
+    report = run_on_board(path, result, out_dir, BOARDS[board], count=1, per_layer=False)
+    assert report.reference == "onnxruntime" and report.inputs == 3
     assert report.matched == report.inputs and report.bit_exact
 
 
@@ -172,3 +247,56 @@ def test_requantization_rounds_the_accumulator_first(centre, tmp_path):
     assert (theirs.reshape(-1) == two_roundings).all()  # ONNX Runtime rounds twice (dequantized: y - zp)
     assert (one_rounding != two_roundings).any()  # and this input tells the two apart
     assert ours.tobytes() == theirs.tobytes()
+
+
+# --------------------------------------------------------------------------- the dynamo head
+
+
+def _float_mean_model(path, side: int, channels: int, x_scale: float, y_scale: float):
+    """The dynamo exporter's head as onnxruntime.quantization leaves it (DequantizeLinear ->
+    float ReduceMean over H, W -> Reshape -> QuantizeLinear), alone after the input's
+    QuantizeLinear: opset 17, so the axes are an attribute (the zoo's opset 18 gives them
+    as an input)."""
+    consts = _constants(xs=np.float32(x_scale), zero=np.int8(0), ys=np.float32(y_scale),
+                        shape=np.array([1, -1], np.int64))
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "zero"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "xs", "zero"], ["d"]),
+             helper.make_node("ReduceMean", ["d"], ["m"], axes=[2, 3], keepdims=1),
+             helper.make_node("Reshape", ["m", "shape"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "ys", "zero"], ["c"]),
+             helper.make_node("DequantizeLinear", ["c", "ys", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, channels, side, side], [1, channels], path)
+
+
+def _sequential_float_mean(q: np.ndarray, x_scale: float, y_scale: float) -> np.ndarray:
+    """The head with its float sum taken in index order (not ONNX Runtime's), dequantized."""
+    values = q.reshape(q.shape[0], -1).astype(np.float32) * np.float32(x_scale)
+    sums = np.zeros(q.shape[0], np.float32)
+    for i in range(values.shape[1]):
+        sums = (sums + values[:, i]).astype(np.float32)
+    means = (sums / np.float32(values.shape[1])).astype(np.float32)
+    codes = np.clip(np.rint((means / np.float32(y_scale)).astype(np.float32)), -128, 127)
+    return (codes * np.float32(y_scale)).astype(np.float32)
+
+
+@pytest.mark.parametrize("side", [2, 3, 4, 5, 7])
+def test_float_mean_sums_in_onnxruntimes_order(side, tmp_path):
+    """Each channel's values sum to 0 as integers, so the float mean is the rounding errors
+    of the dequantized values and of their sum, and an output scale of x_scale / 2^20 turns
+    those into output codes: the summation order shows in the output. 64 channels give every
+    alignment of a channel's row in ONNX Runtime's NCHW buffer (which sets Eigen's order)."""
+    channels, x_scale, y_scale = 64, 0.0373, 0.0373 / 2**20
+    rng = np.random.default_rng(side)
+    q = rng.integers(-127, 128, (channels, side * side))
+    q[:, -1] = 0
+    q[:, -1] = -np.clip(q.sum(axis=1), -127, 127)
+    q[:, 0] -= q.sum(axis=1)  # now every row sums to 0 (the first value may leave the range:
+    q = np.clip(q, -128, 127)  # those few rows only sum to near 0)
+    x = (q * np.float64(np.float32(x_scale))).astype(np.float32).reshape(1, channels, side, side)
+    path = _float_mean_model(tmp_path / "mean.onnx", side, channels, x_scale, y_scale)
+    assert type(compile_model(path).graph.ops[-2]).__name__ == "FloatMean"
+    ours, theirs = _run_both(path, tmp_path / "out", x)
+    assert len(np.unique(theirs)) > 5, theirs  # the rounding errors reach the codes
+    if side * side > 4:  # a sum in index order gives other codes (2x2: Eigen sums in order too)
+        assert (_sequential_float_mean(q.reshape(channels, -1), x_scale, y_scale) != theirs.reshape(-1)).any()
+    assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of {channels} channels differ"

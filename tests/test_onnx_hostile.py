@@ -100,6 +100,30 @@ def _qdq_float_op_left(_):
     return model
 
 
+def _dynamo_head(qdq: bool = False) -> onnx.ModelProto:
+    return onnx.load(onnx_zoo.single_op("reduce_mean", "int8", qdq=qdq))
+
+
+def _mean_over_channels(_):
+    model = _dynamo_head()
+    axes = next(n for n in model.graph.node if n.op_type == "ReduceMean").input[1]
+    return _replace_initializer(model, axes, np.array([1, 2], np.int64))
+
+
+def _reshape_to_columns(_):
+    model = _dynamo_head(qdq=True)
+    shape = next(n for n in model.graph.node if n.op_type == "Reshape").input[1]
+    return _replace_initializer(model, shape, np.array([-1, 1], np.int64))
+
+
+def _fused_node_in_the_file(_):
+    """The name mnv2gen gives a fused head, written into a file: refused, not read as one."""
+    model = _dynamo_head()
+    node = next(n for n in model.graph.node if n.op_type == "ReduceMean")
+    node.op_type, node.domain = "DequantizeReduceMeanQuantize", "mnv2gen.fused"
+    return model
+
+
 def _overflowing_scale(model):
     return _replace_initializer(model, _conv_node(model).input[6], np.float32(1e-45))
 
@@ -118,6 +142,9 @@ MUTATIONS = {
     "external data": (_external_data, "external data"),
     "opset 12": (_old_opset, "opset 12"),
     "hostile name": (_unsupported_op_named_hostile, "op Relu is not supported"),
+    "mean over channels": (_mean_over_channels, "over axes (2, 3)"),
+    "reshape to columns": (_reshape_to_columns, "Reshape to the constant shape [1, -1]"),
+    "fused node in the file": (_fused_node_in_the_file, "unknown operator domain mnv2gen.fused"),
 }
 
 
@@ -154,6 +181,31 @@ def test_external_data_is_read_and_bit_exact(tmp_path):
     stored = onnx.load(path, load_external_data=False).graph.initializer
     assert sum(t.data_location == onnx.TensorProto.EXTERNAL for t in stored) >= 3  # the weights among them
     assert_bit_exact_onnx(path, tmp_path / "out", count=10)
+
+
+def test_constant_nodes_are_read_or_ignored(tmp_path):
+    """The legacy exporter without quant_pre_process leaves unused Constant nodes, and torch's
+    exporters may give a shape as a Constant node: the unused ones are ignored (even one that
+    could not be read), the used one read, and the model is the same."""
+    from mnv2gen.frontend import load_model
+
+    def describe(path):
+        return [(type(op), op.describe(), op.output.quant) for op in load_model(path).ops]
+
+    path = onnx_zoo.single_op("reduce_mean", "uint8")
+    model = onnx.load(path)
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    shape = next(t for t in model.graph.initializer if t.name == reshape.input[1])
+    model.graph.initializer.remove(shape)
+    model.graph.node.insert(0, helper.make_node("Constant", [], [reshape.input[1]], value=shape))
+    for position, value in ((0, np.float32(1.5)), (3, np.zeros((2, 3), np.int64))):
+        model.graph.node.insert(position, helper.make_node(
+            "Constant", [], [f"unused_{position}"], value=numpy_helper.from_array(value)))
+    model.graph.node.insert(2, helper.make_node("Constant", [], ["unused_string"], value_string="ignored"))
+    edited = tmp_path / "constants.onnx"
+    onnx.save(model, edited)
+    assert sum(n.op_type == "Constant" for n in onnx.load(edited).graph.node) == 4
+    assert describe(edited) == describe(path)
 
 
 @pytest.mark.parametrize("edit", ["../escape.data", "/etc/passwd", "offset", "length"])

@@ -173,11 +173,13 @@ def test_mismatch_names_the_first_differing_layer(quantized_input, out_dir):
         report.first_mismatch
 
 
-def test_unchanged_c_matches_every_layer(tmp_path):
-    """The diff itself on a correct C: every layer's output equals ONNX Runtime's."""
+@pytest.mark.parametrize("exporter", onnx_zoo.EXPORTERS)
+def test_unchanged_c_matches_every_layer(exporter, tmp_path):
+    """The diff itself on a correct C: every layer's output equals ONNX Runtime's (the dynamo
+    head's fused node named by its QuantizeLinear's output)."""
     from mnv2gen.verification.host import first_differing_onnx_layer
 
-    path = onnx_zoo.mobilenet_v2("int8")
+    path = onnx_zoo.mobilenet_v2("int8", exporter=exporter)
     result = compile_model(path)
     write_files(result.files, tmp_path)
     message = first_differing_onnx_layer(path, result, tmp_path, make_inputs(result.graph, 1)[0], "mnv2")

@@ -422,24 +422,25 @@ def deaden_channels(model, seed: int, dead: Sequence[Sequence[float]] = ((1e-6, 
         layer.beta.assign(beta)
 
 
-def explicit_pads(tflite_model: bytes) -> bytes:
-    """The converted model with every stride-2 SAME DEPTHWISE_CONV_2D on an even-sized input
-    rewritten as PAD [[0,0],[0,1],[0,1],[0,0]] + VALID, as older converters write Keras'
-    ZeroPadding2D + VALID (Edge Impulse and ST model-zoo exports). Today's converter folds
-    that pair into SAME, which pads the same way; TFLite computes both alike."""
+def explicit_pads(tflite_model: bytes, convolutions: Sequence[str] = ("DEPTHWISE_CONV_2D",)) -> bytes:
+    """The converted model with every stride-2 SAME DEPTHWISE_CONV_2D (or op of `convolutions`)
+    on an even-sized input rewritten as PAD [[0,0],[0,1],[0,1],[0,0]] + VALID, as older
+    converters write Keras' ZeroPadding2D + VALID (Edge Impulse and ST model-zoo exports), and
+    litert-torch every stride-2 convolution. Today's converter folds that pair into SAME, which
+    pads the same way; TFLite computes both alike."""
     from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
     from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=import-outside-toplevel
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_model))
     graph = model.subgraphs[0]
     pad_code = _opcode_index(model, schema, schema.BuiltinOperator.PAD, version=2)
-    depthwise = schema.BuiltinOperator.DEPTHWISE_CONV_2D
+    padded_ops = {getattr(schema.BuiltinOperator, name) for name in convolutions}
     operators = []
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         options = op.builtinOptions
         source = graph.tensors[op.inputs[0]]
-        if (max(code.builtinCode, code.deprecatedBuiltinCode) == depthwise and options.strideH == 2
+        if (max(code.builtinCode, code.deprecatedBuiltinCode) in padded_ops and options.strideH == 2
                 and options.strideW == 2 and options.padding == schema.Padding.SAME
                 and source.shape[1] % 2 == 0 and source.shape[2] % 2 == 0):
             operators.append(_pad_before(model, graph, schema, op, pad_code))

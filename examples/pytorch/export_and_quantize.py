@@ -7,9 +7,10 @@ quantize with ONNX Runtime's tool and a calibration reader, compile with mnv2gen
 Copy it and change what your model needs. The steps, each a function below:
 
 1. `export_onnx`: torchvision's mobilenet_v2 (or your nn.Module) -> float ONNX with the
-   legacy exporter (`dynamo=False`), which writes GlobalAveragePool + Flatten; the dynamo
-   exporter writes a ReduceMean head that ONNX Runtime leaves in float, which mnv2gen
-   refuses. Needs torch (and torchvision for the stock model); nothing else here does.
+   legacy exporter (`dynamo=False`), which writes GlobalAveragePool + Flatten, all in one
+   file; the dynamo exporter works too (its ReduceMean head stays float in ONNX Runtime, and
+   mnv2gen repeats that float arithmetic). Needs torch (and torchvision for the stock
+   model); nothing else here does.
 2. `quantize`: onnxruntime.quantization.quantize_static, per-channel int8 weights, uint8
    (default) or int8 activations, QOperator (default) or QDQ, calibrated on your images.
    Calibrate on real data: random data gives scales that fit nothing.

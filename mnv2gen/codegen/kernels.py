@@ -40,18 +40,20 @@ class StageKind(enum.Enum):
     ORT_ADD = 4  # ort_add_s8 (QLinearAdd as ONNX Runtime computes it) on one row of each input
     ORT_QUANTIZE_NCHW = 5  # ort_quantize_row: row y of every plane of the float NCHW input
     ORT_UINT8_INPUT = 6  # ort_uint8_row: a uint8 input row as the IR's int8 (-128), --quantized-input
+    TRANSPOSE = 7  # transpose_row_s8: row y of every plane of the int8 NCHW input (a .tflite's TRANSPOSE)
 
     @property
     def params_type(self) -> str:
         """Its params' struct, without the prefix."""
         return {StageKind.ADD: "add_params", StageKind.ORT_ADD: "ort_add_params",
                 StageKind.ORT_QUANTIZE_NCHW: "ort_quantize_params",
-                StageKind.ORT_UINT8_INPUT: "ort_uint8_params"}.get(self, "conv_params")
+                StageKind.ORT_UINT8_INPUT: "ort_uint8_params",
+                StageKind.TRANSPOSE: "transpose_params"}.get(self, "conv_params")
 
     @property
     def arithmetic(self) -> ir.Arithmetic | None:
         """The only arithmetic with this kind of stage (None: both have it)."""
-        if self is StageKind.ADD:
+        if self in (StageKind.ADD, StageKind.TRANSPOSE):
             return ir.Arithmetic.TFLITE
         if self in (StageKind.ORT_ADD, StageKind.ORT_QUANTIZE_NCHW, StageKind.ORT_UINT8_INPUT):
             return ir.Arithmetic.ONNXRUNTIME
@@ -67,7 +69,8 @@ class StageKind(enum.Enum):
         """What its params hold besides what the struct says."""
         return {StageKind.CONV_1X1: "bias with the zero point folded", StageKind.ADD: "size = one row",
                 StageKind.ORT_ADD: "size = one row",
-                StageKind.ORT_QUANTIZE_NCHW: "input row = row of the first plane"}.get(self, "")
+                StageKind.ORT_QUANTIZE_NCHW: "input row = row of the first plane",
+                StageKind.TRANSPOSE: "input row = row of the first plane"}.get(self, "")
 
 
 class OutputStage(enum.Enum):
@@ -89,9 +92,11 @@ class OutputStage(enum.Enum):
         """The stage kind of an ADD in a pipeline of this arithmetic."""
         return StageKind.ORT_ADD if self is OutputStage.ORT_FLOAT32 else StageKind.ADD
 
-    def stage_kinds(self) -> list[StageKind]:
-        """The stage kinds its C enumerates: the other arithmetic's are left out."""
-        return [kind for kind in StageKind if kind.arithmetic in (None, self.value)]
+    def stage_kinds(self, transposes: bool = False) -> list[StageKind]:
+        """The stage kinds its C enumerates: the other arithmetic's are left out, and TRANSPOSE
+        unless the model has one (the C of every other .tflite stays as it was)."""
+        return [kind for kind in StageKind if kind.arithmetic in (None, self.value)
+                and (kind is not StageKind.TRANSPOSE or transposes)]
 
 
 SIMD = (Variant.DSP, Variant.MVE)

@@ -89,15 +89,17 @@ class Build:
 
 def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF) -> list[Layer]:
     """The layers of the plan with their params and constants, for Build(reference, variant)."""
-    from .lower_ort import ORT_LOWERINGS  # it builds on this module's Layer
+    from .lower_ort import ORT_LOWERINGS  # they build on this module's Layer
+    from .lower_ort_mean import FLOAT_MEAN_LOWERINGS
 
+    ort_lowerings = {**ORT_LOWERINGS, **FLOAT_MEAN_LOWERINGS}
     build = Build(reference, variant)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
             layer = _pipeline(plan, op, number, variant)
         elif op.arithmetic is ir.Arithmetic.ONNXRUNTIME:
-            layer = ORT_LOWERINGS[type(op)](op, number, build)
+            layer = ort_lowerings[type(op)](op, number, build)
         else:
             layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
@@ -312,6 +314,9 @@ def _lower_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict
         return lower_ort_stage(stage, array, variant)
     if isinstance(stage, ir.Add):
         return StageKind.ADD, _add_fields(stage, row_bytes(stage.output), array if variant.simd else None), ""
+    if isinstance(stage, ir.Quantize):  # only the TRANSPOSE of the NCHW input streams (passes/fuse.py)
+        _, channels, height, width = stage.input.shape
+        return StageKind.TRANSPOSE, dict(channels=channels, height=height, width=width), ""
     kernel, fields = _conv_stage(stage, array, variant)
     return kernel.stage, fields, f", kernel {kernel.name}"
 
@@ -465,6 +470,9 @@ def scalar_call(number: int, op: ir.Op, kernel: str, *args) -> Layer:
 
 
 def _quantize(op: ir.Quantize, number: int, build: Build) -> Layer:
+    if op.from_nchw:  # a TRANSPOSE of the input runs only as a pipeline's first stage
+        raise ModelError(f"op {op.index} (TRANSPOSE): the transposed input must feed a convolution or "
+                         "depthwise convolution of batch 1 (the first stage of a row pipeline)")
     if op.input.dtype != "float32":
         return _table_op(op, number, build)
     divisor, invert, offset = quant.float_quantize_constants(op.output.scale, op.output.zero_point)

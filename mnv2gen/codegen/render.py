@@ -303,6 +303,12 @@ _PIXEL_DECODE = {
 }
 
 
+def _transposes(plan: ArenaPlan) -> bool:
+    """Whether a pipeline stage transposes a .tflite's NCHW input (StageKind.TRANSPOSE)."""
+    return any(isinstance(stage, ir.Quantize) and stage.from_nchw and stage.arithmetic is ir.Arithmetic.TFLITE
+               for op in plan.steps if isinstance(op, ir.RowPipeline) for stage in op.stages)
+
+
 def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | None:
     """model.h's figures of a streamed input (--input rows), or None for a frame; with
     `preprocess`, fill writes pixels (uint8, the format's channels) that model.c converts
@@ -442,7 +448,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         max_vector_field=MAX_VECTOR_FIELD,
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
-        variant=variant, stage_kinds=output_stage.stage_kinds(), row_kernels=row_kernels(variant),
+        variant=variant, stage_kinds=output_stage.stage_kinds(_transposes(plan)), row_kernels=row_kernels(variant),
         # The convolution rows' output stage and the ADD stage of the model's arithmetic.
         output_stage=output_stage, add_kind=output_stage.add_kind,
         block_layouts={layout.name: layout for layout in LAYOUTS},

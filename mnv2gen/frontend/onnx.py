@@ -24,7 +24,7 @@ import numpy as np
 from .. import ir
 from ..errors import ModelError, printable
 from .onnx_model import MICROSOFT_DOMAIN, OnnxModel, OnnxNode, read_onnx
-from .onnx_qdq import is_qdq, qdq_to_qoperator
+from .onnx_qdq import FLOAT_MEAN, FUSED_DOMAIN, fuse_float_means, is_qdq, qdq_to_qoperator
 
 ORT = ir.Arithmetic.ONNXRUNTIME
 ACTIVATION_TYPES = {np.dtype(np.int8): 0, np.dtype(np.uint8): 128}  # -> model_offset
@@ -33,7 +33,7 @@ MAX_STRIDE = 4
 
 
 def load_onnx(path: str | Path) -> ir.Graph:
-    model = read_onnx(Path(path))
+    model = fuse_float_means(read_onnx(Path(path)))
     if is_qdq(model):
         model = qdq_to_qoperator(model)
     graph = _Builder(model).build()
@@ -272,6 +272,24 @@ def _global_average_pool(b: _Builder, node: OnnxNode) -> ir.Op:
     return ir.Mean(input=x, output=output, index=node.position, arithmetic=ORT, keep_dims=True)
 
 
+def _float_mean(b: _Builder, node: OnnxNode) -> ir.Op:
+    """The dynamo exporter's head as ONNX Runtime runs it (onnx_qdq.fuse_float_means): the
+    mean over H and W in float32 of the dequantized input, quantized again."""
+    attrs = b.attributes(node, {"keepdims": 1, "axes": None, "channels": -1})
+    x = b.activation(node, 0)
+    b.check_input_quantization(node, x, 1)
+    if len(x.shape) != 4 or {a % 4 for a in attrs["axes"]} != {2, 3} or len(attrs["axes"]) != 2:
+        raise b.fail(node, f"only a ReduceMean of a [1, C, H, W] tensor over axes (2, 3) is supported, not "
+                     f"over {attrs['axes']}")
+    channels = x.shape[3]
+    if attrs["channels"] not in (-1, channels):
+        raise b.fail(node, f"the Reshape after ReduceMean makes [1, {attrs['channels']}] of {channels} channels")
+    quant = b.quantization(node, 3)
+    keep_dims = bool(attrs["keepdims"])
+    output = b.new_activation(node, (1, 1, 1, channels) if keep_dims else (1, channels), quant)
+    return ir.FloatMean(input=x, output=output, index=node.position, arithmetic=ORT, keep_dims=keep_dims)
+
+
 def _flatten(b: _Builder, node: OnnxNode) -> ir.Op:
     attrs = b.attributes(node, {"axis": 1})
     x = b.activation(node, 0)
@@ -315,5 +333,6 @@ HANDLERS = {
     (MICROSOFT_DOMAIN, "QLinearAdd"): _add,
     (MICROSOFT_DOMAIN, "QLinearGlobalAveragePool"): _global_average_pool,
     ("", "Flatten"): _flatten,
+    (FUSED_DOMAIN, FLOAT_MEAN): _float_mean,
     (MICROSOFT_DOMAIN, "QGemm"): _gemm,
 }

@@ -22,6 +22,7 @@ MAX_CONSTANT_ELEMENTS = 1 << 24
 MAX_DIM = 1 << 16
 FIRST_OPSET = 13
 MICROSOFT_DOMAIN = "com.microsoft"
+NODE_DOMAINS = ("", MICROSOFT_DOMAIN, "ai.onnx.ml")
 # ONNX TensorProto element types we can read, as numpy types.
 ELEMENT_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64}
 
@@ -196,6 +197,8 @@ class _Reader:
                         [text(name) for name in proto.input], [text(name) for name in proto.output], {})
         for attribute in proto.attribute:
             node.attributes[text(attribute.name)] = self._attribute(node, attribute)
+        if node.domain not in NODE_DOMAINS:  # the QDQ fusion's own domain among the refused
+            raise self.fail(f"{node.label()}: unknown operator domain {printable(node.domain[:60])}")
         if len(node.outputs) != 1 or not node.outputs[0]:
             raise self.fail(f"{node.label()}: expected one output, found {len(node.outputs)}")
         return node

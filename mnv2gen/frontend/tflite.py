@@ -572,6 +572,28 @@ def _quantize(ctx: _OpContext) -> ir.Op:
     return ir.Quantize(input=x, output=out, index=ctx.op.index)
 
 
+def _transpose(ctx: _OpContext) -> ir.Op:
+    """TRANSPOSE of the model's NCHW input to NHWC (perm [0, 2, 3, 1]), as litert-torch writes
+    it for a PyTorch model. The input keeps its NCHW layout (the C's input is the model's) and
+    the transposition becomes what an ONNX model's QuantizeLinear of its NCHW input is: a
+    QUANTIZE from NCHW, here with the same quantization (a copy), run by the first pipeline's
+    first stage, row y of every plane at a time. Any other TRANSPOSE is refused."""
+    x = ctx.input(0)
+    perm = ctx.constant(ctx.input(1), "perm", (INT32, INT64))
+    out = ctx.output()
+    perm_values = [int(v) for v in perm.data.reshape(-1)]
+    if perm_values != [0, 2, 3, 1] or x.index != ctx.builder.raw.inputs[0] or len(x.shape) != 4:
+        where = "the model's input" if x.index == ctx.builder.raw.inputs[0] else f"tensor {x.name!r}"
+        raise ctx.fail(f"TRANSPOSE of {where} with perm {perm_values[:8]}: only a TRANSPOSE of the model's "
+                       "4-D input from NCHW to NHWC (perm [0, 2, 3, 1], as litert-torch writes it) is supported")
+    x = ctx.activation(x, "input", rank=4)
+    out = ctx.activation(out, "output", rank=4)
+    if x.quant != out.quant:
+        raise ctx.fail("input and output quantization differ; TRANSPOSE must keep the quantization")
+    x.layout = ir.Layout.NCHW
+    return ir.Quantize(input=x, output=out, index=ctx.op.index)
+
+
 def _dequantize(ctx: _OpContext) -> ir.Op:
     x = ctx.activation(ctx.input(0), "input", dtypes=(INT8,))
     out = ctx.activation(ctx.output(), "output", dtypes=(FLOAT32,))
@@ -593,6 +615,7 @@ OP_BUILDERS: dict[str, Callable[[_OpContext], ir.Op]] = {
     "LOGISTIC": _logistic,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
+    "TRANSPOSE": _transpose,
 }
 SUPPORTED_OPS = set(OP_BUILDERS) | {"SHAPE", "STRIDED_SLICE", "PACK"}
 CONSTANT_ONLY_OPS = {"MUL"}  # of an activation and a constant only

@@ -32,9 +32,11 @@ def wrap_layers(graph: ir.Graph) -> ir.Graph:
 def _streams(op: ir.Op) -> bool:
     """Whether the row pipelines can run `op` (in either arithmetic: the row kernels end in
     the output stage of the model's, codegen/kernels.OutputStage)."""
-    if isinstance(op, ir.Quantize):  # TFLite's QUANTIZE has no row kernel (yet)
+    if isinstance(op, ir.Quantize):  # TFLite's QUANTIZE has no row kernel (yet), but its
+        if op.arithmetic is ir.Arithmetic.TFLITE:  # TRANSPOSE of the NCHW input (a copy) has
+            return op.from_nchw and op.input.quant == op.output.quant and _is_batch_1(op)
         from_input = op.from_nchw or op.input.dtype is ir.DType.UINT8  # see passes/quantized_input.py
-        return op.arithmetic is ir.Arithmetic.ONNXRUNTIME and from_input and _is_batch_1(op)
+        return from_input and _is_batch_1(op)
     return isinstance(op, ir.STREAMABLE_OPS) and _is_batch_1(op)
 
 
