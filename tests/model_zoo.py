@@ -813,6 +813,17 @@ def fast_path_model(name: str) -> Path:
     return _cached_build(f"fast_{name}", key, lambda: build_single_op(params))
 
 
+# A MEAN over more pixels than Helium's sums in int16 lanes at once (256: mve/mean.c.j2), on
+# a channel count that leaves both of its channel loops a tail (tests/test_firmware.py).
+LONG_MEAN = {**_FAST_PATH_BASE, "kind": "mean", "seed": 2000, "height": 17, "width": 16, "in_ch": 21,
+             "keepdims": False, "input_range": [-3.0, 1.0]}
+
+
+def long_mean_model() -> Path:
+    """Path of the cached model LONG_MEAN, built if absent."""
+    return _cached_build("long_mean", _cache_key("single_op", LONG_MEAN), lambda: build_single_op(LONG_MEAN))
+
+
 # Seeds of the single-op models the tests use (tests/test_ops.py, test_model_zoo.py).
 TEST_SEEDS = range(4)
 
@@ -822,7 +833,7 @@ def fixture_builders() -> list[Callable[[], Path]]:
     named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS, *NCHW_MODELS]]
     ops = [lambda k=kind, s=seed: single_op_model(k, s) for kind in SINGLE_OP_KINDS for seed in TEST_SEEDS]
     fast = [lambda n=name: fast_path_model(n) for name in FAST_PATH_OPS]
-    return named + ops + fast
+    return named + ops + fast + [long_mean_model]
 
 
 def build_all(jobs: int = 1) -> int:

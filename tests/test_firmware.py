@@ -203,7 +203,7 @@ def test_cli_run_without_toolchain_names_the_package(out_dir, tmp_path):
 
 # The DSP and Helium kernels' odd cases (channel counts not a multiple of 4, strides, padding, patches,
 # border pixels) on single-op models with random shapes; the host build runs the portable ones.
-DSP_KINDS = ("conv", "depthwise", "pad", "fc", "add")
+DSP_KINDS = ("conv", "depthwise", "pad", "fc", "add", "mean")
 
 
 @needs_toolchain
@@ -216,6 +216,17 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=4, seed=seed, per_layer=False)
     assert report.bit_exact, f"{kind} seed {seed}: {report.matched}/{report.inputs}"
+
+
+# Helium's MEAN where its int16 sums are widened more than once (272 pixels) and both of its
+# channel loops end in a tail (21 channels: sixteen, then five of eight lanes).
+@needs_toolchain
+def test_helium_mean_over_many_pixels_is_bit_exact(tmp_path):
+    path = model_zoo.long_mean_model()
+    result = compile_model(path, Options(target=BOARDS[M55].core))
+    write_files(result.files, tmp_path)
+    report = run_on_board(path, result, tmp_path, BOARDS[M55], count=4, seed=5, per_layer=False)
+    assert report.bit_exact, f"{report.matched}/{report.inputs}"
 
 
 # The kernel each fast-path model is for, on the M4's DSP kernels and on the M55's Helium
