@@ -17,10 +17,16 @@ from .. import ir, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
-from .lower import Build, Layer, conv_bias, conv_geometry, scalar_call
+from .blocks import float_scale_rows
+from .lower import Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks, scalar_call
 from .values import Float32
 
 INT32_LIMIT = 2**31
+# The SIMD kernels' accumulators are doubled (their weights are): partial sums below 2^30.
+DOUBLED_LIMIT = 2**30
+# ... and their output stage adds the zero point to the rounded product in int32: products
+# below 2^29 (float32's rounding of acc and of the product moves it by far less than 2^29).
+PRODUCT_LIMIT = 2**29
 
 
 def float32_scales(x_scale: float, w_scales: tuple[float, ...], y_scale: float) -> np.ndarray:
@@ -159,9 +165,10 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
 
 
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
-    """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernels
-    of its kind (the TFLite flavour's fast blocks end in fixed point, so never those) with
-    the output stage's float scales in place of multipliers and shifts."""
+    """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
+    the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
+    scales -- in the SIMD kernels' blocks or `scales` as float_scale_rows where _fast_output
+    proves them safe, else as `output_scales` for the portable row kernels."""
     bias = conv_bias(op)
     _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
                        else np.zeros(op.output.shape[-1], np.int32))
@@ -170,13 +177,32 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
     act_min, act_max = quant.activation_range(op.activation, op.output)
-    kernel = choose_row_kernel(op, variant, fast_output_stage=False)
-    return kernel, dict(
+    fast = variant.simd and _fast_output(op, bias, scales)
+    kernel = choose_row_kernel(op, variant, fast_output_stage=fast)
+    fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
-        weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
-        multiplier=None, shift=None, scales=None, blocks=None,
-        output_scales=array("output_scales", "float", scales))
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
+    rows = float_scale_rows(scales, op.output.zero_point)
+    if kernel.layout is not None:
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
+        return kernel, fields
+    fields["weights"] = array("weights", "int8_t", op.weights.data)
+    fields["bias"] = array("bias", "int32_t", bias)
+    if fast:
+        fields["scales"] = array("scales", "int32_t", rows)
+    else:
+        fields["output_scales"] = array("output_scales", "float", scales)
+    return kernel, fields
+
+
+def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: np.ndarray) -> bool:
+    """Whether the SIMD kernels' output stage is exact for every channel: their doubled
+    partial sums stay inside int32, and the rounded product acc * S[c] plus the zero point
+    too (the FPU's conversion saturates; the sum must not wrap)."""
+    low, high = accumulator_ranges(op)
+    products = np.maximum(np.abs(low), np.abs(high)).astype(np.float64) * scales.astype(np.float64)
+    return bool((accumulator_bounds(op, bias) < DOUBLED_LIMIT).all() and (products < PRODUCT_LIMIT).all())
 
 
 def _quantize_fields(op: ir.Quantize) -> dict:
