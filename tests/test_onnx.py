@@ -64,7 +64,8 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
 @pytest.mark.parametrize("model", ["mobilenet_v2", "add"])
 def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
-    """The portable kernels built for the board, run under QEMU, against ONNX Runtime."""
+    """The kernels of the board's core (DSP on the M4, Helium on the M55), run under QEMU,
+    against ONNX Runtime."""
     from conftest import require_tools
     from test_firmware import TOOLS
 
@@ -172,3 +173,105 @@ def test_requantization_rounds_the_accumulator_first(centre, tmp_path):
     assert (theirs.reshape(-1) == two_roundings).all()  # ONNX Runtime rounds twice (dequantized: y - zp)
     assert (one_rounding != two_roundings).any()  # and this input tells the two apart
     assert ours.tobytes() == theirs.tobytes()
+
+
+# ------------------------------------------------- the SIMD kernels' output stage on built ties
+
+
+def _double_rounding_bias(scale: np.float32, sign: int) -> int:
+    """A bias b such that one accumulator in b - 128 .. b + 127 (b itself) has acc * scale
+    rounding in float32 to exactly a half k + 0.5 without being one, on the side where ONNX
+    Runtime's RNE of the rounded product (to the even neighbour) differs from one exact
+    rounding of acc * scale."""
+    acc = sign * (np.arange(2**20, dtype=np.int64) + 2**22)
+    exact = acc * np.float64(scale)  # exact: a 23-bit integer times a 24-bit significand
+    rounded = (acc.astype(np.float32) * scale).astype(np.float64)  # acc < 2^24: exact in float32
+    hits = np.flatnonzero((rounded % 1 == 0.5) & (np.rint(rounded) != np.rint(exact)))
+    assert hits.size, "no double-rounding case for this scale"
+    return int(acc[hits[0]])
+
+
+def tie_channels() -> tuple[np.ndarray, np.ndarray]:
+    """Eight output channels' (bias, requantization scale) on accumulators bias + x, x each of
+    -128..127: exact ties x.5 of both signs at scales 1/2 and 1/4, ties above 2^24 where
+    float(acc) rounds first (test_requantization_rounds_the_accumulator_first's), and the
+    double-rounding cases of both signs."""
+    odd_scale = np.float32(0.7071067811865476 / 2**16)
+    bias = [0, 2, 2**25 + 2**19, 2**26 + 3 * 2**19, 2**24 + 2**19 + 2**21, -(2**25 + 2**19),
+            _double_rounding_bias(odd_scale, 1), _double_rounding_bias(odd_scale, -1)]
+    scales = [0.5, 0.25, 2.0**-20, 2.0**-20, 2.0**-20, 2.0**-20, odd_scale, odd_scale]
+    return np.array(bias, np.int32), np.array(scales, np.float32)
+
+
+TIE_KERNELS = {  # a stage of each SIMD row kernel: input channels, weights [8, c/group, kh, kw], group
+    "pointwise_4": (4, (1, 1), 1), "pointwise_8": (8, (1, 1), 1), "depthwise": (8, (3, 3), 8), "stem": (3, (3, 3), 1)}
+# The row kernel each board's variant takes for them (the M55's 1x1 of any width is one).
+TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_PAIRS", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
+             ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
+             ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_GROUPS",
+             ("mps3-an547", "stem"): "CONV_PACKED"}
+
+
+def _tie_model(path, kind: str):
+    """One convolution of the kind on a 1x1 input (padded: the centre tap is the pixel) whose
+    channels all hold x (the float input's integer, quantized with scale 1; one input per x
+    in -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
+    weighs 1, so each output channel's accumulator is its bias plus x, requantized by its
+    scale (x_scale 1, y_scale 1: S = w_scale) around the ties. Flattened to [1, 8]."""
+    in_c, (kh, kw), group = TIE_KERNELS[kind]
+    bias, scales = tie_channels()
+    weights = np.zeros((8, in_c // group, kh, kw), np.int8)
+    weights[:, 0, kh // 2, kw // 2] = 1
+    consts = _constants(one=np.float32(1), zero=np.int8(0), w=weights, ws=scales, wz=np.zeros(8, np.int8),
+                        bias=bias)
+    pads = [kh // 2, kw // 2, kh // 2, kw // 2]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "zero"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "one", "zero", "w", "ws", "wz", "one", "zero", "bias"], ["c"],
+                              group=group, pads=pads),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, 8], path)
+
+
+def _tie_inputs(in_c: int) -> np.ndarray:
+    """Every x in -128..127, one input each: [256, 1, in_c, 1, 1]."""
+    return np.tile(np.arange(-128, 128, dtype=np.float32).reshape(256, 1, 1, 1, 1), (1, 1, in_c, 1, 1))
+
+
+def test_tie_channels_tell_the_roundings_apart():
+    """The built cases are what they say: ONNX Runtime's two roundings differ from one exact
+    rounding on each of the double-rounding and above-2^24 channels, and ties hit both signs."""
+    bias, scales = tie_channels()
+    acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
+    two = np.rint(acc.astype(np.float32) * scales[:, None])
+    one = np.rint(acc * scales[:, None].astype(np.float64))
+    assert [(two[c] != one[c]).any() for c in range(8)] == [False, False, True, True, True, True, True, True]
+    halves = (acc.astype(np.float32) * scales[:, None]) % 1 == 0.5
+    assert halves[0].sum() == 128 and halves[1].sum() == 64 and np.abs(two).max() <= 127
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, kind", TIE_CASES)
+def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
+    """Each DSP (VCVTR) and Helium (VCVTN lanes, the depthwise assembly) row kernel's output
+    stage on the built ties, under QEMU (Cortex-M4F, Cortex-M55), against ONNX Runtime and
+    the two-rounding formula."""
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    path = _tie_model(tmp_path / "ties.onnx", kind)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in result.files["mnv2_model.c"]
+    write_files(result.files, tmp_path / "c")
+    x = _tie_inputs(TIE_KERNELS[kind][0])
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    bias, scales = tie_channels()
+    acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
+    expected = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
+    assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
+    assert ours.tobytes() == theirs.outputs.tobytes()

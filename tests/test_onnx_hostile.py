@@ -182,17 +182,18 @@ def test_names_never_reach_the_c(tmp_path):
     assert not any("evil" in text for text in result.files.values())
 
 
-def test_cortex_m_targets_get_the_portable_kernels(tmp_path):
-    """ONNX Runtime's arithmetic has no DSP or Helium kernels yet: any core gets portable C,
-    and the banner says so."""
+def test_cortex_m_targets_get_the_simd_kernels(tmp_path):
+    """ONNX Runtime's arithmetic takes the DSP and Helium kernels of the core (the row kernel
+    and the output stage named in each stage's comment), or the portable ones if asked."""
     from mnv2gen.codegen.render import Options
 
-    for target in ("cortex-m4", "cortex-m55"):
-        files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target=target)).files
-        assert "(kernels: ref)" in files["mnv2_model.c"] and "__ARM_FEATURE_DSP" not in files["mnv2_model.c"]
-        assert "ort_conv_s8" in files["mnv2_kernels.c"]
-    with pytest.raises(Exception, match="portable kernels only"):
-        compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="dsp"))
+    for target, kernels in (("cortex-m4", "POINTWISE_PAIRS"), ("cortex-m55", "POINTWISE_VECTORS")):
+        files = compile_model(onnx_zoo.mobilenet_v2("uint8"), Options(target=target)).files
+        assert f"kernel {kernels}, output stage ORT_FLOAT32" in files["mnv2_model.c"]
+        assert "kernel DEPTHWISE_GROUPS, output stage ORT_FLOAT32" in files["mnv2_model.c"]
+        assert "vcvtr.s32.f32" in files["mnv2_kernels.c"] and "ort_add_s8" in files["mnv2_kernels.c"]
+    files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="ref")).files
+    assert "__ARM_FEATURE_DSP" not in files["mnv2_model.c"] and "ort_conv_s8" in files["mnv2_kernels.c"]
 
 
 def test_compile_imports_neither_onnxruntime_nor_torch(tmp_path):
