@@ -109,7 +109,7 @@ def _run_both(path, out_dir, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ours[0], theirs.outputs[0]
 
 
-def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points):
+def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points, rows: int = 256):
     """QLinearAdd of channel 0 and channel 1 of a [1, 2, 256, 256] input quantized with scale 1
     (the float input holds the integers themselves): every (a, b) pair once. Each channel is
     picked by a 1x1 convolution whose requantization scale is exactly 1 (x_scale 1, weight
@@ -126,7 +126,7 @@ def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points):
              helper.make_node("QLinearConv", ["q", "one", "zero", "wb", "sb1", "wz", "sb", "zb"], ["b"]),
              helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft"),
              helper.make_node("DequantizeLinear", ["c", "sc", "zc"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, 2, 256, 256], [1, 1, 256, 256], path)
+    return _qoperator_model(nodes, consts, [1, 2, rows, 256], [1, 1, rows, 256], path)
 
 
 ADD_SCALE_SETS = [(0.05, 0.03, 0.07, (3, -20, 7)), (0.0235, 0.0235, 0.0235, (-128, 127, 0)),
@@ -143,6 +143,35 @@ def test_add_every_input_pair(dtype, scales, tmp_path):
     ours, theirs = _run_both(path, tmp_path / "out", x)
     assert len(np.unique(theirs)) > 50  # the outputs span a range: not all clamped
     assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of 65536 pairs differ"
+
+
+# The FPU kernel of the DSP and Helium variants (rounds_in_int32), under QEMU: each board
+# with both element types, on different scale sets.
+ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-an547", "uint8", 2),
+                 ("mps3-an547", "int8", 1)]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, dtype, scale_set", ADD_ON_BOARDS)
+def test_add_every_input_pair_under_qemu(board, dtype, scale_set, tmp_path):
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    *ratios, zero_points = ADD_SCALE_SETS[scale_set]
+    path = _add_model(tmp_path / "add.onnx", dtype, *ratios, zero_points, rows=128)  # the M55's RAM: two halves
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert "rounds_in_int32 = 1" in result.files["mnv2_model.c"]  # the FPU kernel, not the portable one
+    write_files(result.files, tmp_path / "c")
+    grid = np.arange(-128, 128, dtype=np.float32) + (128 if dtype == "uint8" else 0)
+    x = np.stack([np.repeat(grid, 256).reshape(2, 1, 128, 256), np.tile(grid, 256).reshape(2, 1, 128, 256)], axis=2)
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    assert len(np.unique(theirs.outputs)) > 50
+    assert ours.tobytes() == theirs.outputs.tobytes(), f"{(ours != theirs.outputs).sum()} of 65536 pairs differ"
 
 
 def _requantize_model(path, bias: int, scale_exponent: int):

@@ -98,9 +98,11 @@ def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     return _conv_layer(op, number, geometry, depthwise=False)
 
 
-def _add_fields(op: ir.Add, size: int) -> dict:
+def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
     """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values, for
-    `size` elements (all of them, or a row in a pipeline)."""
+    `size` elements (all of them, or a row in a pipeline). With the SIMD variants'
+    `rounds_in_int32`, the sums round to integers on the FPU and saturate in int32, where
+    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs)."""
     a, b, y = op.input.quant, op.other.quant, op.output.quant
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
@@ -113,13 +115,15 @@ def _add_fields(op: ir.Add, size: int) -> dict:
         _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
         bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
     _finite(op, "bias", bias)
+    reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
-                bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
+                bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
+                rounds_in_int32=int(variant.simd and reach < PRODUCT_LIMIT))
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
-    layer.params.update(_add_fields(op, op.output.size))
+    layer.params.update(_add_fields(op, op.output.size, build.variant))
     return layer
 
 
@@ -167,8 +171,8 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
     the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
-    scales -- in the SIMD kernels' blocks or `scales` as float_scale_rows where _fast_output
-    proves them safe, else as `output_scales` for the portable row kernels."""
+    scales: in the SIMD kernels' blocks, or `scales`, as float_scale_rows where _fast_output
+    proves them exact, and as `output_scales` for the row kernels that read plain arrays."""
     bias = conv_bias(op)
     _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
                        else np.zeros(op.output.shape[-1], np.int32))
@@ -189,10 +193,11 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
+    # The row kernels that read plain arrays end in output_of (`output_scales`), but for
+    # Helium's POINTWISE_VECTORS, which reads the rows (4 bytes a channel spent on both).
+    fields["output_scales"] = array("output_scales", "float", scales)
     if fast:
         fields["scales"] = array("scales", "int32_t", rows)
-    else:
-        fields["output_scales"] = array("output_scales", "float", scales)
     return kernel, fields
 
 
@@ -223,6 +228,7 @@ def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, d
     if isinstance(stage, ir.Quantize):
         return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
     if isinstance(stage, ir.Add):
-        return StageKind.ORT_ADD, _add_fields(stage, row_bytes(stage.output)), ""
+        fields = _add_fields(stage, row_bytes(stage.output), variant)
+        return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
     kernel, fields = _conv_stage(stage, array, variant)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"
