@@ -241,14 +241,14 @@ TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_PAIRS", ("mps2-an386", "p
              ("mps3-an547", "stem"): "CONV_PACKED"}
 
 
-def _tie_model(path, kind: str):
+def _tie_model(path, kind: str, channels=None):
     """One convolution of the kind on a 1x1 input (padded: the centre tap is the pixel) whose
     channels all hold x (the float input's integer, quantized with scale 1; one input per x
     in -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
     weighs 1, so each output channel's accumulator is its bias plus x, requantized by its
     scale (x_scale 1, y_scale 1: S = w_scale) around the ties. Flattened to [1, 8]."""
     in_c, (kh, kw), group = TIE_KERNELS[kind]
-    bias, scales = tie_channels()
+    bias, scales = channels or tie_channels()
     weights = np.zeros((8, in_c // group, kh, kw), np.int8)
     weights[:, 0, kh // 2, kw // 2] = 1
     consts = _constants(one=np.float32(1), zero=np.int8(0), w=weights, ws=scales, wz=np.zeros(8, np.int8),
@@ -277,6 +277,23 @@ def test_tie_channels_tell_the_roundings_apart():
     assert [(two[c] != one[c]).any() for c in range(8)] == [False, False, True, True, True, True, True, True]
     halves = (acc.astype(np.float32) * scales[:, None]) % 1 == 0.5
     assert halves[0].sum() == 128 and halves[1].sum() == 64 and np.abs(two).max() <= 127
+
+
+def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
+    """A channel whose |acc * S| may reach 2^29 (its sum with the zero point could wrap after
+    VCVTR saturates) sends its layer to the portable row kernel, and an ADD whose sums may
+    reach it to the portable rounding; the proven ones take the SIMD kernels."""
+    bias, scales = tie_channels()
+    scales[0] = 2.0**9  # 128 * 2^9: far below 2^29; with the bias 2^22 below, above it
+    assert "kernel POINTWISE_PAIRS," in compile_model(_tie_model(tmp_path / "a.onnx", "pointwise_4", (bias, scales)),
+                                                      Options(target="cortex-m4")).files["mnv2_model.c"]
+    bias[0] = 2**22
+    model_c = compile_model(_tie_model(tmp_path / "b.onnx", "pointwise_4", (bias, scales)),
+                            Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "kernel POINTWISE_PIXELS," in model_c and "kernel POINTWISE_PAIRS" not in model_c
+    for ratio, fast in ((2.0**20, 1), (2.0**21, 0)):  # 255 * 2 * ratio against 2^29
+        path = _add_model(tmp_path / "add.onnx", "int8", ratio, ratio, 1.0, (0, 0, 0), rows=1)
+        assert f"rounds_in_int32 = {fast}" in compile_model(path, Options(target="cortex-m55")).files["mnv2_model.c"]
 
 
 @pytest.mark.full
