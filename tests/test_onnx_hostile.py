@@ -240,3 +240,32 @@ def test_a_contracting_build_is_caught(tmp_path):
                        check=True)
         verdicts[contract] = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.strip()
     assert verdicts == {"off": "1", "fast": "0"}
+
+
+ROUNDING_MAIN = """#include "mnv2_model.h"
+#include <fenv.h>
+#include <stdio.h>
+int main(void)
+{
+    static const int modes[] = {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO, FE_TONEAREST};
+    int i;
+    for (i = 0; i < 4; ++i) {
+        fesetround(modes[i]);
+        printf("%d ", mnv2_run());
+    }
+    return 0;
+}
+"""
+
+
+def test_a_changed_rounding_mode_is_caught(tmp_path):
+    """run() refuses while the FPU rounds other than to nearest even (the output stage's
+    roundings follow the mode: VCVTR on the cores, the magic addition in the portable C)."""
+    write_files(compile_model(onnx_zoo.single_op("add", "int8")).files, tmp_path)
+    (tmp_path / "main.c").write_text(ROUNDING_MAIN)
+    binary = tmp_path / "rounding"
+    subprocess.run([find_compiler(None), "-O2", "-ffp-contract=off", "-frounding-math", "-I", str(tmp_path),
+                    *[str(tmp_path / f"mnv2_{name}.c") for name in ("model", "kernels", "weights")],
+                    str(tmp_path / "main.c"), "-o", str(binary), "-lm"], check=True)
+    printed = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.split()
+    assert printed == ["8", "8", "8", "0"]  # MNV2_ERROR_FP_ROUNDING three times, then MNV2_OK
