@@ -1,5 +1,7 @@
 """Lower ops that follow ONNX Runtime's arithmetic (`ir.Arithmetic.ONNXRUNTIME`) to the
-kernels of templates/ref/ort.c.j2.
+kernels of templates/ref/ort.c.j2, and its pipelines' convolutions to the variant's row
+kernels with ONNX Runtime's output stage (templates/ref/ort_output_stage.c.j2, on the FPU
+templates/dsp/ort_output_stage.c.j2).
 
 Every float constant is computed here exactly as ONNX Runtime computes it at session start,
 rounded to float32 step by step (numpy float32 scalars round each operation), so the C only
@@ -18,7 +20,8 @@ from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
 from .blocks import float_scale_rows
-from .lower import Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks, scalar_call
+from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
+                    scalar_call)
 from .values import Float32
 
 INT32_LIMIT = 2**31
