@@ -262,6 +262,23 @@ def _tie_model(path, kind: str, channels=None):
     return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, 8], path)
 
 
+def _gemm_tie_model(path, depth: int, channels=None, x_zero: int = 0):
+    """The ties of _tie_model through a QGemm (transB, per-unit scales) of `depth` features:
+    only feature 0 weighs 1 in each of the 8 units, so unit u's accumulator is bias[u] + x
+    (with the input's zero point `x_zero`, bias[u] + x - x_zero)."""
+    bias, scales = channels or tie_channels()
+    weights = np.zeros((8, depth), np.int8)
+    weights[:, 0] = 1
+    consts = _constants(one=np.float32(1), zero=np.int8(0), xz=np.int8(x_zero), w=weights, ws=scales,
+                        wz=np.zeros(8, np.int8), bias=bias)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
+             helper.make_node("Flatten", ["q"], ["f"]),
+             helper.make_node("QGemm", ["f", "one", "xz", "w", "ws", "wz", "bias", "one", "zero"], ["g"],
+                              domain="com.microsoft", transB=1),
+             helper.make_node("DequantizeLinear", ["g", "one", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, depth, 1, 1], [1, 8], path)
+
+
 def _tie_inputs(in_c: int) -> np.ndarray:
     """Every x in -128..127, one input each: [256, 1, in_c, 1, 1]."""
     return np.tile(np.arange(-128, 128, dtype=np.float32).reshape(256, 1, 1, 1, 1), (1, 1, in_c, 1, 1))
@@ -281,8 +298,9 @@ def test_tie_channels_tell_the_roundings_apart():
 
 def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
     """A channel whose |acc * S| may reach 2^29 (its sum with the zero point could wrap after
-    VCVTR saturates) sends its layer to the portable row kernel, and an ADD whose sums may
-    reach it to the portable rounding; the proven ones take the SIMD kernels."""
+    VCVTR saturates) sends its layer to the portable row kernel (a QGemm's unit to the portable
+    rounding, and a QGemm whose folded partial sums may leave int32 to ort_conv_s8), and an
+    ADD whose sums may reach it to the portable rounding; the proven ones take the SIMD kernels."""
     bias, scales = tie_channels()
     scales[0] = 2.0**9  # 128 * 2^9: far below 2^29; with the bias 2^22 below, above it
     assert "kernel POINTWISE_PAIRS," in compile_model(_tie_model(tmp_path / "a.onnx", "pointwise_4", (bias, scales)),
@@ -291,6 +309,15 @@ def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
     model_c = compile_model(_tie_model(tmp_path / "b.onnx", "pointwise_4", (bias, scales)),
                             Options(target="cortex-m4")).files["mnv2_model.c"]
     assert "kernel POINTWISE_PIXELS," in model_c and "kernel POINTWISE_PAIRS" not in model_c
+    gemm_c = compile_model(_gemm_tie_model(tmp_path / "g.onnx", 8, (bias, scales)),
+                           Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "fully_connected_s8(" in gemm_c and "rounds_in_int32 = 0" in gemm_c
+    # fully_connected_s8's partial sums start from bias - x_zp * sum(w): with x_zp = -128 and
+    # a bias 256 below 2^31 they could reach it where ONNX Runtime's (below 2^31 - 1) cannot.
+    bias[:] = 2**31 - 256
+    gemm_c = compile_model(_gemm_tie_model(tmp_path / "h.onnx", 8, (bias, scales), x_zero=-128),
+                           Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "ort_conv_s8(" in gemm_c and "fully_connected_s8(" not in gemm_c
     for ratio, fast in ((2.0**20, 1), (2.0**21, 0)):  # 255 * 2 * ratio against 2^29
         path = _add_model(tmp_path / "add.onnx", "int8", ratio, ratio, 1.0, (0, 0, 0), rows=1)
         assert f"rounds_in_int32 = {fast}" in compile_model(path, Options(target="cortex-m55")).files["mnv2_model.c"]
@@ -302,16 +329,37 @@ def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
     """Each DSP (VCVTR) and Helium (VCVTN lanes, the depthwise assembly) row kernel's output
     stage on the built ties, under QEMU (Cortex-M4F, Cortex-M55), against ONNX Runtime and
     the two-rounding formula."""
+    path = _tie_model(tmp_path / "ties.onnx", kind)
+    model_c = _assert_ties_under_qemu(board, path, TIE_KERNELS[kind][0], tmp_path)
+    assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in model_c
+
+
+# QGemm on fully_connected_s8: 8 features take the DSP's regrouped weights (weight_quads),
+# 5 its dot_quad on plain rows; Helium's dot products either way.
+GEMM_TIE_CASES = [("mps2-an386", 8), ("mps2-an386", 5), ("mps3-an547", 5)]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, depth", GEMM_TIE_CASES)
+def test_fully_connected_output_stage_on_ties_under_qemu(board, depth, tmp_path):
+    """QGemm on the FULLY_CONNECTED kernel with ONNX Runtime's output stage on the FPU
+    (rounds_in_int32), on the built ties, under QEMU, against ONNX Runtime."""
+    model_c = _assert_ties_under_qemu(board, _gemm_tie_model(tmp_path / "ties.onnx", depth), depth, tmp_path)
+    assert "fully_connected_s8(" in model_c and "rounds_in_int32 = 1" in model_c
+    assert ("weight_quads = NULL" in model_c) == (board != "mps2-an386" or depth % 4 != 0)
+
+
+def _assert_ties_under_qemu(board: str, path, in_c: int, tmp_path) -> str:
+    """The tie model at `path` built for the board and run under QEMU on every x: equal to
+    ONNX Runtime and to the two-rounding formula. Returns the model's C."""
     from conftest import require_tools
     from mnv2gen.firmware.build import build_firmware
     from mnv2gen.firmware.runner import run_qemu
 
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
-    path = _tie_model(tmp_path / "ties.onnx", kind)
     result = compile_model(path, Options(target=BOARDS[board].core))
-    assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in result.files["mnv2_model.c"]
     write_files(result.files, tmp_path / "c")
-    x = _tie_inputs(TIE_KERNELS[kind][0])
+    x = _tie_inputs(in_c)
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
     ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
     theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
@@ -321,3 +369,4 @@ def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
     expected = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
     assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
     assert ours.tobytes() == theirs.outputs.tobytes()
+    return result.files["mnv2_model.c"]

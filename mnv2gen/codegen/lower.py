@@ -354,18 +354,30 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
 def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     units, depth = op.weights.shape
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
-    quads = build.variant is Variant.DSP and depth % 4 == 0  # the weights regrouped instead of stored twice
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and build.reference == "tflite"),
-        weights=None if quads else layer.array("weights", "int8_t", op.weights.data),
-        weight_quads=layer.array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
-        if quads else None,
-        bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
-    )
+        **fully_connected_operands(op, layer.array, build.variant))
     multipliers, shifts = quant.fully_connected_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, units)
     layer.params.update(_requant_fields(op, layer.array, multipliers, shifts))
     return layer
+
+
+def fully_connected_bias(op: ir.FullyConnected) -> np.ndarray:
+    """The bias fully_connected_s8 starts each unit from: -x_zp * sum(w) folded in."""
+    return _folded_bias(op, _row_sums(op.weights.data))
+
+
+def fully_connected_operands(op: ir.FullyConnected, array, variant: Variant) -> dict:
+    """fully_connected_params' weights (regrouped in fours on the DSP, where the depth allows:
+    instead of stored twice) and folded bias, for either arithmetic's output stage."""
+    depth = op.weights.shape[1]
+    quads = variant is Variant.DSP and depth % 4 == 0
+    return dict(
+        weights=None if quads else array("weights", "int8_t", op.weights.data),
+        weight_quads=array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
+        if quads else None,
+        bias=array("bias", "int32_t", fully_connected_bias(op)))
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:

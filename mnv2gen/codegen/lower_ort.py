@@ -21,7 +21,7 @@ from ..plan.rows import row_bytes
 from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
-                    scalar_call)
+                    fully_connected_bias, fully_connected_operands, scalar_call)
 from .values import Float32
 
 INT32_LIMIT = 2**31
@@ -92,13 +92,38 @@ def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) 
 
 
 def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
-    """QGemm: a 1x1 convolution of a 1x1 image with `depth` channels, per row."""
+    """QGemm on fully_connected_s8, the TFLite FULLY_CONNECTED's kernel (the variant's dot
+    products, four units at a time) with ONNX Runtime's output stage, where its partial sums
+    from the folded bias are proven inside int32; else a 1x1 convolution of a 1x1 image
+    with `depth` channels on the portable ort_conv_s8."""
     units, depth = op.weights.shape
     if op.rows != 1:
         raise ModelError(f"op {op.index} (QGemm): only one row is supported")
+    folded = fully_connected_bias(op)
+    if (accumulator_bounds(op, folded) < INT32_LIMIT).all():
+        return _fully_connected(op, number, build, folded)
     geometry = dict(in_h=1, in_w=1, in_c=depth, out_h=1, out_w=1, out_c=units, kernel_h=1, kernel_w=1,
                     stride_h=1, stride_w=1, pad_top=0, pad_left=0)
     return _conv_layer(op, number, geometry, depthwise=False)
+
+
+def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.ndarray) -> Layer:
+    """fully_connected_params with `output_scales` in place of multipliers and shifts, and
+    rounds_in_int32 where the FPU's output stage (dsp/ort_output_stage's `scaled`) is proven
+    exact, as for the convolutions' SIMD kernels (_fast_output); else ort_requantize_within."""
+    _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
+                       else np.zeros(op.output.shape[-1], np.int32))
+    units, depth = op.weights.shape
+    scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
+    _finite(op, "scale", scales)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
+    layer.params.update(
+        rows=op.rows, depth=depth, units=units, single_rounding=0, output_offset=op.output.zero_point,
+        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant),
+        multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
+        rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+    return layer
 
 
 def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
