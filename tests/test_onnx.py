@@ -370,3 +370,65 @@ def _assert_ties_under_qemu(board: str, path, in_c: int, tmp_path) -> str:
     assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
     assert ours.tobytes() == theirs.outputs.tobytes()
     return result.files["mnv2_model.c"]
+
+
+# ------------------------------------------------- the float input's QuantizeLinear on the FPU
+
+QUANTIZE_SCALE = np.float32(0.37)  # 1 / 0.37 is no float32: a multiply by it would differ
+
+
+def _quantize_model(path, dtype: str):
+    """QuantizeLinear (scale 0.37, zero point 5 below the type's middle) of a [1, 4, 1, 1] input,
+    passed through unchanged by a 1x1 QLinearConv (identity weights, S = 1), dequantized."""
+    ztype = np.int8 if dtype == "int8" else np.uint8
+    zero = ztype(-5 if dtype == "int8" else 123)
+    consts = _constants(s=QUANTIZE_SCALE, z=zero, w=np.eye(4, dtype=np.int8).reshape(4, 4, 1, 1),
+                        ws=np.ones(4, np.float32), wz=np.zeros(4, np.int8), bias=np.zeros(4, np.int32))
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "s", "z", "w", "ws", "wz", "s", "z", "bias"], ["c"]),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("DequantizeLinear", ["f", "s", "z"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, 4, 1, 1], [1, 4], path)
+
+
+def _quantize_inputs() -> np.ndarray:
+    """NaN, the infinities, huge and tiny values, the clamp's bounds and their neighbours,
+    exact ties of x / 0.37 (k + 0.5 after the division's rounding) of both signs, and random
+    values over the range and beyond: [n, 1, 4, 1, 1] float32."""
+    halves = np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)
+    candidates = (halves * QUANTIZE_SCALE).astype(np.float32)
+    ties = candidates[candidates / QUANTIZE_SCALE == halves]
+    assert (ties > 0).sum() > 10 and (ties < 0).sum() > 10
+    bounds = (np.arange(-135, 136, dtype=np.float32) * QUANTIZE_SCALE).astype(np.float32)
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 3.4e38, -3.4e38, 1e30, -1e30, 1e-30, -1e-30, 0.0, -0.0],
+                       np.float32)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([special, ties, bounds, np.nextafter(bounds, np.float32(np.inf)),
+                             np.nextafter(bounds, np.float32(-np.inf)), rng.uniform(-60, 60, 400).astype(np.float32)])
+    values = np.concatenate([values, np.zeros(-len(values) % 4, np.float32)])
+    return values.reshape(-1, 1, 4, 1, 1)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, dtype", [("mps2-an386", "int8"), ("mps2-an386", "uint8"), ("mps3-an547", "int8")])
+def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
+    """The float input's QuantizeLinear on the DSP and Helium cores (a true division, VCVTR,
+    the upper clamp in int32) against ONNX Runtime on NaN, infinities, ties and the bounds."""
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    path = _quantize_model(tmp_path / "quantize.onnx", dtype)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert "stage 0: QUANTIZE 1x4x1x1" in result.files["mnv2_model.c"]  # the row stage: ort_quantize_row
+    write_files(result.files, tmp_path / "c")
+    x = _quantize_inputs()
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    low, high = theirs.outputs.min(), theirs.outputs.max()
+    assert (theirs.outputs.reshape(-1)[:2] == low).all() and theirs.outputs.reshape(-1)[2] == high  # NaN, inf
+    assert len(np.unique(theirs.outputs)) == 256  # every stored value reached
+    assert ours.tobytes() == theirs.outputs.tobytes()
