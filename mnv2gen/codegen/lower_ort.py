@@ -25,6 +25,7 @@ from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_b
 from .values import Float32
 
 INT32_LIMIT = 2**31
+INT16_LIMIT = 2**15  # QLinearGlobalAveragePool's sums in the SIMD variants' int16 lanes
 # The SIMD kernels' accumulators are doubled (their weights are): partial sums below 2^30.
 DOUBLED_LIMIT = 2**30
 # ... and their output stage adds the zero point to the rounded product in int32: products
@@ -163,7 +164,8 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     _finite(op, "scale", scale)
     layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
     layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
-                        output_zero_point=op.output.zero_point, scale=Float32(scale))
+                        output_zero_point=op.output.zero_point, scale=Float32(scale),
+                        sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
     return layer
 
 
