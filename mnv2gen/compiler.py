@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
-from .codegen.kernels import Variant
 from .codegen.render import Options, preprocess_of, render
 from .errors import UserError
 from .frontend import load_model
@@ -67,8 +66,6 @@ def plan_model(model_path: str | Path, options: Options | None = None) -> Planne
 def compile_model(model_path: str | Path, options: Options | None = None) -> CompileResult:
     options = options or Options()
     planned = plan_model(model_path, options)
-    if planned.graph.arithmetic is ir.Arithmetic.ONNXRUNTIME:
-        options = _portable_kernels(options, model_path)
     preprocess = preprocess_of(options)
     if preprocess is not None:
         try:
@@ -77,15 +74,6 @@ def compile_model(model_path: str | Path, options: Options | None = None) -> Com
             raise UserError(str(exc), source=str(model_path)) from None
     return CompileResult(**vars(planned), files=render(planned.graph, planned.plan, options), preprocess=preprocess,
                          options=options)
-
-
-def _portable_kernels(options: Options, model_path) -> Options:
-    """ONNX Runtime's arithmetic has portable kernels only, so far: every core gets them (the
-    banner says so), and asking for the SIMD ones is refused."""
-    if options.kernels not in (None, Variant.REF.value):
-        raise UserError(f"ONNX models have portable kernels only so far, not --kernels {options.kernels}",
-                        source=str(model_path))
-    return replace(options, kernels=None) if options.target == "host" else replace(options, kernels=Variant.REF.value)
 
 
 def write_files(files: dict[str, str], out_dir: str | Path) -> list[Path]:

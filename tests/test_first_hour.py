@@ -250,13 +250,14 @@ def test_cortex_m4_c_built_for_a_cortex_m3_stops_at_a_clear_error(tmp_path, sour
 UNITY_TARGETS = ("host", "cortex-m4", "cortex-m55")
 
 
-def _unity_build(tmp_path, names: list[str], target: str = "host") -> subprocess.CompletedProcess:
+def _unity_build(tmp_path, names: list[str], target: str = "host", models=None) -> subprocess.CompletedProcess:
     """Two different models (different shapes, so their model-dependent constants differ),
     each under its own prefix, with the files `names` of both #included into one C file."""
     from mnv2gen.targets import C_WARNINGS, cpu_flags, gcc_for
 
-    for prefix, model in (("first", SMALL), ("second", "mnv2_a035_96_c1000")):
-        assert main(["compile", str(model_zoo.get_model(model)), "--out", str(tmp_path), "--prefix", prefix,
+    models = models or (model_zoo.get_model(SMALL), model_zoo.get_model("mnv2_a035_96_c1000"))
+    for prefix, model in zip(("first", "second"), models):
+        assert main(["compile", str(model), "--out", str(tmp_path), "--prefix", prefix,
                      "--target", target, "--quiet"]) == 0
     unity = tmp_path / "unity.c"
     unity.write_text("".join(f'#include "{prefix}_{name}.c"\n' for prefix in ("first", "second") for name in names))
@@ -273,6 +274,16 @@ def test_two_models_model_and_weights_in_one_translation_unit(tmp_path):
 def test_two_models_whole_c_in_one_translation_unit(tmp_path, target):
     """Every kernel variant's private names take the prefix (templates/ref/private_names.j2)."""
     result = _unity_build(tmp_path, ["model", "weights", "kernels"], target)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("target", UNITY_TARGETS)
+def test_two_onnx_models_whole_c_in_one_translation_unit(tmp_path, target):
+    """Likewise with ONNX Runtime's arithmetic: its output stages, ADD and helpers (ort_*)."""
+    import onnx_zoo
+
+    models = (onnx_zoo.single_op("conv", "uint8"), onnx_zoo.single_op("depthwise", "int8"))
+    result = _unity_build(tmp_path, ["model", "weights", "kernels"], target, models)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

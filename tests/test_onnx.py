@@ -70,15 +70,18 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
 
 
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
-@pytest.mark.parametrize("model", ["mobilenet_v2", "add"])
+@pytest.mark.parametrize("model", ["mobilenet_v2", "add", "gap"])
 def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
-    """The portable kernels built for the board, run under QEMU, against ONNX Runtime."""
+    """The kernels of the board's core (DSP on the M4, Helium on the M55), run under QEMU,
+    against ONNX Runtime (QLinearGlobalAveragePool over 144 pixels summed in int16 lanes)."""
     from conftest import require_tools
     from test_firmware import TOOLS
 
     require_tools(*TOOLS)
-    path = onnx_zoo.mobilenet_v2("uint8") if model == "mobilenet_v2" else onnx_zoo.single_op("add", "int8")
+    path = onnx_zoo.mobilenet_v2("uint8") if model == "mobilenet_v2" else onnx_zoo.single_op(model, "int8")
     result = compile_model(path, Options(target=BOARDS[board].core))
+    if model == "gap":
+        assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
     write_files(result.files, out_dir)
     report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.inputs == 5
@@ -183,7 +186,7 @@ def _run_both(path, out_dir, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ours[0], theirs.outputs[0]
 
 
-def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points):
+def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points, rows: int = 256):
     """QLinearAdd of channel 0 and channel 1 of a [1, 2, 256, 256] input quantized with scale 1
     (the float input holds the integers themselves): every (a, b) pair once. Each channel is
     picked by a 1x1 convolution whose requantization scale is exactly 1 (x_scale 1, weight
@@ -200,7 +203,7 @@ def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points):
              helper.make_node("QLinearConv", ["q", "one", "zero", "wb", "sb1", "wz", "sb", "zb"], ["b"]),
              helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft"),
              helper.make_node("DequantizeLinear", ["c", "sc", "zc"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, 2, 256, 256], [1, 1, 256, 256], path)
+    return _qoperator_model(nodes, consts, [1, 2, rows, 256], [1, 1, rows, 256], path)
 
 
 ADD_SCALE_SETS = [(0.05, 0.03, 0.07, (3, -20, 7)), (0.0235, 0.0235, 0.0235, (-128, 127, 0)),
@@ -217,6 +220,35 @@ def test_add_every_input_pair(dtype, scales, tmp_path):
     ours, theirs = _run_both(path, tmp_path / "out", x)
     assert len(np.unique(theirs)) > 50  # the outputs span a range: not all clamped
     assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of 65536 pairs differ"
+
+
+# The FPU kernel of the DSP and Helium variants (rounds_in_int32), under QEMU: each board
+# with both element types, on different scale sets.
+ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-an547", "uint8", 2),
+                 ("mps3-an547", "int8", 1)]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, dtype, scale_set", ADD_ON_BOARDS)
+def test_add_every_input_pair_under_qemu(board, dtype, scale_set, tmp_path):
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    *ratios, zero_points = ADD_SCALE_SETS[scale_set]
+    path = _add_model(tmp_path / "add.onnx", dtype, *ratios, zero_points, rows=128)  # the M55's RAM: two halves
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert "rounds_in_int32 = 1" in result.files["mnv2_model.c"]  # the FPU kernel, not the portable one
+    write_files(result.files, tmp_path / "c")
+    grid = np.arange(-128, 128, dtype=np.float32) + (128 if dtype == "uint8" else 0)
+    x = np.stack([np.repeat(grid, 256).reshape(2, 1, 128, 256), np.tile(grid, 256).reshape(2, 1, 128, 256)], axis=2)
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    assert len(np.unique(theirs.outputs)) > 50
+    assert ours.tobytes() == theirs.outputs.tobytes(), f"{(ours != theirs.outputs).sum()} of 65536 pairs differ"
 
 
 def _requantize_model(path, bias: int, scale_exponent: int):
@@ -300,3 +332,273 @@ def test_float_mean_sums_in_onnxruntimes_order(side, tmp_path):
     if side * side > 4:  # a sum in index order gives other codes (2x2: Eigen sums in order too)
         assert (_sequential_float_mean(q.reshape(channels, -1), x_scale, y_scale) != theirs.reshape(-1)).any()
     assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of {channels} channels differ"
+
+
+# ------------------------------------------------- the SIMD kernels' output stage on built ties
+
+
+def _double_rounding_bias(scale: np.float32, sign: int) -> int:
+    """A bias b such that one accumulator in b - 128 .. b + 127 (b itself) has acc * scale
+    rounding in float32 to exactly a half k + 0.5 without being one, on the side where ONNX
+    Runtime's RNE of the rounded product (to the even neighbour) differs from one exact
+    rounding of acc * scale."""
+    acc = sign * (np.arange(2**20, dtype=np.int64) + 2**22)
+    exact = acc * np.float64(scale)  # exact: a 23-bit integer times a 24-bit significand
+    rounded = (acc.astype(np.float32) * scale).astype(np.float64)  # acc < 2^24: exact in float32
+    hits = np.flatnonzero((rounded % 1 == 0.5) & (np.rint(rounded) != np.rint(exact)))
+    assert hits.size, "no double-rounding case for this scale"
+    return int(acc[hits[0]])
+
+
+def tie_channels() -> tuple[np.ndarray, np.ndarray]:
+    """Eight output channels' (bias, requantization scale) on accumulators bias + x, x each of
+    -128..127: exact ties x.5 of both signs at scales 1/2 and 1/4, ties above 2^24 where
+    float(acc) rounds first (test_requantization_rounds_the_accumulator_first's), and the
+    double-rounding cases of both signs."""
+    odd_scale = np.float32(0.7071067811865476 / 2**16)
+    bias = [0, 2, 2**25 + 2**19, 2**26 + 3 * 2**19, 2**24 + 2**19 + 2**21, -(2**25 + 2**19),
+            _double_rounding_bias(odd_scale, 1), _double_rounding_bias(odd_scale, -1)]
+    scales = [0.5, 0.25, 2.0**-20, 2.0**-20, 2.0**-20, 2.0**-20, odd_scale, odd_scale]
+    return np.array(bias, np.int32), np.array(scales, np.float32)
+
+
+TIE_KERNELS = {  # a stage of each SIMD row kernel: input channels, weights [8, c/group, kh, kw], group
+    "pointwise_4": (4, (1, 1), 1), "pointwise_8": (8, (1, 1), 1), "depthwise": (8, (3, 3), 8), "stem": (3, (3, 3), 1)}
+# The row kernel each board's variant takes for them (the M55's 1x1 of any width is one).
+TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_PAIRS", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
+             ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
+             ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_GROUPS",
+             ("mps3-an547", "stem"): "CONV_PACKED"}
+
+
+def _tie_model(path, kind: str, channels=None):
+    """One convolution of the kind on a 1x1 input (padded: the centre tap is the pixel) whose
+    channels all hold x (the float input's integer, quantized with scale 1; one input per x
+    in -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
+    weighs 1, so each output channel's accumulator is its bias plus x, requantized by its
+    scale (x_scale 1, y_scale 1: S = w_scale) around the ties. Flattened to [1, 8]."""
+    in_c, (kh, kw), group = TIE_KERNELS[kind]
+    bias, scales = channels or tie_channels()
+    weights = np.zeros((8, in_c // group, kh, kw), np.int8)
+    weights[:, 0, kh // 2, kw // 2] = 1
+    consts = _constants(one=np.float32(1), zero=np.int8(0), w=weights, ws=scales, wz=np.zeros(8, np.int8),
+                        bias=bias)
+    pads = [kh // 2, kw // 2, kh // 2, kw // 2]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "zero"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "one", "zero", "w", "ws", "wz", "one", "zero", "bias"], ["c"],
+                              group=group, pads=pads),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, 8], path)
+
+
+def _gemm_tie_model(path, depth: int, channels=None, x_zero: int = 0):
+    """The ties of _tie_model through a QGemm (transB, per-unit scales) of `depth` features:
+    only feature 0 weighs 1 in each of the 8 units, so unit u's accumulator is bias[u] + x
+    (with the input's zero point `x_zero`, bias[u] + x - x_zero)."""
+    bias, scales = channels or tie_channels()
+    weights = np.zeros((8, depth), np.int8)
+    weights[:, 0] = 1
+    consts = _constants(one=np.float32(1), zero=np.int8(0), xz=np.int8(x_zero), w=weights, ws=scales,
+                        wz=np.zeros(8, np.int8), bias=bias)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
+             helper.make_node("Flatten", ["q"], ["f"]),
+             helper.make_node("QGemm", ["f", "one", "xz", "w", "ws", "wz", "bias", "one", "zero"], ["g"],
+                              domain="com.microsoft", transB=1),
+             helper.make_node("DequantizeLinear", ["g", "one", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, depth, 1, 1], [1, 8], path)
+
+
+def _tie_inputs(in_c: int) -> np.ndarray:
+    """Every x in -128..127, one input each: [256, 1, in_c, 1, 1]."""
+    return np.tile(np.arange(-128, 128, dtype=np.float32).reshape(256, 1, 1, 1, 1), (1, 1, in_c, 1, 1))
+
+
+def test_tie_channels_tell_the_roundings_apart():
+    """The built cases are what they say: ONNX Runtime's two roundings differ from one exact
+    rounding on each of the double-rounding and above-2^24 channels, and ties hit both signs."""
+    bias, scales = tie_channels()
+    acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
+    two = np.rint(acc.astype(np.float32) * scales[:, None])
+    one = np.rint(acc * scales[:, None].astype(np.float64))
+    assert [(two[c] != one[c]).any() for c in range(8)] == [False, False, True, True, True, True, True, True]
+    halves = (acc.astype(np.float32) * scales[:, None]) % 1 == 0.5
+    assert halves[0].sum() == 128 and halves[1].sum() == 64 and np.abs(two).max() <= 127
+
+
+def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
+    """A channel whose |acc * S| may reach 2^29 (its sum with the zero point could wrap after
+    VCVTR saturates) sends its layer to the portable row kernel (a QGemm's unit to the portable
+    rounding, and a QGemm whose folded partial sums may leave int32 to ort_conv_s8), and an
+    ADD whose sums may reach it to the portable rounding; the proven ones take the SIMD kernels."""
+    bias, scales = tie_channels()
+    scales[0] = 2.0**9  # 128 * 2^9: far below 2^29; with the bias 2^22 below, above it
+    assert "kernel POINTWISE_PAIRS," in compile_model(_tie_model(tmp_path / "a.onnx", "pointwise_4", (bias, scales)),
+                                                      Options(target="cortex-m4")).files["mnv2_model.c"]
+    bias[0] = 2**22
+    model_c = compile_model(_tie_model(tmp_path / "b.onnx", "pointwise_4", (bias, scales)),
+                            Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "kernel POINTWISE_PIXELS," in model_c and "kernel POINTWISE_PAIRS" not in model_c
+    gemm_c = compile_model(_gemm_tie_model(tmp_path / "g.onnx", 8, (bias, scales)),
+                           Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "fully_connected_s8(" in gemm_c and "rounds_in_int32 = 0" in gemm_c
+    # fully_connected_s8's partial sums start from bias - x_zp * sum(w): with x_zp = -128 and
+    # a bias 256 below 2^31 they could reach it where ONNX Runtime's (below 2^31 - 1) cannot.
+    bias[:] = 2**31 - 256
+    gemm_c = compile_model(_gemm_tie_model(tmp_path / "h.onnx", 8, (bias, scales), x_zero=-128),
+                           Options(target="cortex-m4")).files["mnv2_model.c"]
+    assert "ort_conv_s8(" in gemm_c and "fully_connected_s8(" not in gemm_c
+    for ratio, fast in ((2.0**20, 1), (2.0**21, 0)):  # 255 * 2 * ratio against 2^29
+        path = _add_model(tmp_path / "add.onnx", "int8", ratio, ratio, 1.0, (0, 0, 0), rows=1)
+        assert f"rounds_in_int32 = {fast}" in compile_model(path, Options(target="cortex-m55")).files["mnv2_model.c"]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, kind", TIE_CASES)
+def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
+    """Each DSP (VCVTR) and Helium (VCVTN lanes, the depthwise assembly) row kernel's output
+    stage on the built ties, under QEMU (Cortex-M4F, Cortex-M55), against ONNX Runtime and
+    the two-rounding formula."""
+    path = _tie_model(tmp_path / "ties.onnx", kind)
+    model_c = _assert_ties_under_qemu(board, path, TIE_KERNELS[kind][0], tmp_path)
+    assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in model_c
+
+
+# QGemm on fully_connected_s8: 8 features take the DSP's regrouped weights (weight_quads),
+# 5 its dot_quad on plain rows; Helium's dot products either way.
+GEMM_TIE_CASES = [("mps2-an386", 8), ("mps2-an386", 5), ("mps3-an547", 5)]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, depth", GEMM_TIE_CASES)
+def test_fully_connected_output_stage_on_ties_under_qemu(board, depth, tmp_path):
+    """QGemm on the FULLY_CONNECTED kernel with ONNX Runtime's output stage on the FPU
+    (rounds_in_int32), on the built ties, under QEMU, against ONNX Runtime."""
+    model_c = _assert_ties_under_qemu(board, _gemm_tie_model(tmp_path / "ties.onnx", depth), depth, tmp_path)
+    assert "fully_connected_s8(" in model_c and "rounds_in_int32 = 1" in model_c
+    assert ("weight_quads = NULL" in model_c) == (board != "mps2-an386" or depth % 4 != 0)
+
+
+def _assert_ties_under_qemu(board: str, path, in_c: int, tmp_path) -> str:
+    """The tie model at `path` built for the board and run under QEMU on every x: equal to
+    ONNX Runtime and to the two-rounding formula. Returns the model's C."""
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    write_files(result.files, tmp_path / "c")
+    x = _tie_inputs(in_c)
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    bias, scales = tie_channels()
+    acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
+    expected = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
+    assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
+    assert ours.tobytes() == theirs.outputs.tobytes()
+    return result.files["mnv2_model.c"]
+
+
+# ------------------------------------------------- the float input's QuantizeLinear on the FPU
+
+QUANTIZE_SCALE = np.float32(0.37)  # 1 / 0.37 is no float32: a multiply by it would differ
+
+
+def _quantize_model(path, dtype: str):
+    """QuantizeLinear (scale 0.37, zero point 5 below the type's middle) of a [1, 4, 1, 1] input,
+    passed through unchanged by a 1x1 QLinearConv (identity weights, S = 1), dequantized."""
+    ztype = np.int8 if dtype == "int8" else np.uint8
+    zero = ztype(-5 if dtype == "int8" else 123)
+    consts = _constants(s=QUANTIZE_SCALE, z=zero, w=np.eye(4, dtype=np.int8).reshape(4, 4, 1, 1),
+                        ws=np.ones(4, np.float32), wz=np.zeros(4, np.int8), bias=np.zeros(4, np.int32))
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "s", "z", "w", "ws", "wz", "s", "z", "bias"], ["c"]),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("DequantizeLinear", ["f", "s", "z"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, 4, 1, 1], [1, 4], path)
+
+
+def _quantize_inputs() -> np.ndarray:
+    """NaN, the infinities, huge and tiny values, the clamp's bounds and their neighbours,
+    exact ties of x / 0.37 (k + 0.5 after the division's rounding) of both signs, and random
+    values over the range and beyond: [n, 1, 4, 1, 1] float32."""
+    halves = np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)
+    candidates = (halves * QUANTIZE_SCALE).astype(np.float32)
+    ties = candidates[candidates / QUANTIZE_SCALE == halves]
+    assert (ties > 0).sum() > 10 and (ties < 0).sum() > 10
+    bounds = (np.arange(-135, 136, dtype=np.float32) * QUANTIZE_SCALE).astype(np.float32)
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 3.4e38, -3.4e38, 1e30, -1e30, 1e-30, -1e-30, 0.0, -0.0],
+                       np.float32)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([special, ties, bounds, np.nextafter(bounds, np.float32(np.inf)),
+                             np.nextafter(bounds, np.float32(-np.inf)), rng.uniform(-60, 60, 400).astype(np.float32)])
+    values = np.concatenate([values, np.zeros(-len(values) % 4, np.float32)])
+    return values.reshape(-1, 1, 4, 1, 1)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board, dtype", [("mps2-an386", "int8"), ("mps2-an386", "uint8"), ("mps3-an547", "int8")])
+def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
+    """The float input's QuantizeLinear on the DSP and Helium cores (a true division, VCVTR,
+    the upper clamp in int32) against ONNX Runtime on NaN, infinities, ties and the bounds."""
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    path = _quantize_model(tmp_path / "quantize.onnx", dtype)
+    result = compile_model(path, Options(target=BOARDS[board].core))
+    assert "stage 0: QUANTIZE 1x4x1x1" in result.files["mnv2_model.c"]  # the row stage: ort_quantize_row
+    write_files(result.files, tmp_path / "c")
+    x = _quantize_inputs()
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    low, high = theirs.outputs.min(), theirs.outputs.max()
+    assert (theirs.outputs.reshape(-1)[:2] == low).all() and theirs.outputs.reshape(-1)[2] == high  # NaN, inf
+    assert len(np.unique(theirs.outputs)) == 256  # every stored value reached
+    assert ours.tobytes() == theirs.outputs.tobytes()
+
+
+def _average_model(path, height: int, width: int):
+    """QLinearGlobalAveragePool (int8, scales 1, input zero point 3) of 8 channels over
+    height x width pixels, flattened and dequantized."""
+    consts = _constants(one=np.float32(1), zero=np.int8(0), xz=np.int8(3))
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
+             helper.make_node("QLinearGlobalAveragePool", ["q", "one", "xz", "one", "zero"], ["g"],
+                              domain="com.microsoft", channels_last=0),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, 8, height, width], [1, 8], path)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
+def test_global_average_int16_sums_at_their_bound_under_qemu(board, tmp_path):
+    """255 pixels, the most whose sums fit the int16 lanes (sums_in_int16; 256 do not): every
+    channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime."""
+    from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
+    from mnv2gen.firmware.runner import run_qemu
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    target = Options(target=BOARDS[board].core)
+    assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16), target).files["mnv2_model.c"]
+    path = _average_model(tmp_path / "g255.onnx", 15, 17)
+    result = compile_model(path, target)
+    assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
+    write_files(result.files, tmp_path / "c")
+    rng = np.random.default_rng(0)
+    signs = np.array([[-1, 1, 1, -1, -1, -1, 1, 1], [1, -1, -1, 1, 1, 1, -1, -1]], np.float32)
+    extremes = np.where(signs > 0, 127, -128).astype(np.float32)[:, :, None, None] * np.ones((1, 1, 15, 17), np.float32)
+    x = np.concatenate([extremes, rng.integers(-128, 128, (6, 8, 15, 17)).astype(np.float32)])[:, None]
+    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
+    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
+    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
+    assert theirs.ran.all(), theirs.info
+    assert np.array_equal(theirs.outputs[:2].reshape(2, 8), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
+    assert ours.tobytes() == theirs.outputs.tobytes()

@@ -234,17 +234,18 @@ def test_names_never_reach_the_c(tmp_path):
     assert not any("evil" in text for text in result.files.values())
 
 
-def test_cortex_m_targets_get_the_portable_kernels(tmp_path):
-    """ONNX Runtime's arithmetic has no DSP or Helium kernels yet: any core gets portable C,
-    and the banner says so."""
+def test_cortex_m_targets_get_the_simd_kernels(tmp_path):
+    """ONNX Runtime's arithmetic takes the DSP and Helium kernels of the core (the row kernel
+    and the output stage named in each stage's comment), or the portable ones if asked."""
     from mnv2gen.codegen.render import Options
 
-    for target in ("cortex-m4", "cortex-m55"):
-        files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target=target)).files
-        assert "(kernels: ref)" in files["mnv2_model.c"] and "__ARM_FEATURE_DSP" not in files["mnv2_model.c"]
-        assert "ort_conv_s8" in files["mnv2_kernels.c"]
-    with pytest.raises(Exception, match="portable kernels only"):
-        compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="dsp"))
+    for target, kernels in (("cortex-m4", "POINTWISE_PAIRS"), ("cortex-m55", "POINTWISE_VECTORS")):
+        files = compile_model(onnx_zoo.mobilenet_v2("uint8"), Options(target=target)).files
+        assert f"kernel {kernels}, output stage ORT_FLOAT32" in files["mnv2_model.c"]
+        assert "kernel DEPTHWISE_GROUPS, output stage ORT_FLOAT32" in files["mnv2_model.c"]
+        assert "vcvtr.s32.f32" in files["mnv2_kernels.c"] and "ort_add_s8" in files["mnv2_kernels.c"]
+    files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="ref")).files
+    assert "__ARM_FEATURE_DSP" not in files["mnv2_model.c"] and "ort_conv_s8" in files["mnv2_kernels.c"]
 
 
 def test_compile_imports_neither_onnxruntime_nor_torch(tmp_path):
@@ -291,3 +292,32 @@ def test_a_contracting_build_is_caught(tmp_path):
                        check=True)
         verdicts[contract] = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.strip()
     assert verdicts == {"off": "1", "fast": "0"}
+
+
+ROUNDING_MAIN = """#include "mnv2_model.h"
+#include <fenv.h>
+#include <stdio.h>
+int main(void)
+{
+    static const int modes[] = {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO, FE_TONEAREST};
+    int i;
+    for (i = 0; i < 4; ++i) {
+        fesetround(modes[i]);
+        printf("%d ", mnv2_run());
+    }
+    return 0;
+}
+"""
+
+
+def test_a_changed_rounding_mode_is_caught(tmp_path):
+    """run() refuses while the FPU rounds other than to nearest even (the output stage's
+    roundings follow the mode: VCVTR on the cores, the magic addition in the portable C)."""
+    write_files(compile_model(onnx_zoo.single_op("add", "int8")).files, tmp_path)
+    (tmp_path / "main.c").write_text(ROUNDING_MAIN)
+    binary = tmp_path / "rounding"
+    subprocess.run([find_compiler(None), "-O2", "-ffp-contract=off", "-frounding-math", "-I", str(tmp_path),
+                    *[str(tmp_path / f"mnv2_{name}.c") for name in ("model", "kernels", "weights")],
+                    str(tmp_path / "main.c"), "-o", str(binary), "-lm"], check=True)
+    printed = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.split()
+    assert printed == ["8", "8", "8", "0"]  # MNV2_ERROR_FP_ROUNDING three times, then MNV2_OK

@@ -138,7 +138,7 @@ def test_quantized_input_in_the_banner():
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 def test_quantized_input_on_emulated_cortex_m(activation, board, out_dir):
-    """The pipelines with the portable kernels built for the board, under QEMU, against ONNX
+    """The pipelines with the kernels of the board's core built for it, under QEMU, against ONNX
     Runtime (the float input's build is test_onnx.py's)."""
     from conftest import require_tools
     from test_firmware import TOOLS

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A channel's row of `scales` (quant.fast_output_scales): multiplier, rounding, right shift.
+# A channel's row of `scales`: TFLite's (quant.fast_output_scales) multiplier, rounding, right
+# shift; ONNX Runtime's (float_scale_rows) its float32 scale's bits, the zero point, 0.
 SCALE_WORDS = 3
 
 
@@ -78,6 +79,16 @@ LAYOUTS = (NARROW_CHANNELS, CHANNEL_PAIRS, WORD_PAIRS, DEPTHWISE_GROUPS, FIELD_V
 
 # The channel of each lane of DEPTHWISE_SIXTEENS' four int32 vectors, in order.
 SIXTEEN_LANES = np.array([0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15])
+
+
+def float_scale_rows(scales: np.ndarray, zero_point: int) -> np.ndarray:
+    """ONNX Runtime's output stage as rows of `scales` [channels, SCALE_WORDS] int32: the
+    channel's float32 scale S[c] (its bits), the output zero point, and an unused 0, so the
+    SIMD kernels walk the same blocks in both arithmetics."""
+    rows = np.zeros((len(scales), SCALE_WORDS), dtype=np.int32)
+    rows[:, 0] = np.asarray(scales, dtype=np.float32).view(np.int32)
+    rows[:, 1] = zero_point
+    return rows
 
 
 def padded_rows(weights: np.ndarray) -> np.ndarray:

@@ -187,7 +187,8 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
     if kernel.layout is not None:
-        fields["blocks"] = array("blocks", "int32_t", _fast_blocks(op, kernel.layout, bias, fast))
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, fast.scales,
+                                                                  fast.kernel_bias))
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -198,17 +199,19 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     return kernel, fields
 
 
-def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, bias: np.ndarray,
-                 fast: quant.FastOutput) -> np.ndarray:
-    """conv_params.blocks in `layout`. `bias` is the one conv_params would hold otherwise
-    (folded for convolutions, the model's for depthwise ones), as `fast` moves it."""
-    weights, scales = op.weights.data, fast.scales
+def fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, bias: np.ndarray,
+                scales: np.ndarray, kernel_bias=lambda bias: bias) -> np.ndarray:
+    """conv_params.blocks in `layout`, ending in the output stage's rows `scales`. `bias` is
+    the one conv_params would hold otherwise (folded for convolutions, the model's for
+    depthwise ones), already moved by `kernel_bias` (the output stage's: some of TFLite's
+    rows want their accumulators to start elsewhere), which moves the depthwise one here."""
+    weights = op.weights.data
     if layout is blocks.DEPTHWISE_GROUPS:  # the zero point folded in too: border windows read it
         sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
-        return blocks.depthwise_blocks(2 * fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
+        return blocks.depthwise_blocks(2 * kernel_bias(_folded_bias(op, sums)), weights, scales)
     if layout is blocks.DEPTHWISE_SIXTEENS:
         sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
-        return blocks.depthwise_sixteen_blocks(fast.kernel_bias(_folded_bias(op, sums)), weights, scales)
+        return blocks.depthwise_sixteen_blocks(kernel_bias(_folded_bias(op, sums)), weights, scales)
     if layout is blocks.NARROW_CHANNELS:
         return blocks.narrow_blocks(bias, weights, scales)
     if layout is blocks.WORD_PAIRS:
@@ -221,7 +224,7 @@ def _fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout,
 def _accumulators_are_small(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, shifts: list[int]) -> bool:
     """Whether every accumulator, shifted left by its channel's left shift, stays below 2^30
     in magnitude for any input, so fast kernels may use a 32-bit output stage."""
-    bound = _accumulator_bounds(op, bias) << np.maximum(np.array(shifts, dtype=np.int64), 0)
+    bound = accumulator_bounds(op, bias) << np.maximum(np.array(shifts, dtype=np.int64), 0)
     return bool((bound < quant.FAST_ACCUMULATOR_LIMIT).all())
 
 
@@ -233,7 +236,7 @@ def _channel_weights(op: ir.Conv2D | ir.DepthwiseConv2D) -> np.ndarray:
     return weights.reshape(weights.shape[0], -1)
 
 
-def _accumulator_bounds(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray) -> np.ndarray:
+def accumulator_bounds(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray) -> np.ndarray:
     """Per channel, a bound on the magnitude of the kernels' partial sums starting from `bias`
     (the one conv_params holds)."""
     return np.abs(bias.astype(np.int64)) + _weight_reach(op)
@@ -248,7 +251,7 @@ def _weight_reach(op: ir.Conv2D | ir.DepthwiseConv2D) -> np.ndarray:
     return np.abs(_channel_weights(op)).sum(axis=1) * reach
 
 
-def _accumulator_ranges(op: ir.Conv2D | ir.DepthwiseConv2D) -> tuple[np.ndarray, np.ndarray]:
+def accumulator_ranges(op: ir.Conv2D | ir.DepthwiseConv2D) -> tuple[np.ndarray, np.ndarray]:
     """Per channel, the least and greatest accumulator the reference can reach: its bias plus
     each weight times the farthest input difference x - x_zp on either side (a padded tap
     adds 0, which lies between them)."""
@@ -264,7 +267,7 @@ def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, multiplie
                  shifts: list[int]) -> quant.FastOutput | None:
     """The SIMD kernels' output rows, each channel proven on its own accumulator range (see
     quant.fast_channel_rows), or None."""
-    low, high = _accumulator_ranges(op)
+    low, high = accumulator_ranges(op)
     act_min, act_max = quant.activation_range(op.activation, op.output)
     return quant.fast_channel_rows(multipliers, shifts, op.output.zero_point, act_min, act_max, low, high,
                                    bias, _weight_reach(op))
@@ -361,18 +364,30 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
 def _fully_connected(op: ir.FullyConnected, number: int, build: Build) -> Layer:
     units, depth = op.weights.shape
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
-    quads = build.variant is Variant.DSP and depth % 4 == 0  # the weights regrouped instead of stored twice
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=int(op.weights.quant.per_channel and build.reference == "tflite"),
-        weights=None if quads else layer.array("weights", "int8_t", op.weights.data),
-        weight_quads=layer.array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
-        if quads else None,
-        bias=layer.array("bias", "int32_t", _folded_bias(op, _row_sums(op.weights.data))),
-    )
+        **fully_connected_operands(op, layer.array, build.variant))
     multipliers, shifts = quant.fully_connected_multipliers(
         op.input.scale, op.weights.quant.scale, op.output.scale, units)
     layer.params.update(_requant_fields(op, layer.array, multipliers, shifts))
     return layer
+
+
+def fully_connected_bias(op: ir.FullyConnected) -> np.ndarray:
+    """The bias fully_connected_s8 starts each unit from: -x_zp * sum(w) folded in."""
+    return _folded_bias(op, _row_sums(op.weights.data))
+
+
+def fully_connected_operands(op: ir.FullyConnected, array, variant: Variant) -> dict:
+    """fully_connected_params' weights (regrouped in fours on the DSP, where the depth allows:
+    instead of stored twice) and folded bias, for either arithmetic's output stage."""
+    depth = op.weights.shape[1]
+    quads = variant is Variant.DSP and depth % 4 == 0
+    return dict(
+        weights=None if quads else array("weights", "int8_t", op.weights.data),
+        weight_quads=array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
+        if quads else None,
+        bias=array("bias", "int32_t", fully_connected_bias(op)))
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:

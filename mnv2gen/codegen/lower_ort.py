@@ -1,5 +1,7 @@
 """Lower ops that follow ONNX Runtime's arithmetic (`ir.Arithmetic.ONNXRUNTIME`) to the
-kernels of templates/ref/ort.c.j2.
+kernels of templates/ref/ort.c.j2, and its pipelines' convolutions to the variant's row
+kernels with ONNX Runtime's output stage (templates/ref/ort_output_stage.c.j2, on the FPU
+templates/dsp/ort_output_stage.c.j2).
 
 Every float constant is computed here exactly as ONNX Runtime computes it at session start,
 rounded to float32 step by step (numpy float32 scalars round each operation), so the C only
@@ -17,10 +19,18 @@ from .. import ir, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
-from .lower import Build, Layer, conv_bias, conv_geometry, scalar_call
+from .blocks import float_scale_rows
+from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
+                    fully_connected_bias, fully_connected_operands, scalar_call)
 from .values import Float32
 
 INT32_LIMIT = 2**31
+INT16_LIMIT = 2**15  # QLinearGlobalAveragePool's sums in the SIMD variants' int16 lanes
+# The SIMD kernels' accumulators are doubled (their weights are): partial sums below 2^30.
+DOUBLED_LIMIT = 2**30
+# ... and their output stage adds the zero point to the rounded product in int32: products
+# below 2^29 (float32's rounding of acc and of the product moves it by far less than 2^29).
+PRODUCT_LIMIT = 2**29
 
 
 def float32_scales(x_scale: float, w_scales: tuple[float, ...], y_scale: float) -> np.ndarray:
@@ -83,18 +93,45 @@ def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) 
 
 
 def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
-    """QGemm: a 1x1 convolution of a 1x1 image with `depth` channels, per row."""
+    """QGemm on fully_connected_s8, the TFLite FULLY_CONNECTED's kernel (the variant's dot
+    products, four units at a time) with ONNX Runtime's output stage, where its partial sums
+    from the folded bias are proven inside int32; else a 1x1 convolution of a 1x1 image
+    with `depth` channels on the portable ort_conv_s8."""
     units, depth = op.weights.shape
     if op.rows != 1:
         raise ModelError(f"op {op.index} (QGemm): only one row is supported")
+    folded = fully_connected_bias(op)
+    if (accumulator_bounds(op, folded) < INT32_LIMIT).all():
+        return _fully_connected(op, number, build, folded)
     geometry = dict(in_h=1, in_w=1, in_c=depth, out_h=1, out_w=1, out_c=units, kernel_h=1, kernel_w=1,
                     stride_h=1, stride_w=1, pad_top=0, pad_left=0)
     return _conv_layer(op, number, geometry, depthwise=False)
 
 
-def _add_fields(op: ir.Add, size: int) -> dict:
+def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.ndarray) -> Layer:
+    """fully_connected_params with `output_scales` in place of multipliers and shifts, and
+    rounds_in_int32 where the FPU's output stage (dsp/ort_output_stage's `scaled`) is proven
+    exact, as for the convolutions' SIMD kernels (_fast_output); else ort_requantize_within."""
+    _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
+                       else np.zeros(op.output.shape[-1], np.int32))
+    units, depth = op.weights.shape
+    scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
+    _finite(op, "scale", scales)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
+    layer.params.update(
+        rows=op.rows, depth=depth, units=units, single_rounding=0, output_offset=op.output.zero_point,
+        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant),
+        multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
+        rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+    return layer
+
+
+def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
     """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values, for
-    `size` elements (all of them, or a row in a pipeline)."""
+    `size` elements (all of them, or a row in a pipeline). With the SIMD variants'
+    `rounds_in_int32`, the sums round to integers on the FPU and saturate in int32, where
+    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs)."""
     a, b, y = op.input.quant, op.other.quant, op.output.quant
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
@@ -107,13 +144,15 @@ def _add_fields(op: ir.Add, size: int) -> dict:
         _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
         bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
     _finite(op, "bias", bias)
+    reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
-                bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset))
+                bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
+                rounds_in_int32=int(variant.simd and reach < PRODUCT_LIMIT))
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
-    layer.params.update(_add_fields(op, op.output.size))
+    layer.params.update(_add_fields(op, op.output.size, build.variant))
     return layer
 
 
@@ -125,7 +164,8 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     _finite(op, "scale", scale)
     layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
     layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
-                        output_zero_point=op.output.zero_point, scale=Float32(scale))
+                        output_zero_point=op.output.zero_point, scale=Float32(scale),
+                        sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
     return layer
 
 
@@ -159,9 +199,10 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
 
 
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
-    """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernels
-    of its kind (the TFLite flavour's fast blocks end in fixed point, so never those) with
-    the output stage's float scales in place of multipliers and shifts."""
+    """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
+    the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
+    scales: in the SIMD kernels' blocks, or `scales`, as float_scale_rows where _fast_output
+    proves them exact, and as `output_scales` for the row kernels that read plain arrays."""
     bias = conv_bias(op)
     _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
                        else np.zeros(op.output.shape[-1], np.int32))
@@ -170,13 +211,33 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
     act_min, act_max = quant.activation_range(op.activation, op.output)
-    kernel = choose_row_kernel(op, variant, fast_output_stage=False)
-    return kernel, dict(
+    fast = variant.simd and _fast_output(op, bias, scales)
+    kernel = choose_row_kernel(op, variant, fast_output_stage=fast)
+    fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
-        weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
-        multiplier=None, shift=None, scales=None, blocks=None,
-        output_scales=array("output_scales", "float", scales))
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
+    rows = float_scale_rows(scales, op.output.zero_point)
+    if kernel.layout is not None:
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
+        return kernel, fields
+    fields["weights"] = array("weights", "int8_t", op.weights.data)
+    fields["bias"] = array("bias", "int32_t", bias)
+    # The row kernels that read plain arrays end in output_of (`output_scales`), but for
+    # Helium's POINTWISE_VECTORS, which reads the rows (4 bytes a channel spent on both).
+    fields["output_scales"] = array("output_scales", "float", scales)
+    if fast:
+        fields["scales"] = array("scales", "int32_t", rows)
+    return kernel, fields
+
+
+def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: np.ndarray) -> bool:
+    """Whether the SIMD kernels' output stage is exact for every channel: their doubled
+    partial sums stay inside int32, and the rounded product acc * S[c] plus the zero point
+    too (the FPU's conversion saturates; the sum must not wrap)."""
+    low, high = accumulator_ranges(op)
+    products = np.maximum(np.abs(low), np.abs(high)).astype(np.float64) * scales.astype(np.float64)
+    return bool((accumulator_bounds(op, bias) < DOUBLED_LIMIT).all() and (products < PRODUCT_LIMIT).all())
 
 
 def _quantize_fields(op: ir.Quantize) -> dict:
@@ -197,6 +258,7 @@ def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, d
     if isinstance(stage, ir.Quantize):
         return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
     if isinstance(stage, ir.Add):
-        return StageKind.ORT_ADD, _add_fields(stage, row_bytes(stage.output)), ""
+        fields = _add_fields(stage, row_bytes(stage.output), variant)
+        return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
     kernel, fields = _conv_stage(stage, array, variant)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"
