@@ -72,7 +72,7 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
 @pytest.mark.parametrize("model", ["mobilenet_v2", "add", "gap"])
 def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
-    """The kernels of the board's core (DSP on the M4, Helium on the M55), run under QEMU,
+    """The DSP kernels (on the M55 too: ONNX models have no Helium ones yet), under QEMU,
     against ONNX Runtime (QLinearGlobalAveragePool over 144 pixels summed in int16 lanes)."""
     from conftest import require_tools
     from test_firmware import TOOLS
@@ -364,10 +364,11 @@ def tie_channels() -> tuple[np.ndarray, np.ndarray]:
 
 TIE_KERNELS = {  # a stage of each SIMD row kernel: input channels, weights [8, c/group, kh, kw], group
     "pointwise_4": (4, (1, 1), 1), "pointwise_8": (8, (1, 1), 1), "depthwise": (8, (3, 3), 8), "stem": (3, (3, 3), 1)}
-# The row kernel each board's variant takes for them (the M55's 1x1 of any width is one).
+# The row kernel each board takes for them: the DSP kernels' on both (an ONNX model for the
+# Cortex-M55 takes the DSP kernels: render.kernel_variant).
 TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_PAIRS", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
              ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
-             ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_GROUPS",
+             ("mps3-an547", "pointwise_4"): "POINTWISE_PAIRS", ("mps3-an547", "depthwise"): "DEPTHWISE_GROUPS",
              ("mps3-an547", "stem"): "CONV_PACKED"}
 
 
@@ -456,9 +457,8 @@ def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
 @pytest.mark.full
 @pytest.mark.parametrize("board, kind", TIE_CASES)
 def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
-    """Each DSP (VCVTR) and Helium (VCVTN lanes, the depthwise assembly) row kernel's output
-    stage on the built ties, under QEMU (Cortex-M4F, Cortex-M55), against ONNX Runtime and
-    the two-rounding formula."""
+    """Each DSP row kernel's output stage (VCVTR) on the built ties, under QEMU (Cortex-M4F,
+    Cortex-M55), against ONNX Runtime and the two-rounding formula."""
     path = _tie_model(tmp_path / "ties.onnx", kind)
     model_c = _assert_ties_under_qemu(board, path, TIE_KERNELS[kind][0], tmp_path)
     assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in model_c
