@@ -224,12 +224,13 @@ def test_dsp_kernels_are_bit_exact_on_single_ops(kind, seed, board, tmp_path):
 # receptive field over 64 bytes takes the portable path.
 FAST_PATH_KERNELS = {
     **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_GROUPS") for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
-    "pw_c4_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c4_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
-    "pw_c12_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c12_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
     "pw_c16_s1": ("POINTWISE_NARROW_16", "POINTWISE_VECTORS"),
-    "pw_c24_o10_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
-    "pw_c40_o16_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c24_o10_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_c40_o16_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_wide_c200_o6_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),  # wider than MAX_STAGED_INPUTS
     "add_c8": ("ADD_TABLES", "ADD_TABLES"),
     "conv3_s2_same_c3": ("CONV_PACKED", "CONV_PACKED"),
     "conv2x3_s1_valid_c7_o5": ("CONV_PACKED", "CONV_PACKED"),

@@ -118,6 +118,11 @@ class RowKernel:
 # pairs. Each count has its own unrolled kernel, hence a short list; wider layers keep
 # int8 weights: doubling them all would double the flash.
 NARROW_POINTWISE_INPUTS = (8, 16)
+# Other 1x1 convolutions with at most this many input channels take two pixels' inputs split
+# into SMLAD pairs once, on the stack (four bytes per input channel), rather than once per
+# pair of output channels: 192 keeps one inference's stack under 1,600 B; wider ones (the
+# 336 of MobileNetV2 0.35's last blocks) split them in the loop.
+MAX_STAGED_INPUTS = 192
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
@@ -131,13 +136,16 @@ POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"
                     for n in NARROW_POINTWISE_INPUTS}
 POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pairs_row", (Variant.DSP,),
                             WORD_PAIRS)
+POINTWISE_STAGED = RowKernel("POINTWISE_STAGED", StageKind.CONV_1X1, "pointwise_staged_row", (Variant.DSP,),
+                             WORD_PAIRS)
 # Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
 POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
                              DEPTHWISE_GROUPS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_STAGED,
+               POINTWISE_PAIRS,
                POINTWISE_VECTORS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS)
 
@@ -169,6 +177,8 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
             return POINTWISE_VECTORS
         if simd and in_c in POINTWISE_NARROW and variant in POINTWISE_NARROW[in_c].variants:
             return POINTWISE_NARROW[in_c]
+        if simd and in_c % 4 == 0 and in_c <= MAX_STAGED_INPUTS and variant in POINTWISE_STAGED.variants:
+            return POINTWISE_STAGED
         if simd and in_c % 4 == 0 and variant in POINTWISE_PAIRS.variants:
             return POINTWISE_PAIRS
         return POINTWISE_PIXELS

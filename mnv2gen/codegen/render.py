@@ -25,7 +25,7 @@ from ..plan.streaming import InputMode
 from ..preprocess import Normalize, PixelFormat, Preprocess
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
+from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, POINTWISE_STAGED, OutputStage, RowKernel, StageKind, Variant, row_kernels
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
@@ -351,6 +351,13 @@ def _layer_view(layer: Layer, prefix: str, bindings: _ArenaBindings) -> dict:
     )
 
 
+def _most_staged_inputs(layers: list) -> int:
+    """The most input channels of a POINTWISE_STAGED stage or layer (4 if none)."""
+    params = [fields for layer in layers
+              for fields in [layer.params, *(d.fields for d in layer.decls if isinstance(d.fields, dict))]]
+    return max([fields["in_c"] for fields in params if fields.get("kernel") is POINTWISE_STAGED], default=4)
+
+
 def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]:
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
@@ -387,6 +394,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED takes.
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
+        # POINTWISE_STAGED's stack of split inputs: four bytes per input channel.
+        max_staged_inputs=_most_staged_inputs(layers),
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
         variant=variant, stage_kinds=output_stage.stage_kinds(), row_kernels=row_kernels(variant),
