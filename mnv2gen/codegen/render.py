@@ -25,7 +25,8 @@ from ..plan.streaming import InputMode
 from ..preprocess import Normalize, PixelFormat, Preprocess
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, NARROW_POINTWISE_INPUTS, POINTWISE_STAGED, OutputStage, RowKernel, StageKind, Variant, row_kernels
+from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_ZERO_ROW_BYTES, NARROW_POINTWISE_INPUTS,
+                      POINTWISE_STAGED, OutputStage, RowKernel, StageKind, Variant, row_kernels)
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
@@ -351,11 +352,22 @@ def _layer_view(layer: Layer, prefix: str, bindings: _ArenaBindings) -> dict:
     )
 
 
+def _conv_fields(layers: list) -> list[dict]:
+    """The params of every lowered layer and pipeline stage, as {field: value}."""
+    return [fields for layer in layers
+            for fields in [layer.params, *(d.fields for d in layer.decls if isinstance(d.fields, dict))]]
+
+
 def _most_staged_inputs(layers: list) -> int:
     """The most input channels of a POINTWISE_STAGED stage or layer (4 if none)."""
-    params = [fields for layer in layers
-              for fields in [layer.params, *(d.fields for d in layer.decls if isinstance(d.fields, dict))]]
-    return max([fields["in_c"] for fields in params if fields.get("kernel") is POINTWISE_STAGED], default=4)
+    return max([f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is POINTWISE_STAGED], default=4)
+
+
+def _depthwise_zero_row_bytes(layers: list) -> int:
+    """DEPTHWISE_GROUPS' zero-point row: the most bytes of a window row (kernel_w * in_c) up to
+    MAX_ZERO_ROW_BYTES (4 if none)."""
+    return max([f["kernel_w"] * f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is DEPTHWISE_GROUPS
+                and f["kernel_w"] * f["in_c"] <= MAX_ZERO_ROW_BYTES], default=4)
 
 
 def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]:
@@ -396,6 +408,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
         # POINTWISE_STAGED's stack of split inputs: four bytes per input channel.
         max_staged_inputs=_most_staged_inputs(layers),
+        depthwise_zero_row_bytes=_depthwise_zero_row_bytes(layers),
         # The row kernels of the variant, which conv_params.kernel names, and the layouts of
         # conv_params.blocks they walk.
         variant=variant, stage_kinds=output_stage.stage_kinds(), row_kernels=row_kernels(variant),
