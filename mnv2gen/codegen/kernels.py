@@ -93,6 +93,21 @@ class OutputStage(enum.Enum):
         return [kind for kind in StageKind if kind.arithmetic in (None, self.value)]
 
 
+class OutputRounding(enum.Enum):
+    """How a stage's fast output stage (conv_params.scales or blocks) rounds, chosen once in
+    lowering and named in conv_params.rounding: gemmlowp's rounding division of a negative
+    accumulator takes acc's sign (a -1 before the shift); where quant.unsigned_rounding
+    proves the activation's clamp hides it, the kernels that have an unsigned instance
+    (RenderedKernels.unsigned) leave that instruction out of every output."""
+
+    SIGNED = 0
+    UNSIGNED = 1
+
+
+# The row kernels with an unsigned instance: the ones whose every output in MobileNetV2 has
+# a fused ReLU6 (the depthwise layers, the narrow expansions).
+UNSIGNED_KERNELS = ("DEPTHWISE_GROUPS", "POINTWISE_NARROW_8", "POINTWISE_NARROW_16")
+
 SIMD = (Variant.DSP, Variant.MVE)
 
 

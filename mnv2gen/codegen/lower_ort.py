@@ -16,7 +16,7 @@ import numpy as np
 from .. import ir, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
 from .lower import Build, Layer, conv_bias, conv_geometry, scalar_call
 from .values import Float32
 
@@ -174,6 +174,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     return kernel, dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
+        rounding=OutputRounding.SIGNED,  # no fast output stage
         weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
         multiplier=None, shift=None, scales=None, blocks=None,
         output_scales=array("output_scales", "float", scales))
