@@ -185,15 +185,16 @@ def fast_output_scales(multipliers, shifts, zero_point: int) -> np.ndarray | Non
     return np.stack([np.asarray(multipliers, dtype=np.int64), rounding.astype(np.int64), rights], axis=1).astype(np.int32)
 
 
-def fast_output_stage(acc, rows):
+def fast_output_stage(acc, rows, signed: bool = True):
     """The SIMD kernels' output stage before the clamp, as the C computes it
     (templates/dsp/output_stage.c.j2, scaled_doubled of 2 * acc): SMMLAR's
-    (2 * acc * multiplier + (rounding << 32) + 2^31) >> 32, plus -1 where acc is negative,
-    shifted right. `rows` broadcast against `acc`: [..., 3] of (multiplier, rounding, right)."""
+    (2 * acc * multiplier + (rounding << 32) + 2^31) >> 32, plus -1 where acc is negative
+    (unless not `signed`: see unsigned_rounding), shifted right. `rows` broadcast against
+    `acc`: [..., 3] of (multiplier, rounding, right)."""
     acc, rows = _i64(acc), _i64(rows)
     multiplier, rounding, right = rows[..., 0], rows[..., 1], rows[..., 2]
     high = (2 * acc * multiplier + (rounding << 32) + (1 << 31)) >> 32
-    return (high + (acc >> 63)) >> right
+    return (high + ((acc >> 63) if signed else 0)) >> right
 
 
 def requantized(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int):
@@ -212,6 +213,7 @@ class FastOutput:
     scales: np.ndarray
     constant: np.ndarray  # bool per channel
     bias_shift: np.ndarray  # int64 per channel
+    signed: np.ndarray  # bool per channel: its row needs acc's sign (a step's, a re-derived one)
 
     def kernel_bias(self, bias: np.ndarray) -> np.ndarray:
         """The bias a kernel holds for these rows, given the one it would hold otherwise."""
@@ -258,7 +260,7 @@ def fast_channel_rows(multipliers, shifts, zero_point: int, act_min: int, act_ma
     - re-derived: a larger right shift becomes MAX_FAST_RIGHT_SHIFT with the multiplier
       scaled down to match, kept only if proven equal over the whole range
       (same_nondecreasing)."""
-    rows, constant, shift = [], [], []
+    rows, constant, shift, signed = [], [], [], []
     for channel in zip(multipliers, shifts, acc_low, acc_high, kernel_bias, weight_reach):
         row = _fast_channel_row(*(int(v) for v in channel), zero_point, act_min, act_max)
         if row is None:
@@ -266,12 +268,26 @@ def fast_channel_rows(multipliers, shifts, zero_point: int, act_min: int, act_ma
         rows.append(row[0])
         constant.append(row[1])
         shift.append(row[2])
+        signed.append(row[3])
     return FastOutput(np.array(rows, dtype=np.int64).reshape(-1, 3).astype(np.int32), np.array(constant, dtype=bool),
-                      np.array(shift, dtype=np.int64))
+                      np.array(shift, dtype=np.int64), np.array(signed, dtype=bool))
+
+
+def unsigned_rounding(fast: FastOutput, zero_point: int, act_min: int) -> bool:
+    """Whether the fast stage may leave out acc's sign (the -1 below zero) on every channel:
+    where act_min >= zero_point (a fused ReLU or ReLU6, or the zero point at -128) and every
+    row is plain or constant. Then the clamp hides the difference. For acc >= 0 the -1 is not
+    there anyway. For acc < 0 a plain row's high = (2 * acc * multiplier + 2^31) >> 32 is <= 0
+    (multiplier >= 0), so (high + 2^(r-1) + zero_point * 2^r) >> r <= zero_point with the -1
+    or without it, and the clamp makes both act_min (as the reference: its output is <=
+    zero_point there too); a constant row's 2v + 1 shifted by one is v with the -1 or without.
+    A step row is its sign, and a re-derived row's rounding term is free: both keep it."""
+    return act_min >= zero_point and not fast.signed.any()
 
 
 def _fast_channel_row(m, s, low, high, kernel_bias, weight_reach, zero_point, act_min, act_max):
-    """(row, constant, bias shift) for one channel, or None; see fast_channel_rows."""
+    """(row, constant, bias shift, signed) for one channel, or None; see fast_channel_rows
+    (and FastOutput.signed)."""
     if m < 0 or low < INT32_MIN or high > INT32_MAX:
         return None  # a negative scale, or an accumulator the reference could wrap
     if s > 0 and max(-low, high) << s > INT32_MAX:
@@ -285,18 +301,18 @@ def _fast_channel_row(m, s, low, high, kernel_bias, weight_reach, zero_point, ac
 
     first, last = (int(v) for v in reference(_i64([low, high])))
     if first == last:
-        return (constant_scale_row(first), True, 0) if small(0) else None
+        return (constant_scale_row(first), True, 0, False) if small(0) else None
     if -MAX_FAST_RIGHT_SHIFT <= s <= -1 and small(kernel_bias):
-        return (m, int(fast_output_rounding([s], zero_point)[0]), -s), False, 0
+        return (m, int(fast_output_rounding([s], zero_point)[0]), -s), False, 0, False
     if last == first + 1:
         threshold = int(_first_reaching(reference, _i64([last]), low, high)[0])
-        return (step_scale_row(first), False, threshold) if small(kernel_bias - threshold) else None
+        return (step_scale_row(first), False, threshold, True) if small(kernel_bias - threshold) else None
     if s >= -MAX_FAST_RIGHT_SHIFT or not small(kernel_bias):
         return None
     for row in _rederived_rows(m, -s, zero_point, reference, low, high):
         if same_nondecreasing(reference, lambda acc, row=row: np.clip(fast_output_stage(acc, row), act_min, act_max),
                               low, high):
-            return row, False, 0
+            return row, False, 0, True
     return None
 
 

@@ -238,12 +238,13 @@ FAST_PATH_KERNELS = {
     **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_VECTORS" if name.startswith("dw3") else "DEPTHWISE_GROUPS")
        for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
     "dw3_s2_valid_c16": ("DEPTHWISE_GROUPS", "DEPTHWISE_SIXTEENS"),
-    "pw_c4_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c4_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
-    "pw_c12_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c12_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
     "pw_c16_s1": ("POINTWISE_NARROW_16", "POINTWISE_VECTORS"),
-    "pw_c24_o10_s2": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
-    "pw_c40_o16_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),
+    "pw_c24_o10_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_c40_o16_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_wide_c200_o6_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),  # wider than MAX_STAGED_INPUTS
     "add_c8": ("ADD_TABLES", "ADD_TABLES"),
     "conv3_s2_same_c3": ("CONV_PACKED", "CONV_VECTORS"),
     "conv2x3_s1_valid_c7_o5": ("CONV_PACKED", "CONV_PACKED"),

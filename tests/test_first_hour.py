@@ -252,13 +252,17 @@ UNITY_TARGETS = ("host", "cortex-m4", "cortex-m55")
 
 def _unity_build(tmp_path, names: list[str], target: str = "host", models=None) -> subprocess.CompletedProcess:
     """Two different models (different shapes, so their model-dependent constants differ),
-    each under its own prefix, with the files `names` of both #included into one C file."""
+    each under its own prefix, with the files `names` of both #included into one C file. Their
+    kernels.c hold every row kernel of the variant, not only the model's, so every private
+    name is defined twice."""
+    from mnv2gen.codegen.render import Options
+    from mnv2gen.compiler import compile_model, write_files
     from mnv2gen.targets import C_WARNINGS, cpu_flags, gcc_for
 
     models = models or (model_zoo.get_model(SMALL), model_zoo.get_model("mnv2_a035_96_c1000"))
     for prefix, model in zip(("first", "second"), models):
-        assert main(["compile", str(model), "--out", str(tmp_path), "--prefix", prefix,
-                     "--target", target, "--quiet"]) == 0
+        options = Options(prefix=prefix, target=target, every_kernel=True)
+        write_files(compile_model(model, options).files, tmp_path)
     unity = tmp_path / "unity.c"
     unity.write_text("".join(f'#include "{prefix}_{name}.c"\n' for prefix in ("first", "second") for name in names))
     return subprocess.run([gcc_for(target), *cpu_flags(target), *C_WARNINGS, "-O1", "-c", str(unity),

@@ -9,9 +9,10 @@ import pytest
 
 import model_zoo
 from conftest import require_tools
-from mnv2gen.codegen.render import Options
-from mnv2gen.compiler import compile_model, write_files
-from mnv2gen.targets import C_WARNINGS, cpu_flags
+from mnv2gen.codegen.kernels import DEPTHWISE_GROUPS, UNSIGNED_KERNELS, OutputRounding, Variant, row_kernels
+from mnv2gen.codegen.render import Options, RenderedKernels, render
+from mnv2gen.compiler import compile_model, plan_model, write_files
+from mnv2gen.targets import C_WARNINGS, cpu_flags, gcc_for
 
 STRICT = [*C_WARNINGS, "-Wshadow", "-Wconversion", "-Wno-sign-conversion"]
 
@@ -71,8 +72,69 @@ def test_simd_kernels_compile_at_every_optimization_level(target, tmp_path):
     """The DSP and Helium kernels' inline assembly must find its registers in a debug build
     (-O0 keeps a frame pointer) as in an optimized one, warning-clean."""
     require_tools("arm-none-eabi-gcc")
-    write_files(compile_model(model_zoo.get_model("mnv2_a035_96_c10"), Options(target=target)).files, tmp_path)
+    # Every kernel of the variant, not only the model's.
+    write_files(compile_model(model_zoo.get_model("mnv2_a035_96_c10"), Options(target=target, every_kernel=True)).files,
+                tmp_path)
     for level in ("-O0", "-Og", "-Os", "-O2", "-O3"):
         subprocess.run(["arm-none-eabi-gcc", *cpu_flags(target), *STRICT, level, "-c",
                         str(tmp_path / "mnv2_kernels.c"), "-I", str(tmp_path), "-o", str(tmp_path / "k.o")],
                        check=True)
+
+
+# Each variant's row kernels one at a time, none, and all (render.RenderedKernels): the
+# variants' targets, and DEPTHWISE_GROUPS' two window instances apart and together.
+SUBSET_TARGETS = {Variant.REF: "host", Variant.DSP: "cortex-m4", Variant.MVE: "cortex-m55"}
+
+
+def _kernel_subsets(variant: Variant) -> list[RenderedKernels]:
+    kernels = row_kernels(variant)
+    subsets = [RenderedKernels((), False, False)]
+    # All of them, the instances of UNSIGNED_KERNELS for either rounding and for both.
+    subsets += [RenderedKernels(tuple(kernels), True, True, {name: roundings for name in UNSIGNED_KERNELS})
+                for roundings in ({OutputRounding.SIGNED}, {OutputRounding.UNSIGNED}, set(OutputRounding))]
+    for kernel in kernels:
+        windows = [(True, False), (False, True)] if kernel is DEPTHWISE_GROUPS else [(False, False)]
+        subsets += [RenderedKernels((kernel,), *w) for w in windows]
+    return subsets
+
+
+@pytest.mark.parametrize("variant", list(SUBSET_TARGETS))
+def test_kernels_c_of_any_subset_of_the_row_kernels_compiles_cleanly(variant, tmp_path, monkeypatch):
+    """kernels.c holds only the row kernels the model's stages run: whichever they are, no
+    helper is left unused (a -Werror under -Wunused-function) and none is missing. Each
+    subset's kernels.c under its own prefix, all of them in one translation unit."""
+    target = SUBSET_TARGETS[variant]
+    require_tools(gcc_for(target))
+    planned = plan_model(model_zoo.single_op_model("conv", 0))
+    subsets = _kernel_subsets(variant)
+    for i, subset in enumerate(subsets):
+        monkeypatch.setattr(RenderedKernels, "of", classmethod(lambda cls, *args, subset=subset: subset))
+        files = render(planned.graph, planned.plan, Options(prefix=f"k{i}", target=target))
+        for name in (f"k{i}_kernels.h", f"k{i}_kernels.c"):
+            (tmp_path / name).write_text(files[name])
+    unity = tmp_path / "unity.c"
+    unity.write_text("".join(f'#include "k{i}_kernels.c"\n' for i in range(len(subsets))))
+    subprocess.run([gcc_for(target), *cpu_flags(target), *STRICT, "-O1", "-fsyntax-only", str(unity),
+                    "-I", str(tmp_path)], check=True)
+
+
+def test_the_flagship_kernels_c_holds_only_its_own_row_kernels():
+    """Lowering's choice, and nothing else: the M4's flagship runs none of the portable row
+    kernels, and no window of DEPTHWISE_GROUPS but the 3x3 one."""
+    files = compile_model(model_zoo.get_model("mnv2_a035_96_c1000"), Options(target="cortex-m4")).files
+    kernels_c, model_c = files["mnv2_kernels.c"], files["mnv2_model.c"]
+    chosen = set(re.findall(r"MNV2_KERNEL_(\w+)", model_c))
+    for kernel in row_kernels(Variant.DSP):
+        assert (f"{kernel.function}(p," in kernels_c) == (kernel.name in chosen), kernel.name
+    assert "depthwise_3x3_saturating(" in kernels_c and "depthwise_any_window(" not in kernels_c
+
+
+def test_the_flagship_rounds_unsigned_exactly_where_relu6_hides_the_sign():
+    """conv_params.rounding (quant.unsigned_rounding): its ReLU6 stages leave acc's sign out,
+    its linear ones (bottleneck projections, output zero points above -128) keep it."""
+    model_c = compile_model(model_zoo.get_model("mnv2_a035_96_c1000"), Options(target="cortex-m4")).files["mnv2_model.c"]
+    stages = re.findall(r"/\* stage \d+: ([^\n]*?) \*/\nstatic const mnv2_conv_params \w+ = \{(.*?)\};", model_c, re.S)
+    assert len(stages) == 52
+    for comment, fields in stages:
+        expected = "UNSIGNED" if "RELU6" in comment else "SIGNED"
+        assert f".rounding = MNV2_ROUNDING_{expected}," in fields, comment

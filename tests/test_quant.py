@@ -326,3 +326,43 @@ def test_roundf_is_c_roundf_at_the_halves_and_just_below():
     values += list(rng.standard_normal(2000).astype(np.float32) * np.float32(100))
     for value in values:
         assert quant.roundf(np.float32(value)) == np.float32(libm.roundf(float(value))), value
+
+
+def _unsigned_stage(acc, multiplier, right, rounding):
+    """The C's scaled_doubled_unsigned: the fast stage without acc's sign."""
+    return (((rounding << 32) + 2 * acc * multiplier + (1 << 31)) >> 32) >> right
+
+
+def test_the_unsigned_stage_clamped_equals_tflite_where_act_min_is_at_least_the_zero_point():
+    """quant.unsigned_rounding's proof, on every fast shift: plain rows with the edge
+    multipliers and random ones, every zero point with act_min from it up, every accumulator
+    of [-2^(r+1), 2^(r+1)] (where the sign moves the rounding) and the edges of |acc| < 2^30."""
+    rng = np.random.default_rng(13)
+    edges = np.array([-(1 << 30) + 1, -(1 << 29), -2, -1, 0, 1, (1 << 30) - 1], dtype=np.int64)
+    for right in range(1, quant.MAX_FAST_RIGHT_SHIFT + 1):
+        accs = np.concatenate([np.arange(-(2 << right), (2 << right) + 1, max(1, (4 << right) // 4096)), edges,
+                               rng.integers(-(1 << 30) + 1, 1 << 30, size=64)])
+        for m in [0, 1, 1 << 30, (1 << 31) - 1, *rng.integers(1 << 30, 1 << 31, size=2).tolist()]:
+            for zp in (-128, -1, 0, 5, 127):
+                row = tuple(int(v) for v in quant.fast_output_scales([m], [-right], zp)[0])
+                unsigned = quant.fast_output_stage(accs, row, signed=False)
+                assert (unsigned == np.array([_unsigned_stage(a, row[0], row[2], row[1]) for a in accs.tolist()])).all()
+                for act_min in sorted({zp, min(zp + 3, 127), 127}):
+                    act = (act_min, 127)
+                    assert (np.clip(unsigned, *act) == _reference(accs, m, -right, zp, act)).all(), (right, m, zp, act)
+
+
+def test_unsigned_rounding_only_where_proven():
+    """The layer's choice: plain and constant rows with act_min >= zero point; not where the
+    activation lets outputs below the zero point through (the sign then shows: -1 rounds to
+    zp - 1 with it, zp without), nor with a step row (which is its sign)."""
+    m, s, zp = 1 << 30, -2, 3
+    live = quant.fast_channel_rows([m, 0], [s, s], zp, zp, 127, [-4000, -10], [4000, 10], [0, 0], [4000, 10])
+    assert live is not None and not live.signed.any()
+    assert quant.unsigned_rounding(live, zp, act_min=zp) and quant.unsigned_rounding(live, zp, act_min=zp + 1)
+    assert not quant.unsigned_rounding(live, zp, act_min=zp - 1)
+    row = live.scales[0]
+    assert quant.fast_output_stage(-4, row) == zp - 1 != quant.fast_output_stage(-4, row, signed=False)
+    low, high = -(1 << 30) - (1 << 21), -(1 << 30) + (1 << 21)  # the step of the test above
+    step = quant.fast_channel_rows([0x7FFFFFFF], [-31], 0, -128, 127, [low], [high], [low], [1000])
+    assert step is not None and step.signed.all() and not quant.unsigned_rounding(step, 0, act_min=0)

@@ -99,6 +99,21 @@ class OutputStage(enum.Enum):
                 and (kind is not StageKind.TRANSPOSE or transposes)]
 
 
+class OutputRounding(enum.Enum):
+    """How a stage's fast output stage (conv_params.scales or blocks) rounds, chosen once in
+    lowering and named in conv_params.rounding: gemmlowp's rounding division of a negative
+    accumulator takes acc's sign (a -1 before the shift); where quant.unsigned_rounding
+    proves the activation's clamp hides it, the kernels that have an unsigned instance
+    (RenderedKernels.unsigned) leave that instruction out of every output."""
+
+    SIGNED = 0
+    UNSIGNED = 1
+
+
+# The row kernels with an unsigned instance: the ones whose every output in MobileNetV2 has
+# a fused ReLU6 (the depthwise layers, the narrow expansions).
+UNSIGNED_KERNELS = ("DEPTHWISE_GROUPS", "POINTWISE_NARROW_8", "POINTWISE_NARROW_16")
+
 SIMD = (Variant.DSP, Variant.MVE)
 
 
@@ -124,6 +139,15 @@ class RowKernel:
 # pairs. Each count has its own unrolled kernel, hence a short list; wider layers keep
 # int8 weights: doubling them all would double the flash.
 NARROW_POINTWISE_INPUTS = (8, 16)
+# Other 1x1 convolutions with at most this many input channels take two pixels' inputs split
+# into SMLAD pairs once, on the stack (four bytes per input channel), rather than once per
+# pair of output channels: 192 keeps one inference's stack under 1,600 B; wider ones (the
+# 336 of MobileNetV2 0.35's last blocks) split them in the loop.
+MAX_STAGED_INPUTS = 192
+# DEPTHWISE_GROUPS reads a padded row (above or below the input) from a row of the input zero
+# point on the stack, for windows whose taps take at most this many bytes (kernel_w * in_c:
+# MobileNetV2 0.35's up to 96 channels); wider ones copy those windows like the border ones.
+MAX_ZERO_ROW_BYTES = 384
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
@@ -141,6 +165,8 @@ POINTWISE_NARROW = {n: RowKernel(f"POINTWISE_NARROW_{n}", StageKind.CONV_1X1, f"
                     for n in NARROW_POINTWISE_INPUTS}
 POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pairs_row", (Variant.DSP,),
                             WORD_PAIRS)
+POINTWISE_STAGED = RowKernel("POINTWISE_STAGED", StageKind.CONV_1X1, "pointwise_staged_row", (Variant.DSP,),
+                             WORD_PAIRS)
 # Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
 POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
@@ -156,7 +182,8 @@ DEPTHWISE_VECTORS = RowKernel("DEPTHWISE_VECTORS", StageKind.DEPTHWISE, "depthwi
 DEPTHWISE_SIXTEENS = RowKernel("DEPTHWISE_SIXTEENS", StageKind.DEPTHWISE, "depthwise_sixteens_row", (Variant.MVE,),
                                blocks.DEPTHWISE_SIXTEENS)
 
-ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_PAIRS,
+ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_STAGED,
+               POINTWISE_PAIRS,
                POINTWISE_VECTORS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS, DEPTHWISE_SIXTEENS)
 
@@ -193,6 +220,8 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
             return POINTWISE_VECTORS
         if simd and in_c in POINTWISE_NARROW and variant in POINTWISE_NARROW[in_c].variants:
             return POINTWISE_NARROW[in_c]
+        if simd and in_c % 4 == 0 and in_c <= MAX_STAGED_INPUTS and variant in POINTWISE_STAGED.variants:
+            return POINTWISE_STAGED
         if simd and in_c % 4 == 0 and variant in POINTWISE_PAIRS.variants:
             return POINTWISE_PAIRS
         return POINTWISE_PIXELS

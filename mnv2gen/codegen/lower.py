@@ -17,7 +17,7 @@ from ..errors import ModelError
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from . import blocks
-from .kernels import RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, RowKernel, StageKind, Variant, choose_row_kernel
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 
@@ -181,9 +181,12 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     if fast is not None:  # some channels' rows want their accumulators to start elsewhere
         bias = fast.kernel_bias(bias).astype(np.int32)
     kernel = choose_row_kernel(op, variant, fast_output_stage=fast is not None)
+    act_min = _activation_fields(op)["act_min"]
+    unsigned = fast is not None and quant.unsigned_rounding(fast, op.output.zero_point, act_min)
     fields = dict(
         kernel=kernel, **conv_geometry(op),
         input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
+        rounding=OutputRounding.UNSIGNED if unsigned else OutputRounding.SIGNED,
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
     if kernel.layout is not None:

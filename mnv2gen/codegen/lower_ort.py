@@ -18,7 +18,7 @@ import numpy as np
 from .. import ir, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
                     fully_connected_bias, fully_connected_operands, scalar_call)
@@ -216,6 +216,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
+        rounding=OutputRounding.SIGNED,  # ONNX Runtime's float stage takes no sign correction
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
     rows = float_scale_rows(scales, op.output.zero_point)
     if kernel.layout is not None:

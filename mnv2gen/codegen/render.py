@@ -8,6 +8,7 @@ built from layer numbers only.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import re
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from ..plan.streaming import InputMode
 from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, Preprocess, Resize, Scale
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import MAX_PACKED_PATCH, MAX_VECTOR_FIELD, NARROW_POINTWISE_INPUTS, OutputStage, RowKernel, StageKind, Variant, row_kernels
+from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_VECTOR_FIELD, MAX_ZERO_ROW_BYTES, NARROW_POINTWISE_INPUTS,
+                      POINTWISE_NARROW, POINTWISE_STAGED, ROW_KERNELS, UNSIGNED_KERNELS, OutputRounding, OutputStage, RowKernel,
+                      StageKind, Variant, row_kernels)
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
@@ -81,6 +84,9 @@ class Options:
     optimize: OptimizeLevel = OptimizeLevel.MEMORY  # see passes.run_passes; a name is accepted
     memory_budget: int | None = None  # fail the compile if the arena would be larger
     kernels: str | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
+    # kernels.c holds every row kernel of the variant, not only those the model's stages run
+    # (the tests that compile all of them; a model's own C never needs the others)
+    every_kernel: bool = False
     weights_section: str | None = None  # the linker section of the weight arrays (default: .rodata)
     arena_section: str | None = None  # the linker section of the static arena (default: .bss)
     arena: ArenaMode = ArenaMode.STATIC  # a name is accepted
@@ -176,6 +182,8 @@ def c_value(value, prefix: str) -> str:
         return f"{prefix.upper()}_{value.enum_name}"
     if isinstance(value, StageKind):
         return f"{prefix.upper()}_STAGE_{value.name}"
+    if isinstance(value, OutputRounding):
+        return f"{prefix.upper()}_ROUNDING_{value.name}"
     if isinstance(value, Float32):
         return f"{float(np.float32(value.value))!r}f"  # exact: the float32 value itself
     if isinstance(value, Double):
@@ -251,7 +259,8 @@ def _option_flags(options: Options) -> list[str]:
     flags += [f"--normalize {options.normalize.canonical()}"] if options.normalize else []
     scale = options.input_scale_from
     flags += [f"--input-scale-from {scale.width}x{scale.height} --input-resize {scale.resize}"] if scale else []
-    return flags + ([f"(kernels: {options.kernels})"] if options.kernels else [])
+    flags += [f"(kernels: {options.kernels})"] if options.kernels else []
+    return flags + (["(every kernel)"] if options.every_kernel else [])
 
 
 # Every file render() writes, by template; `{p}` is the prefix. The C sources and headers...
@@ -424,6 +433,63 @@ def kernel_variant(options: Options, arithmetic: ir.Arithmetic) -> Variant:
     return variant
 
 
+def _conv_fields(layers: list) -> list[dict]:
+    """The params of every lowered layer and pipeline stage, as {field: value}."""
+    return [fields for layer in layers
+            for fields in [layer.params, *(d.fields for d in layer.decls if isinstance(d.fields, dict))]]
+
+
+def _most_staged_inputs(layers: list) -> int:
+    """The most input channels of a POINTWISE_STAGED stage or layer (4 if none)."""
+    return max([f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is POINTWISE_STAGED], default=4)
+
+
+def _depthwise_zero_row_bytes(layers: list) -> int:
+    """DEPTHWISE_GROUPS' zero-point row: the most bytes of a window row (kernel_w * in_c) up to
+    MAX_ZERO_ROW_BYTES (4 if none)."""
+    return max([f["kernel_w"] * f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is DEPTHWISE_GROUPS
+                and f["kernel_w"] * f["in_c"] <= MAX_ZERO_ROW_BYTES], default=4)
+
+
+@dataclass(frozen=True)
+class RenderedKernels:
+    """The row kernels kernels.c holds, and of DEPTHWISE_GROUPS which windows: those lowering
+    chose for the model's stages (or every one, Options.every_kernel). The rest would cost
+    flash for nothing: the row dispatch would reference them, so the linker keeps them."""
+
+    kernels: tuple[RowKernel, ...]  # in the order of the variant's enum
+    depthwise_3x3: bool  # DEPTHWISE_GROUPS on 3x3 windows (its unrolled instance)
+    depthwise_any: bool  # DEPTHWISE_GROUPS on any other window (the taps loop)
+    # Of UNSIGNED_KERNELS, by name, the roundings of their stages (conv_params.rounding).
+    roundings: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, layers: list, variant: Variant, every_kernel: bool) -> "RenderedKernels":
+        if every_kernel:
+            return cls(tuple(row_kernels(variant)), True, True, {name: set(OutputRounding) for name in UNSIGNED_KERNELS})
+        fields = [f for f in _conv_fields(layers) if isinstance(f.get("kernel"), RowKernel)]
+        chosen = {f["kernel"] for f in fields}
+        windows = {(f["kernel_h"], f["kernel_w"]) == (3, 3) for f in fields if f["kernel"] is DEPTHWISE_GROUPS}
+        roundings = {name: {f["rounding"] for f in fields if f["kernel"].name == name} for name in UNSIGNED_KERNELS}
+        return cls(tuple(k for k in row_kernels(variant) if k in chosen), True in windows, False in windows, roundings)
+
+    def unsigned(self) -> dict[str, int | None]:
+        """{kernel name: the constant its instance sets output_stage.unsigned_rounding to}:
+        1 or 0 where the model's stages of that kernel all have one rounding, else None (the
+        instance reads conv_params.rounding, an output at a time)."""
+        def constant(used: set) -> int | None:
+            return int(next(iter(used)) is OutputRounding.UNSIGNED) if len(used) == 1 else None
+        return {name: constant(self.roundings.get(name) or {OutputRounding.SIGNED}) for name in UNSIGNED_KERNELS}
+
+    def kinds(self) -> list[str]:
+        """The stage kinds (names) whose row function kernels.c defines."""
+        return list(dict.fromkeys(k.stage.name for k in self.kernels))
+
+    def used(self) -> dict[str, bool]:
+        """{kernel name: whether kernels.c holds it}, for every kernel of every variant."""
+        return {k.name: k in self.kernels for k in ROW_KERNELS}
+
+
 def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]:
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
@@ -434,6 +500,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if isinstance(s, (ir.Conv2D, ir.DepthwiseConv2D))]
     output_stage = OutputStage.of(graph.arithmetic)
+    rendered_kernels = RenderedKernels.of(layers, variant, options.every_kernel)
     env = _environment()
     bindings = _ArenaBindings(options.arena is ArenaMode.EXTERNAL)
     context = dict(
@@ -457,11 +524,19 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         max_pipeline_buffers=max([len(op.activation_inputs()) + len(op.stages) for op in plan.steps
                                   if isinstance(op, ir.RowPipeline)], default=1),
         # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED and CONV_VECTORS take.
-        narrow_pointwise_inputs=NARROW_POINTWISE_INPUTS, max_packed_patch=MAX_PACKED_PATCH,
-        max_vector_field=MAX_VECTOR_FIELD,
-        # The row kernels of the variant, which conv_params.kernel names, and the layouts of
-        # conv_params.blocks they walk.
+        narrow_pointwise_inputs=[n for n in NARROW_POINTWISE_INPUTS if POINTWISE_NARROW[n] in rendered_kernels.kernels],
+        max_packed_patch=MAX_PACKED_PATCH, max_vector_field=MAX_VECTOR_FIELD,
+        # POINTWISE_STAGED's stack of split inputs: four bytes per input channel.
+        max_staged_inputs=_most_staged_inputs(layers),
+        depthwise_zero_row_bytes=_depthwise_zero_row_bytes(layers),
+        # The row kernels of the variant, which conv_params.kernel names (all of them, in the
+        # enum), those kernels.c holds (`kernel_used` by name, the stage kinds they make up,
+        # DEPTHWISE_GROUPS' windows), and the layouts of conv_params.blocks they walk.
         variant=variant, stage_kinds=output_stage.stage_kinds(_transposes(plan)), row_kernels=row_kernels(variant),
+        rendered_kernels=rendered_kernels.kernels, kernel_used=rendered_kernels.used(),
+        rendered_kinds=rendered_kernels.kinds(), depthwise_3x3=rendered_kernels.depthwise_3x3,
+        depthwise_any=rendered_kernels.depthwise_any, unsigned_rounding=rendered_kernels.unsigned(),
+        roundings=list(OutputRounding),
         # The convolution rows' output stage and the ADD stage of the model's arithmetic.
         output_stage=output_stage, add_kind=output_stage.add_kind,
         block_layouts={layout.name: layout for layout in LAYOUTS},
