@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     temporary = "folder for the generated C files (default: a temporary folder, deleted afterwards)"
     compile_ = model_command("compile", "compile a .tflite model into C", "folder for the generated C files",
                              "the core the C is for: host and cortex-m0plus are portable C; cortex-m4/m7/m33 "
-                             "use the DSP extension, cortex-m55/m85 Helium (default: host)")
+                             "use the DSP extension, cortex-m55/m85 Helium (ONNX models: the DSP kernels) (default: host)")
     add_placement_options(compile_)
     compile_.add_argument("--board", choices=list(CHIPS), metavar="BOARD",
                           help="check that the model fits this part's flash and RAM (exit 2 with the numbers if "

@@ -222,7 +222,7 @@ def test_add_every_input_pair(dtype, scales, tmp_path):
     assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of 65536 pairs differ"
 
 
-# The FPU kernel of the DSP and Helium variants (rounds_in_int32), under QEMU: each board
+# The FPU kernel of the DSP variant (rounds_in_int32; the M55 runs it for ONNX models too), under QEMU: each board
 # with both element types, on different scale sets.
 ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-an547", "uint8", 2),
                  ("mps3-an547", "int8", 1)]

@@ -181,11 +181,11 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     if fast is not None:  # some channels' rows want their accumulators to start elsewhere
         bias = fast.kernel_bias(bias).astype(np.int32)
     kernel = choose_row_kernel(op, variant, fast_output_stage=fast is not None)
-    act_min = _activation_fields(op)["act_min"]
-    unsigned = fast is not None and quant.unsigned_rounding(fast, op.output.zero_point, act_min)
+    activation = _activation_fields(op)
+    unsigned = fast is not None and quant.unsigned_rounding(fast, op.output.zero_point, activation["act_min"])
     fields = dict(
         kernel=kernel, **conv_geometry(op),
-        input_offset=-op.input.zero_point, **_activation_fields(op), small_accumulators=int(small),
+        input_offset=-op.input.zero_point, **activation, small_accumulators=int(small),
         rounding=OutputRounding.UNSIGNED if unsigned else OutputRounding.SIGNED,
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None,
     )
@@ -209,12 +209,12 @@ def fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, 
     depthwise ones), already moved by `kernel_bias` (the output stage's: some of TFLite's
     rows want their accumulators to start elsewhere), which moves the depthwise one here."""
     weights = op.weights.data
-    if layout is blocks.DEPTHWISE_GROUPS:  # the zero point folded in too: border windows read it
-        sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
-        return blocks.depthwise_blocks(2 * kernel_bias(_folded_bias(op, sums)), weights, scales)
-    if layout is blocks.DEPTHWISE_SIXTEENS:
-        sums = weights.reshape(-1, weights.shape[-1]).astype(np.int64).sum(axis=0)
-        return blocks.depthwise_sixteen_blocks(kernel_bias(_folded_bias(op, sums)), weights, scales)
+    if layout in (blocks.DEPTHWISE_GROUPS, blocks.DEPTHWISE_SIXTEENS):
+        # The zero point folded in too: border windows read it.
+        folded = kernel_bias(_folded_bias(op, _channel_weights(op).sum(axis=1)))
+        if layout is blocks.DEPTHWISE_GROUPS:
+            return blocks.depthwise_blocks(2 * folded, weights, scales)
+        return blocks.depthwise_sixteen_blocks(folded, weights, scales)
     if layout is blocks.NARROW_CHANNELS:
         return blocks.narrow_blocks(bias, weights, scales)
     if layout is blocks.WORD_PAIRS:

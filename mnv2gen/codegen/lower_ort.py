@@ -201,8 +201,8 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
     the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
-    scales: in the SIMD kernels' blocks, or `scales`, as float_scale_rows where _fast_output
-    proves them exact, and as `output_scales` for the row kernels that read plain arrays."""
+    scales: in the SIMD kernels' blocks, as float_scale_rows where _fast_output proves them
+    exact, and as `output_scales` for the row kernels that read plain arrays."""
     bias = conv_bias(op)
     _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
                        else np.zeros(op.output.shape[-1], np.int32))
@@ -224,11 +224,8 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
-    # The row kernels that read plain arrays end in output_of (`output_scales`), but for
-    # Helium's POINTWISE_VECTORS, which reads the rows (4 bytes a channel spent on both).
+    # The row kernels that read plain arrays end in output_of, on `output_scales`.
     fields["output_scales"] = array("output_scales", "float", scales)
-    if fast:
-        fields["scales"] = array("scales", "int32_t", rows)
     return kernel, fields
 
 

@@ -43,7 +43,8 @@ CORE_VARIANTS = {"host": (Variant.REF,), "cortex-m0plus": (Variant.REF,), "corte
                  "cortex-m7": (Variant.REF, Variant.DSP), "cortex-m33": (Variant.REF, Variant.DSP),
                  "cortex-m55": tuple(Variant), "cortex-m85": tuple(Variant)}
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-VALUES_PER_LINE = {"int32_t": 8}
+# Values a line of a wider (int32_t) array.
+VALUES_PER_LINE = 8
 # Bytes a line of a byte array's string literal (four characters each).
 BYTES_PER_LINE = 24
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
@@ -206,7 +207,7 @@ def _c_initializer(array) -> str:
     values = array.values.tolist()
     if array.ctype == "int32_t" and min(values, default=0) == -(2**31):
         values = [_c_int(v) for v in values]
-    per_line = VALUES_PER_LINE.get(array.ctype, 8)
+    per_line = VALUES_PER_LINE
     return "\n".join(
         "    " + ", ".join(map(str, values[i:i + per_line])) + ","
         for i in range(0, len(values), per_line)
@@ -332,7 +333,7 @@ def _streamed_input(plan: ArenaPlan, preprocess: Preprocess | None) -> dict | No
                 ctype=t.ctype, max_fill_rows=max(last - first + 1 for _, first, last in fills), pixels=None)
     if preprocess is not None:
         _, height, width, channels = t.shape
-        sensor_rows, sensor_width = preprocess.sensor_shape(t)
+        _, sensor_width = preprocess.sensor_shape(t)
         view.update(row_bytes=sensor_width * preprocess.format.channels, ctype="uint8_t", pixels=dict(
             format=str(preprocess.format), format_channels=preprocess.format.channels, width=width, height=height,
             decode=_PIXEL_DECODE[preprocess.format], yuv=preprocess.format is PixelFormat.YUV422,

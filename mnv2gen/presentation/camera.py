@@ -77,7 +77,7 @@ def run_camera(model_path: Path, out_dir: Path, frame_result, frame_outputs: np.
         ours = run_c(out_dir / "rows", rows, test_x, progress)
     camera.rows_arena_bytes, camera.macs_rows = rows.arena_bytes, _macs(rows)
     camera.rows_outputs_identical = int(sum(a.tobytes() == b.tobytes() for a, b in zip(ours, frame_outputs)))
-    camera.rows_accuracy = float(np.mean(_predictions(ours) == test_y))
+    camera.rows_accuracy = float(np.mean(predictions(ours) == test_y))
 
     frames = camera_frames(test_x)
     with progress.stage(f"a simulated RGB565 camera at {SENSOR.width}x{SENSOR.height}: the generated C "
@@ -92,8 +92,8 @@ def run_camera(model_path: Path, out_dir: Path, frame_result, frame_outputs: np.
     camera.camera_arena_bytes = scaled.arena_bytes
     camera.camera_outputs_identical = int(sum(a.tobytes() == b.tobytes() and ran
                                               for a, b, ran in zip(ours, theirs.outputs, theirs.ran)))
-    camera.camera_accuracy = float(np.mean(_predictions(ours) == test_y))
-    camera.camera_reference_accuracy = float(np.mean(_predictions(theirs.outputs) == test_y))
+    camera.camera_accuracy = float(np.mean(predictions(ours) == test_y))
+    camera.camera_reference_accuracy = float(np.mean(predictions(theirs.outputs) == test_y))
     if board is not None:
         _run_on(board, model_path, out_dir, board_inputs, progress, camera)
     return camera
@@ -115,7 +115,8 @@ def _run_on(board, model_path: Path, out_dir: Path, inputs: int, progress, camer
             camera.firmware = {"bit_exact": False, "error": str(exc)}
 
 
-def _predictions(outputs: np.ndarray) -> np.ndarray:
+def predictions(outputs: np.ndarray) -> np.ndarray:
+    """The class each output row picks."""
     return outputs.reshape(len(outputs), -1).argmax(axis=1)
 
 

@@ -33,7 +33,7 @@ from ..verification import oracle
 from ..verification.compare import numpy_dtype
 from ..verification.harness import find_compiler
 from ..verification.host import verify
-from .camera import CameraResult, format_camera, run_camera
+from .camera import CameraResult, format_camera, predictions, run_camera
 from .memory import memory_report
 
 # Shipped in the package (mnv2gen/demo_data is the repository's models/ folder), so the demo
@@ -176,10 +176,6 @@ def run_c(c_dir: Path, result: CompileResult, inputs: np.ndarray, progress: Prog
     return np.concatenate(outputs)
 
 
-def _predictions(outputs: np.ndarray) -> np.ndarray:
-    return outputs.reshape(len(outputs), -1).argmax(axis=1)
-
-
 def host_sizes(c_dir: Path) -> dict[str, int]:
     """Code and constants of the generated C compiled for the host at -O2 (objects, no link):
     the weights are the read-only data of *_weights.c; the other constants, the rest (the
@@ -257,8 +253,8 @@ def run_demo(model: str | None = None, tests: str | None = None, out: str = "bui
         out_t = result.graph.output
         theirs = oracle.reference_outputs(model_path, test_x, out_t.shape, numpy_dtype(out_t))
     demo.test_images = len(test_x)
-    demo.c_accuracy = float(np.mean(_predictions(ours) == test_y))
-    demo.tflite_accuracy = float(np.mean(_predictions(theirs.outputs) == test_y))
+    demo.c_accuracy = float(np.mean(predictions(ours) == test_y))
+    demo.tflite_accuracy = float(np.mean(predictions(theirs.outputs) == test_y))
     demo.test_outputs_identical = int(sum(a.tobytes() == b.tobytes() and ran
                                           for a, b, ran in zip(ours, theirs.outputs, theirs.ran)))
 
