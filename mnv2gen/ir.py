@@ -143,6 +143,15 @@ class Arithmetic(enum.Enum):
     ONNXRUNTIME = "onnxruntime"
 
 
+class Reference(enum.StrEnum):
+    """Whose outputs a .tflite model's C equals where TFLite's reference kernels and TFLite
+    Micro round differently (per-channel FULLY_CONNECTED heads). A str, so the command
+    line's names compare equal."""
+
+    TFLITE = "tflite"
+    TFLM = "tflm"
+
+
 class Activation(enum.Enum):
     NONE = "none"
     RELU = "relu"

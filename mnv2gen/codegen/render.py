@@ -49,8 +49,8 @@ VALUES_PER_LINE = 8
 BYTES_PER_LINE = 24
 # The largest receptive field, in bytes, the kernels gather into a patch on the stack.
 CONV_PATCH_LIMIT = 512
-# Whose arithmetic the C equals where TFLite and TFLite Micro differ.
-REFERENCES = ("tflite", "tflm")
+# Whose arithmetic the C equals where TFLite and TFLite Micro differ (the command line's names).
+REFERENCES = tuple(ir.Reference)
 # A linker section name the C can carry in __attribute__((section("..."))) as it is: no quote,
 # backslash or space can reach the C, and the length stays under every toolchain's limits.
 SECTION_PATTERN = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]{0,62}$")
@@ -81,10 +81,10 @@ def check_section(name: str) -> str:
 class Options:
     prefix: str = "mnv2"
     target: str = "host"  # one of targets.TARGETS (checked)
-    reference: str = "tflite"  # whose rounding to follow where TFLite and TFLite Micro differ
+    reference: ir.Reference = ir.Reference.TFLITE  # whose rounding to follow where TFLite and TFLite Micro differ
     optimize: OptimizeLevel = OptimizeLevel.MEMORY  # see passes.run_passes; a name is accepted
     memory_budget: int | None = None  # fail the compile if the arena would be larger
-    kernels: str | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
+    kernels: Variant | None = None  # a variant of CORE_VARIANTS[target] instead of the target's own
     # kernels.c holds every row kernel of the variant, not only those the model's stages run
     # (the tests that compile all of them; a model's own C never needs the others)
     every_kernel: bool = False
@@ -104,6 +104,11 @@ class Options:
             raise ValueError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         if self.reference not in REFERENCES:
             raise ValueError(f"unknown reference {self.reference!r}; known: {', '.join(REFERENCES)}")
+        self.reference = ir.Reference(self.reference)
+        if self.kernels is not None:
+            if self.kernels not in tuple(Variant):
+                raise ValueError(f"unknown kernels {self.kernels!r}; known: {', '.join(Variant)}")
+            self.kernels = Variant(self.kernels)
         self.optimize = OptimizeLevel(self.optimize)
         self.arena = ArenaMode(self.arena)
         self.input = InputMode(self.input)

@@ -108,24 +108,24 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput |
             for y in range(rows_done(t), last + 1):
                 scaled_row(t, y, stream.sensor)
             return
-        for first, count in fill_runs(rows_done(t), last, stream.slots or tensor_rows(t)):
+        request_rows(t, last, stream.slots)
+
+    def request_rows(t: ir.Tensor, last: int, slots: int | None) -> None:
+        """The fill calls delivering rows of `t` (the input or the sensor's) up to `last`,
+        each run at most the ring's `slots` rows (None: the whole tensor)."""
+        for first, count in fill_runs(rows_done(t), last, slots or tensor_rows(t)):
             events.append(RowEvent(step, (t, first, first + count - 1), ()))
             produced[id(t)] = first + count
-
-    def fill_sensor(sensor: ir.Tensor, last: int) -> None:
-        for first, count in fill_runs(rows_done(sensor), last, stream.sensor_slots or tensor_rows(sensor)):
-            events.append(RowEvent(step, (sensor, first, first + count - 1), ()))
-            produced[id(sensor)] = first + count
 
     def scaled_row(t: ir.Tensor, y: int, sensor: SensorRows) -> None:
         """Input row y, computed from its sensor rows (filled first); after the last, the
         sensor rows none read, so the caller sees each once."""
         first, last = sensor.windows[y]
-        fill_sensor(sensor.tensor, last)
+        request_rows(sensor.tensor, last, stream.sensor_slots)
         events.append(RowEvent(step, (t, y, y), ((sensor.tensor, first, last),)))
         produced[id(t)] = y + 1
         if y == tensor_rows(t) - 1:
-            fill_sensor(sensor.tensor, tensor_rows(sensor.tensor) - 1)
+            request_rows(sensor.tensor, tensor_rows(sensor.tensor) - 1, stream.sensor_slots)
 
     def produce_next_row(stage: ir.Op) -> None:
         y = rows_done(stage.output)

@@ -98,12 +98,13 @@ def _tflm_arena(model_path, graph: ir.Graph) -> tuple[int | None, int | None]:
     return run.info.get("arena_total_bytes"), run.info.get("arena_head_bytes")
 
 
-def _input_schedules(loaded: ir.Graph, options: Options, result: PlannedModel) -> list[InputSchedule]:
+def _input_schedules(loaded: ir.Graph, options: Options, result: PlannedModel,
+                     result_steps: list[StepRow]) -> list[InputSchedule]:
     """The frame schedule and the streamed one (--input rows, with the preprocessing the
-    options give; the frame takes none), one of them `result`."""
+    options give; the frame takes none), one of them `result` (its steps already drawn)."""
     schedules = []
     for mode in InputMode:
-        planned = result
+        planned, steps = result, result_steps
         if mode is not options.input:
             preprocessing = ("input_format", "normalize", "input_scale_from", "input_resize")
             drop = dict.fromkeys(preprocessing) if mode is InputMode.FRAME else {}  # a frame takes none
@@ -113,8 +114,9 @@ def _input_schedules(loaded: ir.Graph, options: Options, result: PlannedModel) -
             except UserError as exc:  # a model whose input cannot stream: say why
                 schedules.append(InputSchedule(str(mode), note=str(exc)))
                 continue
+            steps = _step_rows(planned)
         schedules.append(InputSchedule(str(mode), planned.arena_bytes, sum(op.macs() for op in planned.plan.steps),
-                                       _step_rows(planned)))
+                                       steps))
     return schedules
 
 
@@ -129,12 +131,13 @@ def memory_report(model_path, options: Options, with_tflm: bool = True) -> Memor
         other = result if level == options.optimize else plan_graph(
             loaded, replace(options, optimize=level, memory_budget=None))
         schedules.append(ScheduleRow(level, other.arena_bytes, sum(op.macs() for op in other.plan.steps)))
+    steps = _step_rows(result)
     return MemoryReport(
         model=str(model_path), optimize=options.optimize, arena_bytes=result.arena_bytes,
         paper_bound_bytes=result.paper_bound, paper_bound_op=result.paper_bound_op,
         tflm_arena_bytes=tflm_total, tflm_activation_bytes=tflm_head,
-        macs=sum(op.macs() for op in result.plan.steps), steps=_step_rows(result), schedules=schedules,
-        input=str(options.input), inputs=_input_schedules(loaded, options, result))
+        macs=sum(op.macs() for op in result.plan.steps), steps=steps, schedules=schedules,
+        input=str(options.input), inputs=_input_schedules(loaded, options, result, steps))
 
 
 def format_report(report: MemoryReport) -> str:
