@@ -40,7 +40,7 @@ DELTA_TRIES = 2
 # The right shift makes S * 2^(31 + right) a multiplier in [2^30, 2^31); the best line may
 # lie a little below (S a power of two whose steps fl(acc) moved late): down to 2^29.
 MIN_MULTIPLIER = 2**29
-FLOAT_RIGHT = -1  # templates/dsp/ort_output_stage.c.j2: a row with this `right` is a float one
+FLOAT_RIGHT = 0  # templates/dsp/ort_output_stage.c.j2: a row with this `right` is a float one
 
 
 def ort_output(acc, scale, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
@@ -88,7 +88,7 @@ def fixed_rows(scales, zero_point: int, act_min: int, act_max: int, low, high, b
     fixed |= constant
     with np.errstate(divide="ignore"):
         rights = -np.floor(np.log2(np.where(usable, scales, 1).astype(np.float64))).astype(np.int64) - 1
-    steps = np.flatnonzero(usable & ~constant & (rights >= 0) & (rights <= quant.MAX_FAST_RIGHT_SHIFT))
+    steps = np.flatnonzero(usable & ~constant & (rights >= 1) & (rights <= quant.MAX_FAST_RIGHT_SHIFT))
     if not len(steps):
         return FixedRows(rows.astype(np.int32), deltas, fixed)
     layer = _Layer(scales[steps], zero_point, act_min, act_max, low[steps], high[steps], ends[steps], rights[steps])
