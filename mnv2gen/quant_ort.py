@@ -122,8 +122,10 @@ class _Layer:
         first, last = ends[:, 0], ends[:, 1]
         count = int((last - first).max())
         self.values = np.minimum(first[:, None] + 1 + np.arange(count), last[:, None])
+        estimate = np.ceil((self.values - zero_point - 0.5) / scales[:, None].astype(np.float64))
         self.thresholds = _first_reaching(
-            lambda acc: ort_output(acc, scales[:, None], zero_point, act_min, act_max), self.values, low, high)
+            lambda acc: ort_output(acc, scales[:, None], zero_point, act_min, act_max), self.values, low, high,
+            np.clip(estimate, low[:, None], high[:, None]).astype(np.int64))
         self.steps = _Steps(self.values << (31 + rights[:, None]), self.thresholds)
         self.best = self.steps.widest()
 
@@ -145,7 +147,10 @@ class _Layer:
             return fixed_stage(acc, rows[:, None, :], deltas[:, None], self.act_min, self.act_max)
         ends = stage(np.stack([low, high], axis=1))
         same_ends = (ends[:, 0] == values[:, 0] - 1) & (ends[:, 1] == values[:, -1])
-        same_steps = (_first_reaching(stage, values, low, high) == self.thresholds[indices]).all(axis=1)
+        thresholds = self.thresholds[indices]
+        # t is the stage's first accumulator reaching v too: it reaches v at t, not before.
+        same_steps = ((stage(thresholds) >= values)
+                      & ((thresholds == low[:, None]) | (stage(thresholds - 1) < values))).all(axis=1)
         return same_ends & same_steps
 
 
@@ -200,11 +205,19 @@ class _Steps:
                 yield int(delta), int(rounding)
 
 
-def _first_reaching(f, values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+def _first_reaching(f, values: np.ndarray, low: np.ndarray, high: np.ndarray, guess: np.ndarray) -> np.ndarray:
     """For each row's values (all reached by f at that row's `high`), the first acc in the
-    row's [low, high] with f(acc) >= it: one binary search for every row at once."""
-    lo = np.broadcast_to(low[:, None], values.shape).copy()
-    hi = np.broadcast_to(high[:, None], values.shape).copy()
+    row's [low, high] with f(acc) >= it: from `guess`, a few steps each way where that finds
+    it (f reaches the value at acc, and acc is `low` or f does not at acc - 1), else one
+    binary search for every row at once."""
+    low, high = low[:, None], high[:, None]
+    acc = guess.copy()
+    for _ in range(4):
+        acc = np.where((acc > low) & (f(acc - 1) >= values), acc - 1, acc)
+        acc = np.where((acc < high) & (f(acc) < values), acc + 1, acc)
+    if ((f(acc) >= values) & ((acc == low) | (f(acc - 1) < values))).all():
+        return acc
+    lo, hi = np.broadcast_to(low, values.shape).copy(), np.broadcast_to(high, values.shape).copy()
     while (lo < hi).any():
         mid = lo + (hi - lo) // 2
         reached = f(mid) >= values
