@@ -83,8 +83,9 @@ SIXTEEN_LANES = np.array([0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15])
 
 def float_scale_rows(scales: np.ndarray, zero_point: int) -> np.ndarray:
     """ONNX Runtime's output stage as rows of `scales` [channels, SCALE_WORDS] int32: the
-    channel's float32 scale S[c] (its bits), the output zero point, and an unused 0, so the
-    SIMD kernels walk the same blocks in both arithmetics."""
+    channel's float32 scale S[c] (its bits), the output zero point, and 0 (a right shift
+    no fixed-point row has: templates/dsp/ort_output_stage.c.j2 tells the two apart by it),
+    so the SIMD kernels walk the same blocks in both arithmetics."""
     rows = np.zeros((len(scales), SCALE_WORDS), dtype=np.int32)
     rows[:, 0] = np.asarray(scales, dtype=np.float32).view(np.int32)
     rows[:, 1] = zero_point

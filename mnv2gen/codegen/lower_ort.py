@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import ir, quant
+from .. import ir, quant, quant_ort
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
@@ -65,8 +65,16 @@ def _round_to_float32(value: Fraction) -> np.float32:
     return np.float32(best)
 
 
-def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, bias: np.ndarray) -> None:
+def _model_bias(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected) -> np.ndarray:
+    """The op's int32 bias as the model holds it (zeros where it has none)."""
+    if op.bias is None:
+        return np.zeros(op.output.shape[-1], np.int32)
+    return op.bias.data.astype(np.int32)
+
+
+def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected) -> None:
     """The C accumulates in int32, as ONNX Runtime does; prove no accumulator can overflow."""
+    bias = _model_bias(op)
     weights = np.abs(op.weights.data.astype(np.int64))
     per_channel = (weights.reshape(-1, weights.shape[-1]).sum(axis=0) if isinstance(op, ir.DepthwiseConv2D)
                    else weights.reshape(weights.shape[0], -1).sum(axis=1))
@@ -75,9 +83,8 @@ def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, b
 
 
 def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Layer:
-    channels = op.output.shape[-1]
-    bias = op.bias.data.astype(np.int32) if op.bias is not None else np.zeros(channels, np.int32)
-    _accumulator_bound(op, bias)
+    bias = _model_bias(op)
+    _accumulator_bound(op)
     layer = Layer(number, op, "ort_conv_s8", "ort_conv_params")
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
@@ -112,8 +119,7 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.
     """fully_connected_params with `output_scales` in place of multipliers and shifts, and
     rounds_in_int32 where the FPU's output stage (dsp/ort_output_stage's `scaled`) is proven
     exact, as for the convolutions' SIMD kernels (_fast_output); else ort_requantize_within."""
-    _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
-                       else np.zeros(op.output.shape[-1], np.int32))
+    _accumulator_bound(op)
     units, depth = op.weights.shape
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
@@ -192,20 +198,20 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
     a bias with -x_zp * sum(w) folded in: that sum equals ONNX Runtime's accumulator, but
     its partial sums must stay in int32 too."""
     weights = np.abs(op.weights.data.astype(np.int64)).reshape(op.weights.shape[0], -1).sum(axis=1)
-    exact = op.bias.data.astype(np.int64) if op.bias is not None else np.zeros(len(weights), np.int64)
-    exact = exact - op.input.zero_point * op.weights.data.reshape(len(weights), -1).astype(np.int64).sum(axis=1)
+    weight_sums = op.weights.data.reshape(len(weights), -1).astype(np.int64).sum(axis=1)
+    exact = _model_bias(op).astype(np.int64) - op.input.zero_point * weight_sums
     if (np.abs(exact) + weights * 128).max() >= INT32_LIMIT or not np.array_equal(exact, bias):
         raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict, str]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
-    the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
-    scales: in the SIMD kernels' blocks, as float_scale_rows where _fast_output proves them
-    exact, and as `output_scales` for the row kernels that read plain arrays."""
+    the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's scales:
+    in the SIMD kernels' blocks, as ort_scale_rows where _fast_output proves the float stage
+    exact, and as `output_scales` for the row kernels that read plain arrays; and what the
+    stage's comment says of its output stage."""
     bias = conv_bias(op)
-    _accumulator_bound(op, op.bias.data.astype(np.int32) if op.bias is not None
-                       else np.zeros(op.output.shape[-1], np.int32))
+    _accumulator_bound(op)
     if isinstance(op, ir.Conv2D):
         _folded_accumulator_bound(op, bias)
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
@@ -216,17 +222,20 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
-        rounding=OutputRounding.SIGNED,  # ONNX Runtime's float stage takes no sign correction
+        rounding=OutputRounding.SIGNED,  # ignored: the rows of ort_scale_rows carry their rounding
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
-    rows = float_scale_rows(scales, op.output.zero_point)
+    output = f", output stage {OutputStage.ORT_FLOAT32.name}"
     if kernel.layout is not None:
-        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
-        return kernel, fields
+        fixed = ort_scale_rows(op, bias, scales)
+        deltas = fixed.deltas.astype(np.int32)
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias + deltas, fixed.rows,
+                                                                  lambda bias: bias + deltas))
+        return kernel, fields, f"{output}, {fixed.fixed.sum()} of {len(scales)} channels in fixed point"
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
     # The row kernels that read plain arrays end in output_of, on `output_scales`.
     fields["output_scales"] = array("output_scales", "float", scales)
-    return kernel, fields
+    return kernel, fields, output
 
 
 def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: np.ndarray) -> bool:
@@ -236,6 +245,18 @@ def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: n
     low, high = accumulator_ranges(op)
     products = np.maximum(np.abs(low), np.abs(high)).astype(np.float64) * scales.astype(np.float64)
     return bool((accumulator_bounds(op, bias) < DOUBLED_LIMIT).all() and (products < PRODUCT_LIMIT).all())
+
+
+def ort_scale_rows(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray,
+                   scales: np.ndarray) -> quant_ort.FixedRows:
+    """The SIMD kernels' rows of `scales` (templates/dsp/ort_output_stage.c.j2) for a layer
+    _fast_output accepted, and per channel the shift of its kernel's bias: a fixed-point row
+    where quant_ort.fixed_rows proves one equal to ONNX Runtime's stage over the channel's
+    accumulator range, else the float row (bias unshifted)."""
+    low, high = accumulator_ranges(op)
+    act_min, act_max = quant.activation_range(op.activation, op.output)
+    return quant_ort.fixed_rows(scales, op.output.zero_point, act_min, act_max, low, high,
+                                accumulator_bounds(op, bias), float_scale_rows(scales, op.output.zero_point))
 
 
 def _quantize_fields(op: ir.Quantize) -> dict:
@@ -250,7 +271,6 @@ def _quantize_fields(op: ir.Quantize) -> dict:
 
 def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
     """A pipeline stage of an ONNX model: its kind, params and what its comment names."""
-    output = f", output stage {OutputStage.ORT_FLOAT32.name}"
     if isinstance(stage, ir.Quantize) and stage.input.dtype is ir.DType.UINT8:
         return StageKind.ORT_UINT8_INPUT, dict(size=row_bytes(stage.output)), ""
     if isinstance(stage, ir.Quantize):
@@ -258,5 +278,5 @@ def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, d
     if isinstance(stage, ir.Add):
         fields = _add_fields(stage, row_bytes(stage.output), variant)
         return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
-    kernel, fields = _conv_stage(stage, array, variant)
+    kernel, fields, output = _conv_stage(stage, array, variant)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"
