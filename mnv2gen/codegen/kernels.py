@@ -128,6 +128,9 @@ class RowKernel:
     function: str
     variants: tuple[Variant, ...]
     layout: BlockLayout | None = None
+    # Without blocks, whether it reads the plain arrays' output stage from `scales` (rows of
+    # SCALE_WORDS, in either arithmetic) rather than the portable stage's arrays.
+    scale_rows: bool = False
 
     @property
     def enum_name(self) -> str:
@@ -168,7 +171,8 @@ POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pa
 POINTWISE_STAGED = RowKernel("POINTWISE_STAGED", StageKind.CONV_1X1, "pointwise_staged_row", (Variant.DSP,),
                              WORD_PAIRS)
 # Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
-POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
+POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,),
+                              scale_rows=True)
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
                              blocks.DEPTHWISE_GROUPS)

@@ -224,8 +224,10 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
-    # The row kernels that read plain arrays end in output_of, on `output_scales`.
-    fields["output_scales"] = array("output_scales", "float", scales)
+    if kernel.scale_rows:  # Helium's 1x1: the rows its lanes read
+        fields["scales"] = array("scales", "int32_t", rows)
+    else:  # the other row kernels that read plain arrays end in output_of, on `output_scales`
+        fields["output_scales"] = array("output_scales", "float", scales)
     return kernel, fields
 
 
