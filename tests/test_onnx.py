@@ -617,41 +617,44 @@ def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
     assert ours.tobytes() == theirs.outputs.tobytes()
 
 
-def _average_model(path, height: int, width: int):
-    """QLinearGlobalAveragePool (int8, scales 1, input zero point 3) of 8 channels over
-    height x width pixels, flattened and dequantized."""
+def _average_model(path, height: int, width: int, channels: int = 8):
+    """QLinearGlobalAveragePool (int8, scales 1, input zero point 3) of `channels` channels
+    over height x width pixels, flattened and dequantized."""
     consts = _constants(one=np.float32(1), zero=np.int8(0), xz=np.int8(3))
     nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
              helper.make_node("QLinearGlobalAveragePool", ["q", "one", "xz", "one", "zero"], ["g"],
                               domain="com.microsoft", channels_last=0),
              helper.make_node("Flatten", ["g"], ["f"]),
              helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, 8, height, width], [1, 8], path)
+    return _qoperator_model(nodes, consts, [1, channels, height, width], [1, channels], path)
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
-def test_global_average_int16_sums_at_their_bound_under_qemu(board, tmp_path):
+@pytest.mark.parametrize("board, channels", [("mps2-an386", 8), ("mps3-an547", 13)])
+def test_global_average_int16_sums_at_their_bound_under_qemu(board, channels, tmp_path):
     """255 pixels, the most whose sums fit the int16 lanes (sums_in_int16; 256 do not): every
-    channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime."""
+    channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime; on the
+    M55 (Helium's eight channels a step) 13 channels, a tail of five."""
     from conftest import require_tools
     from mnv2gen.firmware.build import build_firmware
     from mnv2gen.firmware.runner import run_qemu
 
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     target = Options(target=BOARDS[board].core)
-    assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16), target).files["mnv2_model.c"]
-    path = _average_model(tmp_path / "g255.onnx", 15, 17)
+    assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16, channels),
+                                                target).files["mnv2_model.c"]
+    path = _average_model(tmp_path / "g255.onnx", 15, 17, channels)
     result = compile_model(path, target)
     assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
     write_files(result.files, tmp_path / "c")
     rng = np.random.default_rng(0)
-    signs = np.array([[-1, 1, 1, -1, -1, -1, 1, 1], [1, -1, -1, 1, 1, 1, -1, -1]], np.float32)
+    pattern = np.resize(np.array([-1, 1, 1, -1, -1, -1, 1, 1], np.float32), channels)
+    signs = np.stack([pattern, -pattern])
     extremes = np.where(signs > 0, 127, -128).astype(np.float32)[:, :, None, None] * np.ones((1, 1, 15, 17), np.float32)
-    x = np.concatenate([extremes, rng.integers(-128, 128, (6, 8, 15, 17)).astype(np.float32)])[:, None]
+    x = np.concatenate([extremes, rng.integers(-128, 128, (6, channels, 15, 17)).astype(np.float32)])[:, None]
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
     ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
     theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
     assert theirs.ran.all(), theirs.info
-    assert np.array_equal(theirs.outputs[:2].reshape(2, 8), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
+    assert np.array_equal(theirs.outputs[:2].reshape(2, channels), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
     assert ours.tobytes() == theirs.outputs.tobytes()
