@@ -28,6 +28,11 @@ class Variant(str, enum.Enum):
     def simd(self) -> bool:
         return self is not Variant.REF
 
+    @property
+    def helium(self) -> bool:
+        """Its kernels have Helium forms (the templates' mve/ files)."""
+        return self is Variant.MVE
+
 
 class StageKind(enum.Enum):
     """A row-pipeline stage's kind (the C's {P}_STAGE_*, rendered from here): which row
@@ -86,6 +91,12 @@ class OutputStage(enum.Enum):
     @classmethod
     def of(cls, arithmetic: ir.Arithmetic) -> "OutputStage":
         return cls(arithmetic)
+
+    @property
+    def in_float32(self) -> bool:
+        """Whether it requantizes in float32 (the assembly loops render its form:
+        templates/mve/lanes_asm.j2)."""
+        return self is OutputStage.ORT_FLOAT32
 
     @property
     def add_kind(self) -> StageKind:
