@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 import model_zoo
+import onnx_zoo
 from conftest import require_tools
 from mnv2gen.codegen.kernels import DEPTHWISE_GROUPS, UNSIGNED_KERNELS, OutputRounding, Variant, row_kernels
 from mnv2gen.codegen.render import Options, RenderedKernels, render
@@ -67,14 +68,16 @@ def test_floating_point_only_at_the_edges(generated):
     assert len(float_calls) == 1 and "dequantize" in float_calls[0]
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
-def test_simd_kernels_compile_at_every_optimization_level(target, tmp_path):
+@pytest.mark.parametrize("target, arithmetic", [("cortex-m4", "tflite"), ("cortex-m55", "tflite"),
+                                                ("cortex-m55", "onnx")])
+def test_simd_kernels_compile_at_every_optimization_level(target, arithmetic, tmp_path):
     """The DSP and Helium kernels' inline assembly must find its registers in a debug build
-    (-O0 keeps a frame pointer) as in an optimized one, warning-clean."""
+    (-O0 keeps a frame pointer) as in an optimized one, warning-clean (Helium's with either
+    arithmetic's output stage in its loops)."""
     require_tools("arm-none-eabi-gcc")
+    model = model_zoo.get_model("mnv2_a035_96_c10") if arithmetic == "tflite" else onnx_zoo.mobilenet_v2("uint8")
     # Every kernel of the variant, not only the model's.
-    write_files(compile_model(model_zoo.get_model("mnv2_a035_96_c10"), Options(target=target, every_kernel=True)).files,
-                tmp_path)
+    write_files(compile_model(model, Options(target=target, every_kernel=True)).files, tmp_path)
     for level in ("-O0", "-Og", "-Os", "-O2", "-O3"):
         subprocess.run(["arm-none-eabi-gcc", *cpu_flags(target), *STRICT, level, "-c",
                         str(tmp_path / "mnv2_kernels.c"), "-I", str(tmp_path), "-o", str(tmp_path / "k.o")],
@@ -98,14 +101,25 @@ def _kernel_subsets(variant: Variant) -> list[RenderedKernels]:
     return subsets
 
 
-@pytest.mark.parametrize("variant", list(SUBSET_TARGETS))
-def test_kernels_c_of_any_subset_of_the_row_kernels_compiles_cleanly(variant, tmp_path, monkeypatch):
+# A model of each arithmetic: its output stage (kernels.OutputStage) is rendered into the kernels.
+SUBSET_MODELS = {"tflite": lambda: model_zoo.single_op_model("conv", 0),
+                 "onnx": lambda: onnx_zoo.single_op("conv", "uint8")}
+
+
+# Every variant in TFLite's arithmetic; Helium's in ONNX Runtime's too (its assembly loops
+# render that output stage).
+SUBSET_CASES = [*((variant, "tflite") for variant in SUBSET_TARGETS), (Variant.MVE, "onnx")]
+
+
+@pytest.mark.parametrize("variant, arithmetic", SUBSET_CASES)
+def test_kernels_c_of_any_subset_of_the_row_kernels_compiles_cleanly(variant, arithmetic, tmp_path, monkeypatch):
     """kernels.c holds only the row kernels the model's stages run: whichever they are, no
-    helper is left unused (a -Werror under -Wunused-function) and none is missing. Each
-    subset's kernels.c under its own prefix, all of them in one translation unit."""
+    helper is left unused (a -Werror under -Wunused-function) and none is missing, in either
+    arithmetic's output stage. Each subset's kernels.c under its own prefix, all of them in one
+    translation unit."""
     target = SUBSET_TARGETS[variant]
     require_tools(gcc_for(target))
-    planned = plan_model(model_zoo.single_op_model("conv", 0))
+    planned = plan_model(SUBSET_MODELS[arithmetic]())
     subsets = _kernel_subsets(variant)
     for i, subset in enumerate(subsets):
         monkeypatch.setattr(RenderedKernels, "of", classmethod(lambda cls, *args, subset=subset: subset))

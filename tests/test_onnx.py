@@ -71,11 +71,27 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
         assert describe(onnx_zoo.mobilenet_v2(activation, qdq=True)) == describe(onnx_zoo.mobilenet_v2(activation))
 
 
+# The row kernels the 0.35/96 fixture's stages take on each board: the DSP kernels on the
+# Cortex-M4F, Helium's on the Cortex-M55.
+MOBILENET_KERNELS = {"mps2-an386": {"CONV_PACKED", "POINTWISE_NARROW_8", "POINTWISE_NARROW_16", "POINTWISE_STAGED",
+                                    "POINTWISE_PAIRS", "DEPTHWISE_GROUPS"},
+                     "mps3-an547": {"CONV_VECTORS", "POINTWISE_VECTORS", "DEPTHWISE_SIXTEENS"}}
+
+
+def _stage_kernels(model_c: str) -> list[str]:
+    """The row kernels the model's C names, one per convolution stage, with ONNX Runtime's
+    output stage (kernels.OutputStage.ORT_FLOAT32)."""
+    named = re.findall(r"kernel (\w+), output stage (\w+)", model_c)
+    assert named and {stage for _, stage in named} == {"ORT_FLOAT32"}
+    return [kernel for kernel, _ in named]
+
+
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
 @pytest.mark.parametrize("model", ["mobilenet_v2", "add", "gap"])
 def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
-    """The DSP kernels (on the M55 too: ONNX models have no Helium ones yet), under QEMU,
-    against ONNX Runtime (QLinearGlobalAveragePool over 144 pixels summed in int16 lanes)."""
+    """The DSP kernels on the M4, Helium's on the M55 (their assembly loops with ONNX Runtime's
+    output stage), under QEMU, against ONNX Runtime (QLinearGlobalAveragePool over 144 pixels
+    summed in int16 lanes)."""
     from conftest import require_tools
     from test_firmware import TOOLS
 
@@ -84,10 +100,14 @@ def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
     result = compile_model(path, Options(target=BOARDS[board].core))
     if model == "gap":
         assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
-    if model == "mobilenet_v2":  # both kinds of rows run: fixed point where proven, float where not
+    if model == "mobilenet_v2":
+        assert set(_stage_kernels(result.files["mnv2_model.c"])) == MOBILENET_KERNELS[board]
         counts = [tuple(map(int, m)) for m in re.findall(r"(\d+) of (\d+) channels in fixed point",
                                                             result.files["mnv2_model.c"])]
-        assert sum(k for k, _ in counts) > 0.9 * sum(n for _, n in counts) and any(k < n for k, n in counts)
+        if board == "mps2-an386":  # both kinds of rows run: fixed point where proven, float where not
+            assert sum(k for k, _ in counts) > 0.9 * sum(n for _, n in counts) and any(k < n for k, n in counts)
+        else:  # Helium's lanes take float rows only
+            assert not counts
     write_files(result.files, out_dir)
     report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.inputs == 5
@@ -212,12 +232,16 @@ def _add_model(path, dtype, a_scale, b_scale, c_scale, zero_points, rows: int = 
     return _qoperator_model(nodes, consts, [1, 2, rows, 256], [1, 1, rows, 256], path)
 
 
+# The last set's int8 sums tell the fused multiply-adds from a multiply and an add rounded
+# apart (3 of the 65,536 pairs; found by a search over random scales).
 ADD_SCALE_SETS = [(0.05, 0.03, 0.07, (3, -20, 7)), (0.0235, 0.0235, 0.0235, (-128, 127, 0)),
-                  (1.0 / 3, 0.1, 0.0371, (0, 0, -5)), (0.011, 0.9, 0.25, (100, -100, -20))]
+                  (1.0 / 3, 0.1, 0.0371, (0, 0, -5)), (0.011, 0.9, 0.25, (100, -100, -20)),
+                  (0.05163191258907318, 0.4325396418571472, 0.06646930426359177, (15, -109, -82))]
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
-@pytest.mark.parametrize("scales", ADD_SCALE_SETS, ids=lambda s: f"{s[0]:.3g}_{s[1]:.3g}_{s[2]:.3g}")
+@pytest.mark.parametrize("scales", [*ADD_SCALE_SETS[:4], pytest.param(ADD_SCALE_SETS[4], marks=pytest.mark.full)],
+                         ids=lambda s: f"{s[0]:.3g}_{s[1]:.3g}_{s[2]:.3g}")
 def test_add_every_input_pair(dtype, scales, tmp_path):
     *ratios, zero_points = scales
     path = _add_model(tmp_path / "add.onnx", dtype, *ratios, zero_points)
@@ -228,10 +252,11 @@ def test_add_every_input_pair(dtype, scales, tmp_path):
     assert ours.tobytes() == theirs.tobytes(), f"{(ours != theirs).sum()} of 65536 pairs differ"
 
 
-# The FPU kernel of the DSP variant (rounds_in_int32; the M55 runs it for ONNX models too), under QEMU: each board
-# with both element types, on different scale sets.
+# The kernels of rounds_in_int32 under QEMU (the DSP variant's on the FPU, Helium's four lanes
+# a step): each board with both element types, on different scale sets, and int8 on the
+# fused multiply-adds' telling set.
 ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-an547", "uint8", 2),
-                 ("mps3-an547", "int8", 1)]
+                 ("mps3-an547", "int8", 1), ("mps2-an386", "int8", 4), ("mps3-an547", "int8", 4)]
 
 
 @pytest.mark.full
@@ -368,35 +393,50 @@ def tie_channels() -> tuple[np.ndarray, np.ndarray]:
     return np.array(bias, np.int32), np.array(scales, np.float32)
 
 
-TIE_KERNELS = {  # a stage of each SIMD row kernel: input channels, weights [8, c/group, kh, kw], group
-    "pointwise_4": (4, (1, 1), 1), "pointwise_8": (8, (1, 1), 1), "depthwise": (8, (3, 3), 8), "stem": (3, (3, 3), 1)}
-# The row kernel each board takes for them: the DSP kernels' on both (an ONNX model for the
-# Cortex-M55 takes the DSP kernels: render.kernel_variant).
+# A stage of each SIMD row kernel: input channels, kernel, group, output channels.
+TIE_KERNELS = {"pointwise_4": (4, (1, 1), 1, 8), "pointwise_8": (8, (1, 1), 1, 8), "pointwise_20": (20, (1, 1), 1, 8),
+               "depthwise": (8, (3, 3), 8, 8), "depthwise_16": (16, (3, 3), 16, 16), "stem": (3, (3, 3), 1, 8)}
+# The row kernel each board takes for them: the DSP kernels on the Cortex-M4F, Helium's on the
+# Cortex-M55 (POINTWISE_VECTORS with the inputs held in vectors, 4 and 8 of them, or streamed,
+# 20: a vector and a tail of 4; DEPTHWISE_VECTORS on 8 channels, DEPTHWISE_SIXTEENS on 16).
 TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_STAGED", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
              ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
-             ("mps3-an547", "pointwise_4"): "POINTWISE_STAGED", ("mps3-an547", "depthwise"): "DEPTHWISE_GROUPS",
-             ("mps3-an547", "stem"): "CONV_PACKED"}
+             ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "pointwise_8"): "POINTWISE_VECTORS",
+             ("mps3-an547", "pointwise_20"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_VECTORS",
+             ("mps3-an547", "depthwise_16"): "DEPTHWISE_SIXTEENS", ("mps3-an547", "stem"): "CONV_VECTORS"}
+# The tie models' (input, output) zero points by activation type: the output's off the middle,
+# so the stage's zero point moves the outputs (and saturates some of them).
+TIE_ZERO_POINTS = {"int8": (0, -3), "uint8": (128, 131)}
 
 
-def _tie_model(path, kind: str, channels=None):
+def _tie_channels_of(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """tie_channels() repeated over the kind's output channels."""
+    bias, scales = tie_channels()
+    copies = TIE_KERNELS[kind][3] // len(bias)
+    return np.tile(bias, copies), np.tile(scales, copies)
+
+
+def _tie_model(path, kind: str, channels=None, activation: str = "int8"):
     """One convolution of the kind on a 1x1 input (padded: the centre tap is the pixel) whose
     channels all hold x (the float input's integer, quantized with scale 1; one input per x
     in -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
     weighs 1, so each output channel's accumulator is its bias plus x, requantized by its
-    scale (x_scale 1, y_scale 1: S = w_scale) around the ties. Flattened to [1, 8]."""
-    in_c, (kh, kw), group = TIE_KERNELS[kind]
-    bias, scales = channels or tie_channels()
-    weights = np.zeros((8, in_c // group, kh, kw), np.int8)
+    scale (x_scale 1, y_scale 1: S = w_scale) around the ties, plus the output zero point
+    (TIE_ZERO_POINTS). Flattened to [1, out_c]."""
+    in_c, (kh, kw), group, out_c = TIE_KERNELS[kind]
+    bias, scales = channels or _tie_channels_of(kind)
+    weights = np.zeros((out_c, in_c // group, kh, kw), np.int8)
     weights[:, 0, kh // 2, kw // 2] = 1
-    consts = _constants(one=np.float32(1), zero=np.int8(0), w=weights, ws=scales, wz=np.zeros(8, np.int8),
+    x_zero, y_zero = (np.dtype(activation).type(z) for z in TIE_ZERO_POINTS[activation])
+    consts = _constants(one=np.float32(1), xz=x_zero, yz=y_zero, w=weights, ws=scales, wz=np.zeros(out_c, np.int8),
                         bias=bias)
     pads = [kh // 2, kw // 2, kh // 2, kw // 2]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "zero"], ["q"]),
-             helper.make_node("QLinearConv", ["q", "one", "zero", "w", "ws", "wz", "one", "zero", "bias"], ["c"],
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
+             helper.make_node("QLinearConv", ["q", "one", "xz", "w", "ws", "wz", "one", "yz", "bias"], ["c"],
                               group=group, pads=pads),
              helper.make_node("Flatten", ["c"], ["f"]),
-             helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, 8], path)
+             helper.make_node("DequantizeLinear", ["f", "one", "yz"], ["y"])]
+    return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, out_c], path)
 
 
 def _gemm_tie_model(path, depth: int, channels=None, x_zero: int = 0):
@@ -460,13 +500,22 @@ def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
         assert f"rounds_in_int32 = {fast}" in compile_model(path, Options(target="cortex-m55")).files["mnv2_model.c"]
 
 
-@pytest.mark.full
-@pytest.mark.parametrize("board, kind", TIE_CASES)
-def test_simd_output_stage_on_ties_under_qemu(board, kind, tmp_path):
-    """Each DSP row kernel's output stage (VCVTR) on the built ties, under QEMU (Cortex-M4F,
-    Cortex-M55), against ONNX Runtime and the two-rounding formula."""
-    path = _tie_model(tmp_path / "ties.onnx", kind)
-    model_c = _assert_ties_under_qemu(board, path, TIE_KERNELS[kind][0], tmp_path)
+# The Helium kernels' stage in the fast tier: the depthwise one MobileNetV2 runs most, on
+# uint8; every other case in the full tier.
+FAST_TIE_CASE = ("mps3-an547", "depthwise_16", "uint8")
+TIE_RUNS = [pytest.param(board, kind, activation, marks=[] if (board, kind, activation) == FAST_TIE_CASE
+                         else [pytest.mark.full])
+            for board, kind in TIE_CASES for activation in (onnx_zoo.ACTIVATIONS if board == "mps3-an547" else ["int8"])]
+
+
+@pytest.mark.parametrize("board, kind, activation", TIE_RUNS)
+def test_simd_output_stage_on_ties_under_qemu(board, kind, activation, tmp_path):
+    """Each SIMD row kernel's output stage on the built ties (x.5 products of both signs,
+    accumulators above 2^24, double-rounding cases), under QEMU, against ONNX Runtime and the
+    two-rounding formula: the DSP kernels' VCVTR on the Cortex-M4F, the Helium loops' four
+    lanes (VCVT, VMUL.F32, VCVTN) on the Cortex-M55, int8 and uint8 activations there."""
+    path = _tie_model(tmp_path / "ties.onnx", kind, activation=activation)
+    model_c = _assert_ties_under_qemu(board, path, kind, tmp_path, activation)
     assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in model_c
 
 
@@ -485,9 +534,11 @@ def test_fully_connected_output_stage_on_ties_under_qemu(board, depth, tmp_path)
     assert ("weight_quads = NULL" in model_c) == (board != "mps2-an386" or depth % 4 != 0)
 
 
-def _assert_ties_under_qemu(board: str, path, in_c: int, tmp_path) -> str:
-    """The tie model at `path` built for the board and run under QEMU on every x: equal to
-    ONNX Runtime and to the two-rounding formula. Returns the model's C."""
+def _assert_ties_under_qemu(board: str, path, kind: str | int, tmp_path, activation: str | None = None) -> str:
+    """The tie model at `path` (a _tie_model of `kind`, or with `activation` None a
+    _gemm_tie_model of `kind` features, zero points 0) built for the board and run under
+    QEMU on every x: equal to ONNX Runtime and to the two-rounding formula, saturated
+    around the output zero point. Returns the model's C."""
     from conftest import require_tools
     from mnv2gen.firmware.build import build_firmware
     from mnv2gen.firmware.runner import run_qemu
@@ -495,14 +546,16 @@ def _assert_ties_under_qemu(board: str, path, in_c: int, tmp_path) -> str:
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     result = compile_model(path, Options(target=BOARDS[board].core))
     write_files(result.files, tmp_path / "c")
-    x = _tie_inputs(in_c)
+    x = _tie_inputs(TIE_KERNELS[kind][0] if activation else kind)
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
     ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
     theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
     assert theirs.ran.all(), theirs.info
-    bias, scales = tie_channels()
+    bias, scales = _tie_channels_of(kind) if activation else tie_channels()
+    y_zero, info = (TIE_ZERO_POINTS[activation][1], np.iinfo(activation)) if activation else (0, np.iinfo(np.int8))
     acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
-    expected = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
+    rounded = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
+    expected = np.clip(rounded + y_zero, info.min, info.max) - y_zero
     assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
     assert ours.tobytes() == theirs.outputs.tobytes()
     return result.files["mnv2_model.c"]
@@ -570,41 +623,44 @@ def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
     assert ours.tobytes() == theirs.outputs.tobytes()
 
 
-def _average_model(path, height: int, width: int):
-    """QLinearGlobalAveragePool (int8, scales 1, input zero point 3) of 8 channels over
-    height x width pixels, flattened and dequantized."""
+def _average_model(path, height: int, width: int, channels: int = 8):
+    """QLinearGlobalAveragePool (int8, scales 1, input zero point 3) of `channels` channels
+    over height x width pixels, flattened and dequantized."""
     consts = _constants(one=np.float32(1), zero=np.int8(0), xz=np.int8(3))
     nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
              helper.make_node("QLinearGlobalAveragePool", ["q", "one", "xz", "one", "zero"], ["g"],
                               domain="com.microsoft", channels_last=0),
              helper.make_node("Flatten", ["g"], ["f"]),
              helper.make_node("DequantizeLinear", ["f", "one", "zero"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, 8, height, width], [1, 8], path)
+    return _qoperator_model(nodes, consts, [1, channels, height, width], [1, channels], path)
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])
-def test_global_average_int16_sums_at_their_bound_under_qemu(board, tmp_path):
+@pytest.mark.parametrize("board, channels", [("mps2-an386", 8), ("mps3-an547", 13)])
+def test_global_average_int16_sums_at_their_bound_under_qemu(board, channels, tmp_path):
     """255 pixels, the most whose sums fit the int16 lanes (sums_in_int16; 256 do not): every
-    channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime."""
+    channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime; on the
+    M55 (Helium's eight channels a step) 13 channels, a tail of five."""
     from conftest import require_tools
     from mnv2gen.firmware.build import build_firmware
     from mnv2gen.firmware.runner import run_qemu
 
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     target = Options(target=BOARDS[board].core)
-    assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16), target).files["mnv2_model.c"]
-    path = _average_model(tmp_path / "g255.onnx", 15, 17)
+    assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16, channels),
+                                                target).files["mnv2_model.c"]
+    path = _average_model(tmp_path / "g255.onnx", 15, 17, channels)
     result = compile_model(path, target)
     assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
     write_files(result.files, tmp_path / "c")
     rng = np.random.default_rng(0)
-    signs = np.array([[-1, 1, 1, -1, -1, -1, 1, 1], [1, -1, -1, 1, 1, 1, -1, -1]], np.float32)
+    pattern = np.resize(np.array([-1, 1, 1, -1, -1, -1, 1, 1], np.float32), channels)
+    signs = np.stack([pattern, -pattern])
     extremes = np.where(signs > 0, 127, -128).astype(np.float32)[:, :, None, None] * np.ones((1, 1, 15, 17), np.float32)
-    x = np.concatenate([extremes, rng.integers(-128, 128, (6, 8, 15, 17)).astype(np.float32)])[:, None]
+    x = np.concatenate([extremes, rng.integers(-128, 128, (6, channels, 15, 17)).astype(np.float32)])[:, None]
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
     ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
     theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
     assert theirs.ran.all(), theirs.info
-    assert np.array_equal(theirs.outputs[:2].reshape(2, 8), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
+    assert np.array_equal(theirs.outputs[:2].reshape(2, channels), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
     assert ours.tobytes() == theirs.outputs.tobytes()

@@ -138,14 +138,16 @@ def test_quantized_input_in_the_banner():
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 def test_quantized_input_on_emulated_cortex_m(activation, board, out_dir):
-    """The pipelines with the kernels of the board's core built for it, under QEMU, against ONNX
-    Runtime (the float input's build is test_onnx.py's)."""
+    """The pipelines with the kernels of the board's core built for it (Helium's on the M55),
+    under QEMU, against ONNX Runtime (the float input's build is test_onnx.py's)."""
     from conftest import require_tools
     from test_firmware import TOOLS
+    from test_onnx import MOBILENET_KERNELS, _stage_kernels
 
     require_tools(*TOOLS)
     path = onnx_zoo.mobilenet_v2(activation)
     result = compile_model(path, Options(target=BOARDS[board].core, quantized_input=True))
+    assert set(_stage_kernels(result.files["mnv2_model.c"])) == MOBILENET_KERNELS[board]
     write_files(result.files, out_dir)
     report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.inputs == 5

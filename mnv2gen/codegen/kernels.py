@@ -28,6 +28,11 @@ class Variant(str, enum.Enum):
     def simd(self) -> bool:
         return self is not Variant.REF
 
+    @property
+    def helium(self) -> bool:
+        """Its kernels have Helium forms (the templates' mve/ files)."""
+        return self is Variant.MVE
+
 
 class StageKind(enum.Enum):
     """A row-pipeline stage's kind (the C's {P}_STAGE_*, rendered from here): which row
@@ -88,6 +93,12 @@ class OutputStage(enum.Enum):
         return cls(arithmetic)
 
     @property
+    def in_float32(self) -> bool:
+        """Whether it requantizes in float32 (the assembly loops render its form:
+        templates/mve/lanes_asm.j2)."""
+        return self is OutputStage.ORT_FLOAT32
+
+    @property
     def add_kind(self) -> StageKind:
         """The stage kind of an ADD in a pipeline of this arithmetic."""
         return StageKind.ORT_ADD if self is OutputStage.ORT_FLOAT32 else StageKind.ADD
@@ -128,10 +139,20 @@ class RowKernel:
     function: str
     variants: tuple[Variant, ...]
     layout: BlockLayout | None = None
+    # Without blocks, whether it reads the plain arrays' output stage from `scales` (rows of
+    # SCALE_WORDS, in either arithmetic) rather than the portable stage's arrays.
+    scale_rows: bool = False
 
     @property
     def enum_name(self) -> str:
         return f"KERNEL_{self.name}"
+
+    @property
+    def in_lanes(self) -> bool:
+        """A Helium kernel: its output stage runs four lanes at once (templates/mve/lanes_asm.j2),
+        every row of a layer in one arithmetic. ONNX models' rows are then all float rows,
+        never quant_ort's per-channel fixed-point ones, which the scalar DSP stage tells apart."""
+        return self.variants == (Variant.MVE,)
 
 
 # 1x1 convolutions with these many input channels (MobileNetV2's narrow bottlenecks
@@ -168,7 +189,8 @@ POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pa
 POINTWISE_STAGED = RowKernel("POINTWISE_STAGED", StageKind.CONV_1X1, "pointwise_staged_row", (Variant.DSP,),
                              WORD_PAIRS)
 # Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
-POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,))
+POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,),
+                              scale_rows=True)
 DEPTHWISE_TAPS = RowKernel("DEPTHWISE_TAPS", StageKind.DEPTHWISE, "depthwise_taps_row", ALL)
 DEPTHWISE_GROUPS = RowKernel("DEPTHWISE_GROUPS", StageKind.DEPTHWISE, "depthwise_groups_row", SIMD,
                              blocks.DEPTHWISE_GROUPS)

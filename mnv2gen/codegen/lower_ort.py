@@ -207,9 +207,10 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
 def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict, str]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
     the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's scales:
-    in the SIMD kernels' blocks, as ort_scale_rows where _fast_output proves the float stage
-    exact, and as `output_scales` for the row kernels that read plain arrays; and what the
-    stage's comment says of its output stage."""
+    in the SIMD kernels' blocks where _fast_output proves the float stage exact (as
+    ort_scale_rows for the DSP kernels' scalar stage, float rows for Helium's lanes), as
+    `scales` rows for Helium's 1x1, and as `output_scales` for the row kernels that read
+    plain arrays; and what the stage's comment says of its output stage."""
     bias = conv_bias(op)
     _accumulator_bound(op)
     if isinstance(op, ir.Conv2D):
@@ -225,6 +226,10 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         rounding=OutputRounding.SIGNED,  # ignored: the rows of ort_scale_rows carry their rounding
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
     output = f", output stage {OutputStage.ORT_FLOAT32.name}"
+    if kernel.layout is not None and kernel.in_lanes:  # Helium's lanes: float rows only
+        rows = float_scale_rows(scales, op.output.zero_point)
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
+        return kernel, fields, output
     if kernel.layout is not None:
         fixed = ort_scale_rows(op, bias, scales)
         deltas = fixed.deltas.astype(np.int32)
@@ -233,8 +238,10 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         return kernel, fields, f"{output}, {fixed.fixed.sum()} of {len(scales)} channels in fixed point"
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
-    # The row kernels that read plain arrays end in output_of, on `output_scales`.
-    fields["output_scales"] = array("output_scales", "float", scales)
+    if kernel.scale_rows:  # Helium's 1x1: the float rows its lanes read
+        fields["scales"] = array("scales", "int32_t", float_scale_rows(scales, op.output.zero_point))
+    else:  # the other row kernels that read plain arrays end in output_of, on `output_scales`
+        fields["output_scales"] = array("output_scales", "float", scales)
     return kernel, fields, output
 
 

@@ -424,18 +424,12 @@ def _layer_view(layer: Layer, prefix: str, bindings: _ArenaBindings) -> dict:
     )
 
 
-def kernel_variant(options: Options, arithmetic: ir.Arithmetic) -> Variant:
-    """The kernels the C is made of: the target's own (or Options.kernels). Helium's 1x1, stem
-    and depthwise loops end in TFLite's fixed-point output stage, in assembly; ONNX Runtime's
-    float one exists for the DSP kernels (which the Cortex-M55 and M85 run too) so far, so an
-    ONNX model for those cores takes them."""
+def kernel_variant(options: Options) -> Variant:
+    """The kernels the C is made of: the target's own, or Options.kernels. Every variant
+    serves both arithmetics (the Helium loops render the model's output stage)."""
     variant = Variant(options.kernels) if options.kernels else KERNEL_VARIANTS[options.target]
     if variant not in CORE_VARIANTS[options.target]:
         raise ValueError(f"{options.target} cannot run the {variant.value} kernels")
-    if variant is Variant.MVE and arithmetic is ir.Arithmetic.ONNXRUNTIME:
-        if options.kernels:
-            raise ValueError("ONNX models have no Helium kernels yet (their output stage is TFLite's)")
-        return Variant.DSP
     return variant
 
 
@@ -500,7 +494,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
     if not PREFIX_PATTERN.match(options.prefix):
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
-    variant = kernel_variant(options, graph.arithmetic)
+    variant = kernel_variant(options)
     layers = lower(plan, options.reference, variant)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
