@@ -801,6 +801,8 @@ FAST_PATH_OPS: dict[str, dict[str, Any]] = {
                       "stride": 2, "padding": "valid"},
     "pw_c40_o16_s1": {"kind": "conv", "height": 3, "width": 4, "in_ch": 40, "out_ch": 16, "kernel": [1, 1],
                       "stride": 1, "padding": "valid", "activation": "none", "weight_gain": 4.0},
+    "pw_c136_o7_s1": {"kind": "conv", "height": 3, "width": 5, "in_ch": 136, "out_ch": 7, "kernel": [1, 1],
+                      "stride": 1, "padding": "valid"},
     "pw_wide_c200_o6_s1": {"kind": "conv", "height": 2, "width": 3, "in_ch": 200, "out_ch": 6, "kernel": [1, 1],
                            "stride": 1, "padding": "valid"},
     "fc_d64_u10": {"kind": "fc", "rows": 1, "in_features": 64, "units": 10},

@@ -238,12 +238,15 @@ FAST_PATH_KERNELS = {
     **{name: ("DEPTHWISE_GROUPS", "DEPTHWISE_VECTORS" if name.startswith("dw3") else "DEPTHWISE_GROUPS")
        for name in model_zoo.FAST_PATH_OPS if name.startswith("dw")},
     "dw3_s2_valid_c16": ("DEPTHWISE_GROUPS", "DEPTHWISE_SIXTEENS"),
-    "pw_c4_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    # POINTWISE_TRIPLES: rows of 7, 5 and 4 pixels (a pair or a lone pixel left after the
+    # triples), odd and even words of input, an odd channel count.
+    "pw_c4_s1": ("POINTWISE_TRIPLES", "POINTWISE_VECTORS"),
     "pw_c8_s1": ("POINTWISE_NARROW_8", "POINTWISE_VECTORS"),
-    "pw_c12_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_c12_s2": ("POINTWISE_TRIPLES", "POINTWISE_VECTORS"),
     "pw_c16_s1": ("POINTWISE_NARROW_16", "POINTWISE_VECTORS"),
-    "pw_c24_o10_s2": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
-    "pw_c40_o16_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),
+    "pw_c24_o10_s2": ("POINTWISE_TRIPLES", "POINTWISE_VECTORS"),
+    "pw_c40_o16_s1": ("POINTWISE_TRIPLES", "POINTWISE_VECTORS"),
+    "pw_c136_o7_s1": ("POINTWISE_STAGED", "POINTWISE_VECTORS"),  # wider than MAX_TRIPLE_INPUTS
     "pw_wide_c200_o6_s1": ("POINTWISE_PAIRS", "POINTWISE_VECTORS"),  # wider than MAX_STAGED_INPUTS
     "add_c8": ("ADD_TABLES", "ADD_TABLES"),
     "conv3_s2_same_c3": ("CONV_PACKED", "CONV_VECTORS"),

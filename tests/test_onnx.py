@@ -399,7 +399,7 @@ TIE_KERNELS = {"pointwise_4": (4, (1, 1), 1, 8), "pointwise_8": (8, (1, 1), 1, 8
 # The row kernel each board takes for them: the DSP kernels on the Cortex-M4F, Helium's on the
 # Cortex-M55 (POINTWISE_VECTORS with the inputs held in vectors, 4 and 8 of them, or streamed,
 # 20: a vector and a tail of 4; DEPTHWISE_VECTORS on 8 channels, DEPTHWISE_SIXTEENS on 16).
-TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_STAGED", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
+TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_TRIPLES", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
              ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
              ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "pointwise_8"): "POINTWISE_VECTORS",
              ("mps3-an547", "pointwise_20"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_VECTORS",
@@ -480,12 +480,12 @@ def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
     ADD whose sums may reach it to the portable rounding; the proven ones take the SIMD kernels."""
     bias, scales = tie_channels()
     scales[0] = 2.0**9  # 128 * 2^9: far below 2^29; with the bias 2^22 below, above it
-    assert "kernel POINTWISE_STAGED," in compile_model(_tie_model(tmp_path / "a.onnx", "pointwise_4", (bias, scales)),
+    assert "kernel POINTWISE_TRIPLES," in compile_model(_tie_model(tmp_path / "a.onnx", "pointwise_4", (bias, scales)),
                                                       Options(target="cortex-m4")).files["mnv2_model.c"]
     bias[0] = 2**22
     model_c = compile_model(_tie_model(tmp_path / "b.onnx", "pointwise_4", (bias, scales)),
                             Options(target="cortex-m4")).files["mnv2_model.c"]
-    assert "kernel POINTWISE_PIXELS," in model_c and "kernel POINTWISE_STAGED" not in model_c
+    assert "kernel POINTWISE_PIXELS," in model_c and "kernel POINTWISE_TRIPLES" not in model_c
     gemm_c = compile_model(_gemm_tie_model(tmp_path / "g.onnx", 8, (bias, scales)),
                            Options(target="cortex-m4")).files["mnv2_model.c"]
     assert "fully_connected_s8(" in gemm_c and "rounds_in_int32 = 0" in gemm_c

@@ -165,6 +165,10 @@ NARROW_POINTWISE_INPUTS = (8, 16)
 # pair of output channels: 192 keeps one inference's stack under 1,600 B; wider ones (the
 # 336 of MobileNetV2 0.35's last blocks) split them in the loop.
 MAX_STAGED_INPUTS = 192
+# Those with at most this many take three pixels at a time (POINTWISE_TRIPLES: six bytes a
+# channel on the stack, no more than POINTWISE_STAGED's 192 take), each weight word split once
+# for three pixels; MobileNetV2's rows (48, 24, 12, 6, 3 pixels) are whole triples.
+MAX_TRIPLE_INPUTS = 128
 # DEPTHWISE_GROUPS reads a padded row (above or below the input) from a row of the input zero
 # point on the stack, for windows whose taps take at most this many bytes (kernel_w * in_c:
 # MobileNetV2 0.35's up to 96 channels); wider ones copy those windows like the border ones.
@@ -188,6 +192,8 @@ POINTWISE_PAIRS = RowKernel("POINTWISE_PAIRS", StageKind.CONV_1X1, "pointwise_pa
                             WORD_PAIRS)
 POINTWISE_STAGED = RowKernel("POINTWISE_STAGED", StageKind.CONV_1X1, "pointwise_staged_row", (Variant.DSP,),
                              WORD_PAIRS)
+POINTWISE_TRIPLES = RowKernel("POINTWISE_TRIPLES", StageKind.CONV_1X1, "pointwise_triples_row", (Variant.DSP,),
+                              WORD_PAIRS)
 # Helium's 1x1 of every width: four pixels per weight vector, plain int8 weights and `scales`.
 POINTWISE_VECTORS = RowKernel("POINTWISE_VECTORS", StageKind.CONV_1X1, "pointwise_vectors_row", (Variant.MVE,),
                               scale_rows=True)
@@ -205,7 +211,7 @@ DEPTHWISE_SIXTEENS = RowKernel("DEPTHWISE_SIXTEENS", StageKind.DEPTHWISE, "depth
                                blocks.DEPTHWISE_SIXTEENS)
 
 ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTWISE_NARROW.values(), POINTWISE_STAGED,
-               POINTWISE_PAIRS,
+               POINTWISE_PAIRS, POINTWISE_TRIPLES,
                POINTWISE_VECTORS,
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS, DEPTHWISE_SIXTEENS)
 
@@ -242,6 +248,8 @@ def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast
             return POINTWISE_VECTORS
         if simd and in_c in POINTWISE_NARROW and variant in POINTWISE_NARROW[in_c].variants:
             return POINTWISE_NARROW[in_c]
+        if simd and in_c % 4 == 0 and in_c <= MAX_TRIPLE_INPUTS and variant in POINTWISE_TRIPLES.variants:
+            return POINTWISE_TRIPLES
         if simd and in_c % 4 == 0 and in_c <= MAX_STAGED_INPUTS and variant in POINTWISE_STAGED.variants:
             return POINTWISE_STAGED
         if simd and in_c % 4 == 0 and variant in POINTWISE_PAIRS.variants:

@@ -27,7 +27,7 @@ from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, 
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_VECTOR_FIELD, MAX_ZERO_ROW_BYTES, NARROW_POINTWISE_INPUTS,
-                      POINTWISE_NARROW, POINTWISE_STAGED, ROW_KERNELS, UNSIGNED_KERNELS, OutputRounding, OutputStage, RowKernel,
+                      POINTWISE_NARROW, POINTWISE_STAGED, POINTWISE_TRIPLES, ROW_KERNELS, UNSIGNED_KERNELS, OutputRounding, OutputStage, RowKernel,
                       StageKind, Variant, row_kernels)
 from .lower import Layer, lower
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
@@ -439,9 +439,12 @@ def _conv_fields(layers: list) -> list[dict]:
             for fields in [layer.params, *(d.fields for d in layer.decls if isinstance(d.fields, dict))]]
 
 
-def _most_staged_inputs(layers: list) -> int:
-    """The most input channels of a POINTWISE_STAGED stage or layer (4 if none)."""
-    return max([f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is POINTWISE_STAGED], default=4)
+def _staged_words(layers: list) -> int:
+    """The words of split inputs the staged 1x1 kernels keep on the stack: per word of input,
+    four of POINTWISE_STAGED's two pixels, six of POINTWISE_TRIPLES' three (4 if none)."""
+    words_per_input_word = {POINTWISE_STAGED: 4, POINTWISE_TRIPLES: 6}
+    return max([f["in_c"] // 4 * words_per_input_word[f["kernel"]] for f in _conv_fields(layers)
+                if f.get("kernel") in words_per_input_word], default=4)
 
 
 def _depthwise_zero_row_bytes(layers: list) -> int:
@@ -526,8 +529,8 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         # The narrow 1x1 kernels to instantiate, the receptive fields CONV_PACKED and CONV_VECTORS take.
         narrow_pointwise_inputs=[n for n in NARROW_POINTWISE_INPUTS if POINTWISE_NARROW[n] in rendered_kernels.kernels],
         max_packed_patch=MAX_PACKED_PATCH, max_vector_field=MAX_VECTOR_FIELD,
-        # POINTWISE_STAGED's stack of split inputs: four bytes per input channel.
-        max_staged_inputs=_most_staged_inputs(layers),
+        # POINTWISE_STAGED's and POINTWISE_TRIPLES' stack of split inputs.
+        staged_words=_staged_words(layers),
         depthwise_zero_row_bytes=_depthwise_zero_row_bytes(layers),
         # The row kernels of the variant, which conv_params.kernel names (all of them, in the
         # enum), those kernels.c holds (`kernel_used` by name, the stage kinds they make up,
