@@ -74,7 +74,7 @@ def test_qdq_reads_as_the_same_ops_as_qoperator():
 # The row kernels the 0.35/96 fixture's stages take on each board: the DSP kernels on the
 # Cortex-M4F, Helium's on the Cortex-M55.
 MOBILENET_KERNELS = {"mps2-an386": {"CONV_PACKED", "POINTWISE_NARROW_8", "POINTWISE_NARROW_16", "POINTWISE_STAGED",
-                                    "POINTWISE_PAIRS", "DEPTHWISE_GROUPS"},
+                                    "POINTWISE_TRIPLES", "POINTWISE_PAIRS", "DEPTHWISE_GROUPS"},
                      "mps3-an547": {"CONV_VECTORS", "POINTWISE_VECTORS", "DEPTHWISE_SIXTEENS"}}
 
 
