@@ -18,7 +18,7 @@ import numpy as np
 from .. import ir, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
                     fully_connected_bias, fully_connected_operands, scalar_call)
@@ -220,7 +220,8 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
     rows = float_scale_rows(scales, op.output.zero_point)
     if kernel.layout is not None:
-        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows,
+                                                                  paired_taps=pairs_taps(kernel, op)))
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
