@@ -817,6 +817,31 @@ def fast_path_model(name: str) -> Path:
     return _cached_build(f"fast_{name}", key, lambda: build_single_op(params))
 
 
+# DEPTHWISE_GROUPS' cases (tests/test_depthwise_groups.py): its 3x3 window inside the map
+# and its border pixels (a pointer per tap, DEPTHWISE_BORDER_CHANNELS channels a pass), both
+# output roundings (RELU6 and none), strides 1 and 2, padding on every side (SAME on odd and
+# even sizes), odd widths, a map too narrow for an inside window, 4 to 96 channels.
+DEPTHWISE_GROUP_OPS: dict[str, dict[str, Any]] = {
+    "s1_same_c4_7x5": {"height": 5, "width": 7, "in_ch": 4, "stride": 1, "padding": "same"},
+    "s1_same_c96_5x3": {"height": 3, "width": 5, "in_ch": 96, "stride": 1, "padding": "same",
+                        "activation": "none"},
+    "s2_same_c20_9x7": {"height": 7, "width": 9, "in_ch": 20, "stride": 2, "padding": "same"},
+    "s2_same_c68_6x8": {"height": 8, "width": 6, "in_ch": 68, "stride": 2, "padding": "same",
+                        "activation": "none", "input_range": [-30.0, 2.0]},
+    "s1_same_c8_2x1": {"height": 2, "width": 1, "in_ch": 8, "stride": 1, "padding": "same"},
+    "s2_valid_c12_11x5": {"height": 5, "width": 11, "in_ch": 12, "stride": 2, "padding": "valid",
+                          "activation": "none"},
+}
+
+
+def depthwise_group_model(name: str) -> Path:
+    """Path of the cached 3x3 depthwise model DEPTHWISE_GROUP_OPS[name], built if absent."""
+    params = {**_FAST_PATH_BASE, "kind": "depthwise", "kernel": [3, 3],
+              "seed": 3000 + sorted(DEPTHWISE_GROUP_OPS).index(name), **DEPTHWISE_GROUP_OPS[name]}
+    key = _cache_key("single_op", params)
+    return _cached_build(f"dwg_{name}", key, lambda: build_single_op(params))
+
+
 # A MEAN over more pixels than Helium's sums in int16 lanes at once (256: mve/mean.c.j2), on
 # a channel count that leaves both of its channel loops a tail (tests/test_firmware.py).
 LONG_MEAN = {**_FAST_PATH_BASE, "kind": "mean", "seed": 2000, "height": 17, "width": 16, "in_ch": 21,

@@ -71,6 +71,33 @@ def test_depthwise_blocks():
     assert_laid_out(blocks.DEPTHWISE_GROUPS, packed, taps, 2 * bias, scales, channels)
 
 
+def halves(word) -> list[int]:
+    """A word's two signed 16-bit halves, low first."""
+    return [(int(word) >> shift & 0xFFFF ^ 0x8000) - 0x8000 for shift in (0, 16)]
+
+
+def test_depthwise_paired_blocks():
+    """The 3x3 window's taps in PAIRED_3X3_TAPS' order: every tap once; per pair a word per
+    channel (the first tap's doubled weight low, the second's high), the last tap alone."""
+    channels = 12
+    bias, weights, scales = constants(channels, 9)
+    depthwise = weights.T.reshape(1, 3, 3, channels)
+    packed = blocks.depthwise_paired_blocks(2 * bias, depthwise, scales)
+    assert_laid_out(blocks.DEPTHWISE_GROUPS, packed, 9, 2 * bias, scales, channels)
+    assert sorted(k for taps in blocks.PAIRED_3X3_TAPS for k in taps) == list(range(9))
+    per_block = packed.reshape(-1, offset(blocks.DEPTHWISE_GROUPS, "WORDS", 9))
+    for c in range(channels):
+        group, j = per_block[c // 4], c % 4
+        word = offset(blocks.DEPTHWISE_GROUPS, "WEIGHTS", 0)
+        for taps in blocks.PAIRED_3X3_TAPS:
+            if len(taps) == 2:
+                assert halves(group[word + j]) == [2 * int(weights[c, taps[0]]), 2 * int(weights[c, taps[1]])]
+                word += 4
+            else:  # two words in SXTB16's order: channels 0, 2 then 1, 3
+                assert halves(group[word + j % 2])[j // 2] == 2 * int(weights[c, taps[0]])
+                word += 2
+
+
 @pytest.mark.parametrize("out_c", [5, 16])
 def test_field_vector_blocks(out_c):
     bias, weights, scales = constants(out_c, 27)  # the stem's 3x3x3: two vectors

@@ -170,6 +170,31 @@ def depthwise_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.n
     return DEPTHWISE_GROUPS.pack(doubled_bias, pairs.transpose(1, 0, 2).reshape(groups, 2 * taps), scales)
 
 
+# DEPTHWISE_GROUPS' 3x3 window reads its nine taps (ky * 3 + kx) in this order, two at a time
+# where a pair is given: the two taps' input words are packed into SMLAD's halfword pairs
+# (per channel: the first tap low, the second high), the last tap alone as any other. The
+# order follows its row pointers: each row's taps right to left, the last one advancing it.
+PAIRED_3X3_TAPS = ((2, 1), (0, 5), (4, 3), (8, 7), (6,))
+
+
+def depthwise_paired_blocks(doubled_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """DEPTHWISE_GROUPS of a 3x3 depthwise convolution's weights [1, 3, 3, channels] in
+    PAIRED_3X3_TAPS' order: per pair of taps a word per channel of the group (the two taps'
+    doubled weights, the first in the low half), per single tap its two words as
+    depthwise_blocks has them. The same 18 words a group as depthwise_blocks."""
+    channels = weights.shape[3]
+    groups = channels // 4
+    taps = weights.reshape(9, groups, 4).astype(np.int64)
+    halves = (2 * taps) & 0xFFFF
+    words = []
+    for pair in PAIRED_3X3_TAPS:
+        if len(pair) == 2:
+            words.append(halves[pair[0]] | halves[pair[1]] << 16)  # [group, channel]
+        else:
+            words.append(_doubled_pairs(weights.reshape(9, groups, 4)[pair[0]]))  # [group, 2]
+    return DEPTHWISE_GROUPS.pack(doubled_bias, np.concatenate(words, axis=1), scales)
+
+
 def field_vector_blocks(folded_bias: np.ndarray, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """FIELD_VECTORS of a convolution's weights [out_c, kh, kw, in_c]."""
     rows = weights.reshape(weights.shape[0], -1).astype(np.int8)

@@ -228,6 +228,13 @@ def stage_kind(op: ir.Conv2D | ir.DepthwiseConv2D) -> StageKind:
     return StageKind.CONV_1X1 if pointwise else StageKind.CONV
 
 
+def pairs_taps(kernel: RowKernel, op: ir.Conv2D | ir.DepthwiseConv2D) -> bool:
+    """Whether the kernel's blocks hold the taps in pairs (blocks.PAIRED_3X3_TAPS):
+    DEPTHWISE_GROUPS' 3x3 window sums two taps a channel with one SMLAD. Its other windows,
+    and Helium's kernels on the same layout, read a tap at a time."""
+    return kernel is DEPTHWISE_GROUPS and tuple(op.kernel) == (3, 3)
+
+
 def choose_row_kernel(op: ir.Conv2D | ir.DepthwiseConv2D, variant: Variant, fast_output_stage: bool) -> RowKernel:
     """The kernel for a convolution stage. The SIMD kernels with blocks need the fast output
     stage (their block ends in the channel's `scales`) and channels in whole words where

@@ -17,7 +17,7 @@ from ..errors import ModelError
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from . import blocks
-from .kernels import OutputRounding, RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 
@@ -191,7 +191,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     )
     if kernel.layout is not None:
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, fast.scales,
-                                                                  fast.kernel_bias))
+                                                                  fast.kernel_bias, pairs_taps(kernel, op)))
         return kernel, fields
     fields["weights"] = array("weights", "int8_t", weights)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -203,7 +203,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
 
 
 def fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, bias: np.ndarray,
-                scales: np.ndarray, kernel_bias=lambda bias: bias) -> np.ndarray:
+                scales: np.ndarray, kernel_bias=lambda bias: bias, paired_taps: bool = False) -> np.ndarray:
     """conv_params.blocks in `layout`, ending in the output stage's rows `scales`. `bias` is
     the one conv_params would hold otherwise (folded for convolutions, the model's for
     depthwise ones), already moved by `kernel_bias` (the output stage's: some of TFLite's
@@ -213,6 +213,8 @@ def fast_blocks(op: ir.Conv2D | ir.DepthwiseConv2D, layout: blocks.BlockLayout, 
         # The zero point folded in too: border windows read it.
         folded = kernel_bias(_folded_bias(op, _channel_weights(op).sum(axis=1)))
         if layout is blocks.DEPTHWISE_GROUPS:
+            if paired_taps:  # kernels.pairs_taps
+                return blocks.depthwise_paired_blocks(2 * folded, weights, scales)
             return blocks.depthwise_blocks(2 * folded, weights, scales)
         return blocks.depthwise_sixteen_blocks(folded, weights, scales)
     if layout is blocks.NARROW_CHANNELS:

@@ -18,7 +18,7 @@ import numpy as np
 from .. import ir, quant, quant_ort
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
+from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
                     fully_connected_bias, fully_connected_operands, scalar_call)
@@ -228,13 +228,15 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     output = f", output stage {OutputStage.ORT_FLOAT32.name}"
     if kernel.layout is not None and kernel.in_lanes:  # Helium's lanes: float rows only
         rows = float_scale_rows(scales, op.output.zero_point)
-        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
+        fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows,
+                                                                  paired_taps=pairs_taps(kernel, op)))
         return kernel, fields, output
     if kernel.layout is not None:
         fixed = ort_scale_rows(op, bias, scales)
         deltas = fixed.deltas.astype(np.int32)
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias + deltas, fixed.rows,
-                                                                  lambda bias: bias + deltas))
+                                                                  lambda bias: bias + deltas,
+                                                                  paired_taps=pairs_taps(kernel, op)))
         return kernel, fields, f"{output}, {fixed.fixed.sum()} of {len(scales)} channels in fixed point"
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
