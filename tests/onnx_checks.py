@@ -7,6 +7,10 @@ Runtime's for each model file given: the same C is then a run of each of them.""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.metadata
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,20 +72,51 @@ def run_under_qemu(board: str, result: CompileResult, c_dir: Path, inputs: np.nd
     return run_qemu(firmware, inputs, numpy_dtype(output), output.shape).outputs
 
 
-def assert_matches_onnxruntime(model_path, result: CompileResult, inputs: np.ndarray, ours: np.ndarray,
-                               where: str, c_dir: Path | None = None) -> np.ndarray:
-    """`ours` (the C's outputs for `inputs`, run `where`) byte-identical to ONNX Runtime's for the
-    model at `model_path`, on every input; returns ONNX Runtime's. With the host's `c_dir`, a
-    mismatch names the first layer that differs."""
+def onnxruntime_reference(model_path, result: CompileResult, inputs: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's outputs for `inputs` (the C's form), kept in the fixture cache under a hash
+    of the model's bytes, the inputs' and ONNX Runtime's version (one process computes them,
+    others wait for them)."""
+    from model_zoo import cache_dir
+
+    output = result.graph.output
+    fed, dtype = model_inputs(result.graph, inputs), numpy_dtype(output)
+    key = hashlib.sha256(Path(model_path).read_bytes() + fed.tobytes() + repr(
+        (output.shape, dtype.str, importlib.metadata.version("onnxruntime"))).encode()).hexdigest()[:24]
+    folder = cache_dir() / "onnx" / "outputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.npy"
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            theirs = _onnxruntime_outputs(model_path, result, inputs)
+            partial = folder / f"{key}.{os.getpid()}.partial.npy"
+            np.save(partial, theirs)
+            partial.replace(path)
+    return np.load(path)
+
+
+def _onnxruntime_outputs(model_path, result: CompileResult, inputs: np.ndarray) -> np.ndarray:
     output = result.graph.output
     theirs = oracle.onnxruntime_outputs(model_path, model_inputs(result.graph, inputs), output.shape,
                                         numpy_dtype(output))
     assert theirs.ran.all(), theirs.info
-    same = same_bytes(ours, theirs.outputs)
+    return theirs.outputs
+
+
+def assert_matches_onnxruntime(model_path, result: CompileResult, inputs: np.ndarray, ours: np.ndarray,
+                               where: str, c_dir: Path | None = None,
+                               reference: np.ndarray | None = None) -> np.ndarray:
+    """`ours` (the C's outputs for `inputs`, run `where`) byte-identical to ONNX Runtime's for the
+    model at `model_path` (run now, or its `reference` outputs for these inputs), on every
+    input; returns ONNX Runtime's. With the host's `c_dir`, a mismatch names the first layer
+    that differs."""
+    theirs = _onnxruntime_outputs(model_path, result, inputs) if reference is None else reference
+    assert theirs.shape == ours.shape and len(theirs) == len(inputs)
+    same = same_bytes(ours, theirs)
     if not same.all():
         first = int(np.argmin(same))
         detail = "" if c_dir is None else "; " + first_differing_onnx_layer(model_path, result, c_dir,
                                                                              inputs[first], PREFIX)
         raise AssertionError(f"{Path(model_path).name} on {where}: {len(same) - same.sum()} of {len(same)} "
                              f"inputs differ from ONNX Runtime, first input {first}{detail}")
-    return theirs.outputs
+    return theirs

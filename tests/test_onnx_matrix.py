@@ -53,6 +53,7 @@ test_table_is_the_tests checks this table against the parametrization below.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import onnx_zoo
@@ -61,7 +62,7 @@ from mnv2gen.compiler import compile_model
 from mnv2gen.firmware.boards import BOARDS
 from mnv2gen.ir import RowPipeline
 from mnv2gen.verification.compare import make_inputs
-from onnx_checks import assert_matches_onnxruntime, assert_same_c, run_on_host, run_under_qemu
+from onnx_checks import assert_matches_onnxruntime, assert_same_c, onnxruntime_reference, run_on_host, run_under_qemu
 
 BOARD_COLUMNS = {"mps2-an386": "M4", "mps3-an547": "M55"}  # Cortex-M4F, Cortex-M55
 RANDOM_INPUTS = 50
@@ -92,6 +93,13 @@ def _compile_twins(cell: onnx_zoo.Cell, options: Options):
     return result
 
 
+def _references(cell: onnx_zoo.Cell, result) -> tuple[np.ndarray, dict]:
+    """The random inputs and the extremes, and ONNX Runtime's outputs for them of the cell's
+    model and its twin's (computed once for the host and both boards)."""
+    inputs = make_inputs(result.graph, RANDOM_INPUTS)
+    return inputs, {model: onnxruntime_reference(model.path(), result, inputs) for model in (cell, cell.twin())}
+
+
 @pytest.mark.parametrize("cell", _tiered(QOPERATOR, FAST_ON_HOST))
 def test_bit_exact_on_host(cell, tmp_path):
     result = _compile_twins(cell, Options())
@@ -100,11 +108,11 @@ def test_bit_exact_on_host(cell, tmp_path):
     head = HEADS[cell.exporter]
     assert [type(op).__name__ for op in graph.ops[-len(head):]] == head
     assert all(isinstance(op, RowPipeline) for op in graph.ops[:-len(head)])  # the trunk all streamed
-    inputs = make_inputs(graph, RANDOM_INPUTS)
+    inputs, references = _references(cell, result)
     ours = run_on_host(result, tmp_path / "c", inputs)
     assert len({output.tobytes() for output in ours}) > 1  # the inputs reach the output
-    for model in (cell, cell.twin()):
-        assert_matches_onnxruntime(model.path(), result, inputs, ours, "the host", tmp_path / "c")
+    for model, theirs in references.items():
+        assert_matches_onnxruntime(model.path(), result, inputs, ours, "the host", tmp_path / "c", theirs)
 
 
 @pytest.mark.parametrize("board", BOARD_COLUMNS)
@@ -112,11 +120,12 @@ def test_bit_exact_on_host(cell, tmp_path):
 def test_bit_exact_under_qemu(cell, board, tmp_path):
     """Whatever kernels the compiler picks for the board's core, every input in one boot."""
     result = _compile_twins(cell, Options(target=BOARDS[board].core))
-    inputs = make_inputs(result.graph, RANDOM_INPUTS_UNDER_QEMU[cell.width])
-    ours = run_under_qemu(board, result, tmp_path / "c", inputs)
+    inputs, references = _references(cell, result)
+    run = np.r_[0:RANDOM_INPUTS_UNDER_QEMU[cell.width], RANDOM_INPUTS:RANDOM_INPUTS + 2]  # and the extremes
+    ours = run_under_qemu(board, result, tmp_path / "c", inputs[run])
     assert len({output.tobytes() for output in ours}) > 1
-    for model in (cell, cell.twin()):
-        assert_matches_onnxruntime(model.path(), result, inputs, ours, board)
+    for model, theirs in references.items():
+        assert_matches_onnxruntime(model.path(), result, inputs[run], ours, board, reference=theirs[run])
 
 
 def test_table_is_the_tests():
