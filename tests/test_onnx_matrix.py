@@ -9,9 +9,11 @@ host and for each board. That C is built and run once per target, and its output
 with ONNX Runtime's for both model files, so each run below is a run of both cells.
 
 Inputs: 50 random plus the all-min and all-max ones (52) everywhere, but width 1.0 under
-QEMU: 6 random plus the extremes (8), each inference 85 to 151 M instructions on the M4
-(52 of them on all 16 width-1.0 C files on both boards would be 50 G instructions more than
-the full tier can afford). Tier: fast = run by default, full = CI and `pytest --full`.
+QEMU: the first 6 random ones plus the extremes (8), each inference 85 to 151 M instructions
+on the M4 (the 44 others on the 16 width-1.0 C files on both boards would be some 165 G
+instructions more, minutes of QEMU the CI budget does not have). Tier: fast = run by
+default, full = CI and `pytest --full`. ONNX Runtime's outputs of a model are computed once
+for its host and board tests (onnx_checks.onnxruntime_reference).
 
 | width | px  | classes | act   | exporter | cells (QOp, QDQ: one C) | host      | M4       | M55      |
 |-------|-----|---------|-------|----------|-------------------------|-----------|----------|----------|
