@@ -75,8 +75,10 @@ def pytest_sessionstart(session):
     if hasattr(session.config, "workerinput") or session.config.option.collectonly:
         return
     import model_zoo
+    import onnx_zoo
 
-    built = model_zoo.build_all(jobs=max(1, min(2, os.cpu_count() or 1)))
+    jobs = max(1, min(2, os.cpu_count() or 1))
+    built = model_zoo.build_all(jobs) + onnx_zoo.build_all(jobs)
     if built:
         print(f"\nbuilt {built} fixture models into {model_zoo.cache_dir()}", flush=True)
 

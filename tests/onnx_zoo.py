@@ -10,12 +10,22 @@ Two exporter styles: "legacy" (torch.onnx.export(dynamo=False): GlobalAveragePoo
 opset 17) and "dynamo" (torch's default exporter since 2.9: ReduceMean over H, W with
 keepdims and the axes as an input + Reshape to [1, -1], opset 18), whose head the quantizer
 leaves in float between DequantizeLinear and QuantizeLinear.
+
+MATRIX: the issue's 64 MobileNetV2s (2 widths x 2 input sizes x 2 class counts x QOperator
+and QDQ x u8 and s8 activations x both exporters), built up front by `build_all` (conftest's
+session start, two processes) so no test is billed for them.
+
+    python tests/onnx_zoo.py          # build every fixture not cached yet, timed
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
+import itertools
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +41,8 @@ BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3,
           (6, 320, 1, 1))
 SINGLE_OPS = ("conv", "depthwise", "add", "gap", "gemm", "reduce_mean")
 ACTIVATIONS = ("uint8", "int8")
+FORMATS = {"qoperator": False, "qdq": True}  # -> quantize(qdq=...)
+WIDTHS, SIZES, CLASS_COUNTS = (0.35, 1.0), (96, 128), (10, 1000)
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
@@ -194,3 +206,71 @@ def mobilenet_v2(activation: str, width: float = 0.35, size: int = 96, classes: 
 def single_op(kind: str, activation: str, seed: int = 0, qdq: bool = False) -> Path:
     return _cached(f"op_{kind}_{activation}_s{seed}" + ("_qdq" if qdq else ""),
                    lambda p: quantize(single_op_float(kind, seed), activation, p, seed, qdq))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One model of the matrix; `path()` builds it (or finds it cached)."""
+
+    width: float
+    size: int
+    classes: int
+    activation: str
+    qdq: bool
+    exporter: str
+
+    @property
+    def id(self) -> str:
+        fmt = "qdq" if self.qdq else "qoperator"
+        return f"{self.width}-{self.size}px-{self.classes}c-{self.activation}-{fmt}-{self.exporter}"
+
+    def path(self) -> Path:
+        return mobilenet_v2(self.activation, self.width, self.size, self.classes, qdq=self.qdq,
+                            exporter=self.exporter)
+
+    def twin(self) -> "Cell":
+        """The same float graph and calibration quantized in the other format."""
+        return dataclasses.replace(self, qdq=not self.qdq)
+
+
+MATRIX = [Cell(w, s, c, a, q, e) for w, s, c, a, q, e in itertools.product(
+    WIDTHS, SIZES, CLASS_COUNTS, ACTIVATIONS, FORMATS.values(), EXPORTERS)]
+
+
+def fixture_builders() -> list:
+    """Every ONNX model the test suite reads, as calls that return its cached path."""
+    ops = [lambda k=kind, a=act, q=qdq: single_op(k, a, qdq=q)
+           for kind in SINGLE_OPS for act in ACTIVATIONS for qdq in FORMATS.values()]
+    return [cell.path for cell in MATRIX] + ops
+
+
+def build_all(jobs: int = 1) -> int:
+    """Build every ONNX fixture not cached yet, in `jobs` processes; returns how many were built."""
+    folder = cache_dir() / "onnx"
+    before = set(folder.glob("*.onnx"))
+    helpers = [subprocess.Popen([sys.executable, __file__, "--share", str(part), str(jobs)])
+               for part in range(1, jobs)]
+    build_share(0, jobs)
+    failed = [helper.args for helper in helpers if helper.wait() != 0]
+    if failed:
+        raise RuntimeError(f"building ONNX fixtures failed in {failed}")
+    return len(set(folder.glob("*.onnx")) - before)
+
+
+def build_share(part: int, parts: int) -> None:
+    """Build every `parts`-th fixture, starting at `part`."""
+    for fixture in fixture_builders()[part::parts]:
+        fixture()
+
+
+if __name__ == "__main__":
+    import logging
+    import time
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process, once per model
+    if sys.argv[1:2] == ["--share"]:
+        build_share(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        start = time.perf_counter()
+        built = build_all(jobs=int(sys.argv[1]) if sys.argv[1:] else 2)
+        print(f"built {built} ONNX fixtures in {time.perf_counter() - start:.1f} s into {cache_dir() / 'onnx'}")

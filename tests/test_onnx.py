@@ -1,6 +1,6 @@
 """ONNX models (QOperator, from onnxruntime's quantizer) compiled to C bit-exact against ONNX
-Runtime: whole MobileNetV2-like models and single ops, ADD over every input pair, the
-requantization's two roundings on accumulators above 2^24 and built ties, hostile files."""
+Runtime: single ops, ADD over every input pair, the requantization's two roundings on
+accumulators above 2^24 and built ties (whole MobileNetV2s: test_onnx_matrix.py)."""
 
 from __future__ import annotations
 
@@ -15,43 +15,13 @@ import onnx_zoo
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.firmware.boards import BOARDS
-from mnv2gen.ir import RowPipeline
-from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification import oracle
-from mnv2gen.verification.host import run_c_on_host, verify
+from mnv2gen.verification.compare import make_inputs
+from mnv2gen.verification.host import run_c_on_host
+from onnx_checks import assert_bit_exact_onnx, assert_matches_onnxruntime, run_under_qemu
 
 
-def assert_bit_exact_onnx(model_path, out_dir, count: int = 50):
-    result = compile_model(model_path)
-    write_files(result.files, out_dir)
-    report = verify(model_path, result, out_dir, count=count)
-    assert report.reference == "onnxruntime" and "ONNX Runtime 1." in report.oracle
-    assert report.inputs == count + 2 and report.tflite_aborted == 0
-    assert report.matched_tflite == report.inputs, report.first_mismatch
-    assert report.distinct_outputs > 1  # the inputs reach the output: equality means something
-    return result, report
-
-
-FORMATS = {"qoperator": False, "qdq": True}
-
-
-@pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
-@pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
-def test_mobilenet_v2_bit_exact(activation, qdq, out_dir):
-    result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation, qdq=qdq), out_dir)
-    kinds = {type(op).__name__ for op in result.graph.ops}
-    stages = {type(s).__name__ for op in result.graph.ops if isinstance(op, RowPipeline) for s in op.stages}
-    assert {"Mean", "FullyConnected", "Dequantize", "RowPipeline"} <= kinds
-    assert {"Quantize", "Conv2D", "DepthwiseConv2D", "Add"} <= stages  # all of them streamed
-    assert sum(op.macs() for op in result.graph.ops) > 5_000_000
-
-
-@pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
-@pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
-def test_dynamo_mobilenet_v2_bit_exact(activation, qdq, out_dir):
-    """The dynamo exporter's head (ReduceMean + Reshape, left in float by the quantizer)."""
-    result, _ = assert_bit_exact_onnx(onnx_zoo.mobilenet_v2(activation, qdq=qdq, exporter="dynamo"), out_dir)
-    assert [type(op).__name__ for op in result.graph.ops[-3:]] == ["FloatMean", "FullyConnected", "Dequantize"]
+FORMATS = onnx_zoo.FORMATS
 
 
 @pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
@@ -61,18 +31,8 @@ def test_single_op_bit_exact(kind, activation, qdq, out_dir):
     assert_bit_exact_onnx(onnx_zoo.single_op(kind, activation, qdq=qdq), out_dir)
 
 
-def test_qdq_reads_as_the_same_ops_as_qoperator():
-    from mnv2gen.frontend import load_model
-
-    def describe(path):
-        return [(type(op), op.describe(), op.output.quant) for op in load_model(path).ops]
-
-    for activation in onnx_zoo.ACTIVATIONS:
-        assert describe(onnx_zoo.mobilenet_v2(activation, qdq=True)) == describe(onnx_zoo.mobilenet_v2(activation))
-
-
 # The row kernels the 0.35/96 fixture's stages take on each board: the DSP kernels on the
-# Cortex-M4F, Helium's on the Cortex-M55.
+# Cortex-M4F, Helium's on the Cortex-M55 (test_onnx_matrix.py runs them under QEMU).
 MOBILENET_KERNELS = {"mps2-an386": {"CONV_PACKED", "POINTWISE_NARROW_8", "POINTWISE_NARROW_16", "POINTWISE_STAGED",
                                     "POINTWISE_TRIPLES", "POINTWISE_PAIRS", "DEPTHWISE_GROUPS"},
                      "mps3-an547": {"CONV_VECTORS", "POINTWISE_VECTORS", "DEPTHWISE_SIXTEENS"}}
@@ -87,47 +47,31 @@ def _stage_kernels(model_c: str) -> list[str]:
 
 
 @pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
-@pytest.mark.parametrize("model", ["mobilenet_v2", "add", "gap"])
-def test_bit_exact_on_emulated_cortex_m(model, board, out_dir):
-    """The DSP kernels on the M4, Helium's on the M55 (their assembly loops with ONNX Runtime's
-    output stage), under QEMU, against ONNX Runtime (QLinearGlobalAveragePool over 144 pixels
-    summed in int16 lanes)."""
-    from conftest import require_tools
-    from test_firmware import TOOLS
+def test_mobilenet_kernels_and_rows_per_board(board):
+    """The 0.35/96 fixture's C for each board: the DSP kernels on the M4 with both kinds of
+    output rows (fixed point where quant_ort proves it, float where not), Helium's on the M55
+    with float rows only (its lanes take one arithmetic)."""
+    result = compile_model(onnx_zoo.mobilenet_v2("uint8"), Options(target=BOARDS[board].core))
+    model_c = result.files["mnv2_model.c"]
+    assert set(_stage_kernels(model_c)) == MOBILENET_KERNELS[board]
+    counts = [tuple(map(int, m)) for m in re.findall(r"(\d+) of (\d+) channels in fixed point", model_c)]
+    if board == "mps2-an386":
+        assert sum(k for k, _ in counts) > 0.9 * sum(n for _, n in counts) and any(k < n for k, n in counts)
+    else:
+        assert not counts
 
-    require_tools(*TOOLS)
-    path = onnx_zoo.mobilenet_v2("uint8") if model == "mobilenet_v2" else onnx_zoo.single_op(model, "int8")
+
+@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
+@pytest.mark.parametrize("model", ["add", "gap"])
+def test_bit_exact_on_emulated_cortex_m(model, board, tmp_path):
+    """The kernels the compiler picks for the board, under QEMU, against ONNX Runtime
+    (QLinearGlobalAveragePool over 144 pixels summed in int16 lanes)."""
+    path = onnx_zoo.single_op(model, "int8")
     result = compile_model(path, Options(target=BOARDS[board].core))
     if model == "gap":
         assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
-    if model == "mobilenet_v2":
-        assert set(_stage_kernels(result.files["mnv2_model.c"])) == MOBILENET_KERNELS[board]
-        counts = [tuple(map(int, m)) for m in re.findall(r"(\d+) of (\d+) channels in fixed point",
-                                                            result.files["mnv2_model.c"])]
-        if board == "mps2-an386":  # both kinds of rows run: fixed point where proven, float where not
-            assert sum(k for k, _ in counts) > 0.9 * sum(n for _, n in counts) and any(k < n for k, n in counts)
-        else:  # Helium's lanes take float rows only
-            assert not counts
-    write_files(result.files, out_dir)
-    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
-    assert report.reference == "onnxruntime" and report.inputs == 5
-    assert report.matched == report.inputs and report.bit_exact
-
-
-@pytest.mark.full
-@pytest.mark.parametrize("board", ["mps2-an386", "mps3-an547"])  # Cortex-M4F, Cortex-M55
-def test_dynamo_head_on_emulated_cortex_m(board, out_dir):
-    """The float head's summation order and divisions on the boards' FPUs, under QEMU."""
-    from conftest import require_tools
-    from test_firmware import TOOLS
-
-    require_tools(*TOOLS)
-    path = onnx_zoo.mobilenet_v2("int8", qdq=True, exporter="dynamo")
-    result = compile_model(path, Options(target=BOARDS[board].core))
-    write_files(result.files, out_dir)
-    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
-    assert report.reference == "onnxruntime" and report.inputs == 5
-    assert report.matched == report.inputs and report.bit_exact
+    inputs = make_inputs(result.graph, 3)
+    assert_matches_onnxruntime(path, result, inputs, run_under_qemu(board, result, tmp_path / "c", inputs), board)
 
 
 @pytest.mark.parametrize("flatten", ["Flatten", "Reshape to [1, C]"])
@@ -146,39 +90,6 @@ def test_float_mean_then_flatten_bit_exact(flatten, tmp_path):
         shape.CopyFrom(numpy_helper.from_array(np.array([1, channels], np.int64), shape.name))
     onnx.save(model, tmp_path / "head.onnx")
     assert_bit_exact_onnx(tmp_path / "head.onnx", tmp_path / "out", count=10)
-
-
-# Width 1.0, 128 px, 1000 classes: the large value of each of the issue's axes in one model,
-# in two forms (the 0.35/96/10 fixtures above have all four forms of both exporters).
-LARGE = {"uint8-qoperator-legacy": ("uint8", False, "legacy"), "int8-qdq-dynamo": ("int8", True, "dynamo")}
-
-
-def _large(form: str):
-    activation, qdq, exporter = LARGE[form]
-    return onnx_zoo.mobilenet_v2(activation, width=1.0, size=128, classes=1000, qdq=qdq, exporter=exporter)
-
-
-@pytest.mark.parametrize("form", LARGE)
-def test_large_mobilenet_v2_bit_exact(form, out_dir):
-    result, _ = assert_bit_exact_onnx(_large(form), out_dir)
-    assert result.graph.input.shape == (1, 3, 128, 128) and result.graph.output.shape == (1, 1000)
-    assert sum(op.macs() for op in result.graph.ops) > 95_000_000  # 99.1 M
-
-
-@pytest.mark.full
-@pytest.mark.parametrize("board, form", [("mps2-an386", "uint8-qoperator-legacy"), ("mps3-an547", "int8-qdq-dynamo")])
-def test_large_mobilenet_v2_on_emulated_cortex_m(board, form, out_dir):
-    """One random input and the two extremes: each inference is 450 M instructions on the M4."""
-    from conftest import require_tools
-    from test_firmware import TOOLS
-
-    require_tools(*TOOLS)
-    path = _large(form)
-    result = compile_model(path, Options(target=BOARDS[board].core))
-    write_files(result.files, out_dir)
-    report = run_on_board(path, result, out_dir, BOARDS[board], count=1, per_layer=False)
-    assert report.reference == "onnxruntime" and report.inputs == 3
-    assert report.matched == report.inputs and report.bit_exact
 
 
 def test_uint8_session_sets_x64quantprecision():
@@ -262,24 +173,14 @@ ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-a
 @pytest.mark.full
 @pytest.mark.parametrize("board, dtype, scale_set", ADD_ON_BOARDS)
 def test_add_every_input_pair_under_qemu(board, dtype, scale_set, tmp_path):
-    from conftest import require_tools
-    from mnv2gen.firmware.build import build_firmware
-    from mnv2gen.firmware.runner import run_qemu
-
-    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     *ratios, zero_points = ADD_SCALE_SETS[scale_set]
     path = _add_model(tmp_path / "add.onnx", dtype, *ratios, zero_points, rows=128)  # the M55's RAM: two halves
     result = compile_model(path, Options(target=BOARDS[board].core))
     assert "rounds_in_int32 = 1" in result.files["mnv2_model.c"]  # the FPU kernel, not the portable one
-    write_files(result.files, tmp_path / "c")
     grid = np.arange(-128, 128, dtype=np.float32) + (128 if dtype == "uint8" else 0)
     x = np.stack([np.repeat(grid, 256).reshape(2, 1, 128, 256), np.tile(grid, 256).reshape(2, 1, 128, 256)], axis=2)
-    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
-    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
-    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
-    assert theirs.ran.all(), theirs.info
-    assert len(np.unique(theirs.outputs)) > 50
-    assert ours.tobytes() == theirs.outputs.tobytes(), f"{(ours != theirs.outputs).sum()} of 65536 pairs differ"
+    theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
+    assert len(np.unique(theirs)) > 50  # the outputs span a range: not all clamped
 
 
 def _requantize_model(path, bias: int, scale_exponent: int):
@@ -539,25 +440,15 @@ def _assert_ties_under_qemu(board: str, path, kind: str | int, tmp_path, activat
     _gemm_tie_model of `kind` features, zero points 0) built for the board and run under
     QEMU on every x: equal to ONNX Runtime and to the two-rounding formula, saturated
     around the output zero point. Returns the model's C."""
-    from conftest import require_tools
-    from mnv2gen.firmware.build import build_firmware
-    from mnv2gen.firmware.runner import run_qemu
-
-    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     result = compile_model(path, Options(target=BOARDS[board].core))
-    write_files(result.files, tmp_path / "c")
     x = _tie_inputs(TIE_KERNELS[kind][0] if activation else kind)
-    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
-    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
-    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
-    assert theirs.ran.all(), theirs.info
+    theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
     bias, scales = _tie_channels_of(kind) if activation else tie_channels()
     y_zero, info = (TIE_ZERO_POINTS[activation][1], np.iinfo(activation)) if activation else (0, np.iinfo(np.int8))
     acc = bias[:, None].astype(np.int64) + np.arange(-128, 128)
     rounded = np.rint(acc.astype(np.float32) * scales[:, None]).T  # [x, channel]
     expected = np.clip(rounded + y_zero, info.min, info.max) - y_zero
-    assert np.array_equal(theirs.outputs.reshape(expected.shape), expected)
-    assert ours.tobytes() == theirs.outputs.tobytes()
+    assert np.array_equal(theirs.reshape(expected.shape), expected)
     return result.files["mnv2_model.c"]
 
 
@@ -603,24 +494,14 @@ def _quantize_inputs() -> np.ndarray:
 def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
     """The float input's QuantizeLinear on the DSP and Helium cores (a true division, VCVTR,
     the upper clamp in int32) against ONNX Runtime on NaN, infinities, ties and the bounds."""
-    from conftest import require_tools
-    from mnv2gen.firmware.build import build_firmware
-    from mnv2gen.firmware.runner import run_qemu
-
-    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     path = _quantize_model(tmp_path / "quantize.onnx", dtype)
     result = compile_model(path, Options(target=BOARDS[board].core))
     assert "stage 0: QUANTIZE 1x4x1x1" in result.files["mnv2_model.c"]  # the row stage: ort_quantize_row
-    write_files(result.files, tmp_path / "c")
     x = _quantize_inputs()
-    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
-    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
-    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
-    assert theirs.ran.all(), theirs.info
-    low, high = theirs.outputs.min(), theirs.outputs.max()
-    assert (theirs.outputs.reshape(-1)[:2] == low).all() and theirs.outputs.reshape(-1)[2] == high  # NaN, inf
-    assert len(np.unique(theirs.outputs)) == 256  # every stored value reached
-    assert ours.tobytes() == theirs.outputs.tobytes()
+    theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
+    low, high = theirs.min(), theirs.max()
+    assert (theirs.reshape(-1)[:2] == low).all() and theirs.reshape(-1)[2] == high  # NaN, inf
+    assert len(np.unique(theirs)) == 256  # every stored value reached
 
 
 def _average_model(path, height: int, width: int, channels: int = 8):
@@ -641,26 +522,16 @@ def test_global_average_int16_sums_at_their_bound_under_qemu(board, channels, tm
     """255 pixels, the most whose sums fit the int16 lanes (sums_in_int16; 256 do not): every
     channel all -128 or all 127 (the sums' extremes) and random, against ONNX Runtime; on the
     M55 (Helium's eight channels a step) 13 channels, a tail of five."""
-    from conftest import require_tools
-    from mnv2gen.firmware.build import build_firmware
-    from mnv2gen.firmware.runner import run_qemu
-
-    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     target = Options(target=BOARDS[board].core)
     assert "sums_in_int16 = 0" in compile_model(_average_model(tmp_path / "g256.onnx", 16, 16, channels),
                                                 target).files["mnv2_model.c"]
     path = _average_model(tmp_path / "g255.onnx", 15, 17, channels)
     result = compile_model(path, target)
     assert "sums_in_int16 = 1" in result.files["mnv2_model.c"]
-    write_files(result.files, tmp_path / "c")
     rng = np.random.default_rng(0)
     pattern = np.resize(np.array([-1, 1, 1, -1, -1, -1, 1, 1], np.float32), channels)
     signs = np.stack([pattern, -pattern])
     extremes = np.where(signs > 0, 127, -128).astype(np.float32)[:, :, None, None] * np.ones((1, 1, 15, 17), np.float32)
     x = np.concatenate([extremes, rng.integers(-128, 128, (6, channels, 15, 17)).astype(np.float32)])[:, None]
-    firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS[board], tmp_path / "fw")
-    ours = run_qemu(firmware, x, np.float32, result.graph.output.shape).outputs
-    theirs = oracle.onnxruntime_outputs(path, x, result.graph.output.shape, np.float32)
-    assert theirs.ran.all(), theirs.info
-    assert np.array_equal(theirs.outputs[:2].reshape(2, channels), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated
-    assert ours.tobytes() == theirs.outputs.tobytes()
+    theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
+    assert np.array_equal(theirs[:2].reshape(2, channels), np.where(signs > 0, 124, -128))  # (127 - 3), (-128 - 3) saturated

@@ -175,7 +175,7 @@ def _save_with_external_data(folder, location="model.onnx.data"):
 
 def test_external_data_is_read_and_bit_exact(tmp_path):
     """torch's default exporter writes the weights to model.onnx.data beside the model."""
-    from test_onnx import assert_bit_exact_onnx
+    from onnx_checks import assert_bit_exact_onnx
 
     path = _save_with_external_data(tmp_path / "model")
     stored = onnx.load(path, load_external_data=False).graph.initializer

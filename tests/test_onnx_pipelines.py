@@ -21,9 +21,9 @@ from mnv2gen.compiler import compile_model, plan_model, write_files
 from mnv2gen.firmware.boards import BOARDS
 from mnv2gen.host_sim.build import build_host, row_trace_flags
 from mnv2gen.host_sim.runner import trace_rows_host
-from mnv2gen.verification.board import run_on_board
 from mnv2gen.verification.compare import make_inputs, model_inputs
 from mnv2gen.verification.host import verify
+from onnx_checks import assert_matches_onnxruntime, run_under_qemu
 from test_engine_trace import PREFIX, assert_same_trace, planned_trace
 
 FLAGSHIP_TFLITE = "models/mobilenet_v2_035_96.tflite"
@@ -72,7 +72,7 @@ def test_engine_runs_the_planned_rows(activation, quantized_input, tmp_path):
     assert_same_trace(ours, planned_trace(result.plan.steps))
 
 
-FORMATS = {"qoperator": False, "qdq": True}
+FORMATS = onnx_zoo.FORMATS
 
 
 @pytest.mark.parametrize("qdq", FORMATS.values(), ids=FORMATS)
@@ -139,19 +139,14 @@ def test_quantized_input_in_the_banner():
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 def test_quantized_input_on_emulated_cortex_m(activation, board, out_dir):
     """The pipelines with the kernels of the board's core built for it (Helium's on the M55),
-    under QEMU, against ONNX Runtime (the float input's build is test_onnx.py's)."""
-    from conftest import require_tools
-    from test_firmware import TOOLS
+    under QEMU, against ONNX Runtime (the float input's build is test_onnx_matrix.py's)."""
     from test_onnx import MOBILENET_KERNELS, _stage_kernels
 
-    require_tools(*TOOLS)
     path = onnx_zoo.mobilenet_v2(activation)
     result = compile_model(path, Options(target=BOARDS[board].core, quantized_input=True))
     assert set(_stage_kernels(result.files["mnv2_model.c"])) == MOBILENET_KERNELS[board]
-    write_files(result.files, out_dir)
-    report = run_on_board(path, result, out_dir, BOARDS[board], count=3, per_layer=False)
-    assert report.reference == "onnxruntime" and report.inputs == 5
-    assert report.matched == report.inputs and report.bit_exact
+    inputs = make_inputs(result.graph, 3)
+    assert_matches_onnxruntime(path, result, inputs, run_under_qemu(board, result, out_dir, inputs), board)
 
 
 @pytest.mark.parametrize("quantized_input", [False, True], ids=["float-input", "quantized-input"])
