@@ -75,27 +75,41 @@ class StageKind(enum.Enum):
 
 class OutputStage(enum.Enum):
     """How a convolution row kernel turns an int32 accumulator into an output byte: TFLite's
-    gemmlowp fixed point (multiplier, shift), or ONNX Runtime's float32 requantization (a
-    scale per channel, two roundings). The row kernels are the same; only their `output_of`
+    gemmlowp fixed point (multiplier, shift), ONNX Runtime's float32 requantization (a scale
+    per channel, two roundings), or on cores without an FPU the same requantization in
+    integers (the scale's mantissa and shift; mnv2gen/ort_integer.py proves it equal for
+    every channel's accumulators). The row kernels are the same; only their `output_of`
     differs. A model follows one arithmetic, so its kernels.c holds one output stage, chosen
-    here from the graph's arithmetic and named in the C."""
+    here from the graph's arithmetic and the target and named in the C."""
 
-    TFLITE_FIXED_POINT = ir.Arithmetic.TFLITE
-    ORT_FLOAT32 = ir.Arithmetic.ONNXRUNTIME
+    TFLITE_FIXED_POINT = "tflite_fixed_point"
+    ORT_FLOAT32 = "ort_float32"
+    ORT_INTEGER = "ort_integer"
 
     @classmethod
-    def of(cls, arithmetic: ir.Arithmetic) -> "OutputStage":
-        return cls(arithmetic)
+    def of(cls, arithmetic: ir.Arithmetic, fpu: bool = True) -> "OutputStage":
+        if arithmetic is ir.Arithmetic.TFLITE:
+            return cls.TFLITE_FIXED_POINT
+        return cls.ORT_FLOAT32 if fpu else cls.ORT_INTEGER
+
+    @property
+    def arithmetic(self) -> ir.Arithmetic:
+        return ir.Arithmetic.TFLITE if self is OutputStage.TFLITE_FIXED_POINT else ir.Arithmetic.ONNXRUNTIME
+
+    @property
+    def integer(self) -> bool:
+        """Whether its C has no float arithmetic (its constants are integers)."""
+        return self is not OutputStage.ORT_FLOAT32
 
     @property
     def add_kind(self) -> StageKind:
         """The stage kind of an ADD in a pipeline of this arithmetic."""
-        return StageKind.ORT_ADD if self is OutputStage.ORT_FLOAT32 else StageKind.ADD
+        return StageKind.ORT_ADD if self.arithmetic is ir.Arithmetic.ONNXRUNTIME else StageKind.ADD
 
     def stage_kinds(self, transposes: bool = False) -> list[StageKind]:
         """The stage kinds its C enumerates: the other arithmetic's are left out, and TRANSPOSE
         unless the model has one (the C of every other .tflite stays as it was)."""
-        return [kind for kind in StageKind if kind.arithmetic in (None, self.value)
+        return [kind for kind in StageKind if kind.arithmetic in (None, self.arithmetic)
                 and (kind is not StageKind.TRANSPOSE or transposes)]
 
 

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import ir, quant
+from .. import ir, ort_integer, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
@@ -50,6 +50,24 @@ def _finite(op: ir.Op, what: str, *values) -> None:
                              "float32 (or is 0)")
 
 
+def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_max: int) -> dict:
+    """OutputStage.ORT_INTEGER's constants (cores without an FPU): each scale as its mantissa
+    (`multiplier`) and shift, proven for every channel to give ONNX Runtime's output on every
+    accumulator in [low[c], high[c]] (ort_integer.unproven_channels), as int32 arrays. A
+    channel without a proof refuses the target."""
+    zero_point = op.output.zero_point
+    unproven = ort_integer.unproven_channels(scales, zero_point, act_min, act_max, low, high)
+    if unproven.size:
+        c = int(unproven[0])
+        raise ModelError(
+            f"op {op.index} ({op.op_name} -> {op.output.name!r}), output channel {c}: ONNX Runtime's float32 "
+            f"requantization with scale {float(scales[c])!r} has no integer form proven equal over its "
+            f"accumulators {int(low[c])}..{int(high[c])}; this core has no FPU: compile for one with an FPU "
+            "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
+    mantissas, shifts = ort_integer.integer_scales(scales)
+    return dict(multiplier=mantissas.astype(np.int32), shift=shifts.astype(np.int32))
+
+
 def fmaf(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
     """a * b + c with one rounding to float32 (exact rational arithmetic, then rounded). The
     sum is exact in float64 only when the exponents are close, so it is done in Fraction."""
@@ -74,7 +92,7 @@ def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected, b
         raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
 
 
-def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Layer:
+def _conv_layer(op: ir.Op, number: int, build: Build, geometry: dict, depthwise: bool) -> Layer:
     channels = op.output.shape[-1]
     bias = op.bias.data.astype(np.int32) if op.bias is not None else np.zeros(channels, np.int32)
     _accumulator_bound(op, bias)
@@ -84,12 +102,19 @@ def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Laye
     layer.params.update(
         geometry, depthwise=int(depthwise), input_zero_point=op.input.zero_point,
         output_zero_point=op.output.zero_point, weights=layer.array("weights", "int8_t", op.weights.data),
-        bias=layer.array("bias", "int32_t", bias), scales=layer.array("scales", "float", scales))
+        bias=layer.array("bias", "int32_t", bias))
+    if build.fpu:
+        layer.params["scales"] = layer.array("scales", "float", scales)
+    else:
+        low, high = accumulator_ranges(op)
+        integer = integer_output(op, scales, low, high, -128, 127)
+        layer.params.update(multiplier=layer.array("multiplier", "int32_t", integer["multiplier"]),
+                            shift=layer.array("shift", "int32_t", integer["shift"]))
     return layer
 
 
 def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) -> Layer:
-    return _conv_layer(op, number, conv_geometry(op), isinstance(op, ir.DepthwiseConv2D))
+    return _conv_layer(op, number, build, conv_geometry(op), isinstance(op, ir.DepthwiseConv2D))
 
 
 def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
@@ -105,7 +130,7 @@ def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
         return _fully_connected(op, number, build, folded)
     geometry = dict(in_h=1, in_w=1, in_c=depth, out_h=1, out_w=1, out_c=units, kernel_h=1, kernel_w=1,
                     stride_h=1, stride_w=1, pad_top=0, pad_left=0)
-    return _conv_layer(op, number, geometry, depthwise=False)
+    return _conv_layer(op, number, build, geometry, depthwise=False)
 
 
 def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.ndarray) -> Layer:
@@ -121,9 +146,13 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=0, output_offset=op.output.zero_point,
-        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant),
-        multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
-        rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant))
+    if build.fpu:
+        layer.params.update(multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
+                            rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+    else:
+        integer = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        layer.params.update({role: layer.array(role, "int32_t", values) for role, values in integer.items()})
     return layer
 
 
@@ -164,8 +193,13 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     _finite(op, "scale", scale)
     layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
     layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
-                        output_zero_point=op.output.zero_point, scale=Float32(scale),
-                        sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
+                        output_zero_point=op.output.zero_point)
+    if build.fpu:
+        layer.params.update(scale=Float32(scale), sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
+    else:  # acc = sum(x - x_zp) over the pixels
+        low, high = [(np.array([bound - op.input.zero_point]) * pixels) for bound in (-128, 127)]
+        integer = integer_output(op, np.array([scale]), low, high, -128, 127)
+        layer.params.update(multiplier=int(integer["multiplier"][0]), shift=int(integer["shift"][0]))
     return layer
 
 
@@ -198,7 +232,7 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
         raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict]:
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tuple[RowKernel, dict]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
     the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's float
     scales: in the SIMD kernels' blocks, as float_scale_rows where _fast_output proves them
@@ -211,13 +245,20 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
     act_min, act_max = quant.activation_range(op.activation, op.output)
+    variant = build.variant
     fast = variant.simd and _fast_output(op, bias, scales)
     kernel = choose_row_kernel(op, variant, fast_output_stage=fast)
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
         rounding=OutputRounding.SIGNED,  # ONNX Runtime's float stage takes no sign correction
-        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None)
+    if not build.fpu:  # the portable row kernels (no blocks), ending in the integer stage
+        integer = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        fields.update(weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
+                      **{role: array(role, "int32_t", values) for role, values in integer.items()})
+        return kernel, fields
+    fields["output_scales"] = None
     rows = float_scale_rows(scales, op.output.zero_point)
     if kernel.layout is not None:
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows))
@@ -238,25 +279,29 @@ def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: n
     return bool((accumulator_bounds(op, bias) < DOUBLED_LIMIT).all() and (products < PRODUCT_LIMIT).all())
 
 
-def _quantize_fields(op: ir.Quantize) -> dict:
+def _quantize_fields(op: ir.Quantize, build: Build) -> dict:
     """QuantizeLinear of the float NCHW input, the first stage of the first pipeline (the
     only QUANTIZE of an ONNX model: the frontend sees to it)."""
     if not op.from_nchw or op.input.dtype != "float32":
         raise ModelError(f"op {op.index} (QuantizeLinear): only the float NCHW input can be quantized")
+    if not build.fpu:
+        raise ModelError(f"op {op.index} (QuantizeLinear): the model's float input is quantized by a float32 "
+                         "division, and this core has no FPU: compile with --quantized-input (the C then takes "
+                         "the quantized input) or for a core with an FPU")
     _, channels, height, width = op.input.shape
     return dict(channels=channels, height=height, width=width, scale=Float32(op.output.scale),
                 zero_point=op.output.zero_point)
 
 
-def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
+def lower_ort_stage(stage: ir.Op, array, build: Build) -> tuple[StageKind, dict, str]:
     """A pipeline stage of an ONNX model: its kind, params and what its comment names."""
-    output = f", output stage {OutputStage.ORT_FLOAT32.name}"
+    output = f", output stage {OutputStage.of(stage.arithmetic, build.fpu).name}"
     if isinstance(stage, ir.Quantize) and stage.input.dtype is ir.DType.UINT8:
         return StageKind.ORT_UINT8_INPUT, dict(size=row_bytes(stage.output)), ""
     if isinstance(stage, ir.Quantize):
-        return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
+        return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage, build), ""
     if isinstance(stage, ir.Add):
-        fields = _add_fields(stage, row_bytes(stage.output), variant)
+        fields = _add_fields(stage, row_bytes(stage.output), build.variant)
         return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
-    kernel, fields = _conv_stage(stage, array, variant)
+    kernel, fields = _conv_stage(stage, array, build)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"
