@@ -107,10 +107,12 @@ class OutputStage(enum.Enum):
         return StageKind.ORT_ADD if self.arithmetic is ir.Arithmetic.ONNXRUNTIME else StageKind.ADD
 
     def stage_kinds(self, transposes: bool = False) -> list[StageKind]:
-        """The stage kinds its C enumerates: the other arithmetic's are left out, and TRANSPOSE
-        unless the model has one (the C of every other .tflite stays as it was)."""
+        """The stage kinds its C enumerates: the other arithmetic's are left out, TRANSPOSE
+        unless the model has one (the C of every other .tflite stays as it was), and the float
+        input's QuantizeLinear (a float division) where the stage is integer: it is refused there."""
         return [kind for kind in StageKind if kind.arithmetic in (None, self.arithmetic)
-                and (kind is not StageKind.TRANSPOSE or transposes)]
+                and (kind is not StageKind.TRANSPOSE or transposes)
+                and (kind is not StageKind.ORT_QUANTIZE_NCHW or self is not OutputStage.ORT_INTEGER)]
 
 
 class OutputRounding(enum.Enum):

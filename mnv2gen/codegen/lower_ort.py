@@ -204,6 +204,12 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
+    if not build.fpu:  # fl((q - zp) * scale) of each of the 256 bytes, looked up: no float arithmetic
+        layer = scalar_call(number, op, "ort_dequantize_table_s8_f32", None, op.output.size)
+        with np.errstate(over="ignore"):
+            table = (np.arange(-128, 128) - op.input.zero_point).astype(np.float32) * np.float32(op.input.scale)
+        layer.scalar_args[0] = layer.array("dequantized", "float", table)
+        return layer
     return scalar_call(number, op, "ort_dequantize_s8_f32", Float32(op.input.scale), op.input.zero_point,
                        op.output.size)
 
