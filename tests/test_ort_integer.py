@@ -96,7 +96,7 @@ def test_a_scale_without_integer_form_refuses_the_target(tmp_path):
     path = _requantize_model(tmp_path / "wide.onnx", 0, -1)
     assert_user_error(run_cli("compile", str(path), "--out", str(tmp_path / "c"), "--target", "cortex-m0plus",
                               "--quantized-input"),
-                      "CONV_2D", "output channel 0", "scale 2.0", "FPU",
+                      "CONV_2D, output tensor", "channel 0", "scale 2.0", "FPU",
                       "--target cortex-m4")
     assert "ort_requantize" in compile_model(path, Options(target="cortex-m4")).files["mnv2_kernels.c"]
 

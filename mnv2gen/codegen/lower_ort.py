@@ -60,7 +60,7 @@ def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_m
     if unproven.size:
         c = int(unproven[0])
         raise ModelError(
-            f"op {op.index} ({op.op_name} -> {op.output.name!r}), output channel {c}: ONNX Runtime's float32 "
+            f"op {op.index} ({op.op_name}, output tensor {op.output.name!r}), channel {c}: ONNX Runtime's float32 "
             f"requantization with scale {float(scales[c])!r} has no integer form proven equal over its "
             f"accumulators {int(low[c])}..{int(high[c])}; this core has no FPU: compile for one with an FPU "
             "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
