@@ -130,7 +130,7 @@ def test_cortex_m0plus_c_on_ties_on_the_host(model, tmp_path):
 
 
 # The QGemm fixture (a 1x1 convolution, pooling, QGemm) runs under QEMU below in the fast tier.
-@pytest.mark.parametrize("kind, activation", [("conv", "uint8"), ("depthwise", "int8"),
+@pytest.mark.parametrize("kind, activation", [("conv", "uint8"), pytest.param("depthwise", "int8", marks=pytest.mark.full),
                                               pytest.param("gap", "int8", marks=pytest.mark.full),
                                               pytest.param("gemm", "uint8", marks=pytest.mark.full)])
 def test_cortex_m0plus_c_on_the_host(kind, activation, tmp_path):
