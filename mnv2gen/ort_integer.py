@@ -110,7 +110,8 @@ def unproven_channels(scales, zero_point: int, act_min: int, act_max: int, low, 
     equal = safe & (ort(low) == ours(low)) & (ort(high) == ours(high))
     values = np.arange(act_min + 1, act_max + 1, dtype=np.int64)[None, :]  # [1, values]
     near = _near_thresholds(scales, values - zero_point, low, high)
-    equal &= (_first_reaching(ort, values, low, high, near) == _first_reaching(ours, values, low, high, near)).all(axis=1)
+    firsts_ort, firsts_ours = (_first_reaching(f, values, low, high, near) for f in (ort, ours))
+    equal &= (firsts_ort == firsts_ours).all(axis=1)
     return np.flatnonzero(~equal)
 
 

@@ -130,9 +130,10 @@ def test_cortex_m0plus_c_on_ties_on_the_host(model, tmp_path):
 
 
 # The QGemm fixture (a 1x1 convolution, pooling, QGemm) runs under QEMU below in the fast tier.
-@pytest.mark.parametrize("kind, activation", [("conv", "uint8"), pytest.param("depthwise", "int8", marks=pytest.mark.full),
-                                              pytest.param("gap", "int8", marks=pytest.mark.full),
-                                              pytest.param("gemm", "uint8", marks=pytest.mark.full)])
+@pytest.mark.parametrize("kind, activation", [("conv", "uint8"),
+                                              *(pytest.param(kind, activation, marks=pytest.mark.full)
+                                                for kind, activation in (("depthwise", "int8"), ("gap", "int8"),
+                                                                         ("gemm", "uint8")))])
 def test_cortex_m0plus_c_on_the_host(kind, activation, tmp_path):
     """The Cortex-M0+'s C of each op with an integer output stage, built on the host, against
     ONNX Runtime on random inputs."""
