@@ -51,6 +51,13 @@ def integer_scales(scales) -> tuple[np.ndarray, np.ndarray]:
     return mantissa, shift
 
 
+def scale_words(scales) -> np.ndarray:
+    """Each scale's mantissa and shift in one int32 word, as the C reads them (a float32's
+    size): mantissa | shift << 24 (mantissa < 2^24, shift <= MAX_SHIFT < 2^7)."""
+    mantissa, shift = integer_scales(scales)
+    return (mantissa | (shift << FLOAT32_BITS)).astype(np.int32)
+
+
 def ort_requantized(acc, scale, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
     """ONNX Runtime's output for int64 accumulators, in float32 as it computes it (`scale`
     float32, broadcast against `acc`)."""

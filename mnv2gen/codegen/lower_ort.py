@@ -50,11 +50,11 @@ def _finite(op: ir.Op, what: str, *values) -> None:
                              "float32 (or is 0)")
 
 
-def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_max: int) -> dict:
-    """OutputStage.ORT_INTEGER's constants (cores without an FPU): each scale as its mantissa
-    (`multiplier`) and shift, proven for every channel to give ONNX Runtime's output on every
-    accumulator in [low[c], high[c]] (ort_integer.unproven_channels), as int32 arrays. A
-    channel without a proof refuses the target."""
+def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_max: int) -> np.ndarray:
+    """OutputStage.ORT_INTEGER's constants (cores without an FPU): each scale's mantissa and
+    shift in one int32 word (ort_integer.scale_words), proven for every channel to give ONNX
+    Runtime's output on every accumulator in [low[c], high[c]] (ort_integer.unproven_channels).
+    A channel without a proof refuses the target."""
     zero_point = op.output.zero_point
     unproven = ort_integer.unproven_channels(scales, zero_point, act_min, act_max, low, high)
     if unproven.size:
@@ -64,8 +64,7 @@ def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_m
             f"requantization with scale {float(scales[c])!r} has no integer form proven equal over its "
             f"accumulators {int(low[c])}..{int(high[c])}; this core has no FPU: compile for one with an FPU "
             "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
-    mantissas, shifts = ort_integer.integer_scales(scales)
-    return dict(multiplier=mantissas.astype(np.int32), shift=shifts.astype(np.int32))
+    return ort_integer.scale_words(scales)
 
 
 def fmaf(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
@@ -107,9 +106,8 @@ def _conv_layer(op: ir.Op, number: int, build: Build, geometry: dict, depthwise:
         layer.params["scales"] = layer.array("scales", "float", scales)
     else:
         low, high = accumulator_ranges(op)
-        integer = integer_output(op, scales, low, high, -128, 127)
-        layer.params.update(multiplier=layer.array("multiplier", "int32_t", integer["multiplier"]),
-                            shift=layer.array("shift", "int32_t", integer["shift"]))
+        layer.params["integer_scales"] = layer.array("integer_scales", "int32_t",
+                                                     integer_output(op, scales, low, high, -128, 127))
     return layer
 
 
@@ -151,8 +149,8 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.
         layer.params.update(multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
                             rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
     else:
-        integer = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
-        layer.params.update({role: layer.array(role, "int32_t", values) for role, values in integer.items()})
+        words = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        layer.params.update(multiplier=None, shift=None, integer_scales=layer.array("integer_scales", "int32_t", words))
     return layer
 
 
@@ -198,8 +196,7 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
         layer.params.update(scale=Float32(scale), sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
     else:  # acc = sum(x - x_zp) over the pixels
         low, high = [(np.array([bound - op.input.zero_point]) * pixels) for bound in (-128, 127)]
-        integer = integer_output(op, np.array([scale]), low, high, -128, 127)
-        layer.params.update(multiplier=int(integer["multiplier"][0]), shift=int(integer["shift"][0]))
+        layer.params["integer_scale"] = int(integer_output(op, np.array([scale]), low, high, -128, 127)[0])
     return layer
 
 
@@ -260,9 +257,9 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
         rounding=OutputRounding.SIGNED,  # ONNX Runtime's float stage takes no sign correction
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None)
     if not build.fpu:  # the portable row kernels (no blocks), ending in the integer stage
-        integer = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        words = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
         fields.update(weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
-                      **{role: array(role, "int32_t", values) for role, values in integer.items()})
+                      integer_scales=array("integer_scales", "int32_t", words))
         return kernel, fields
     fields["output_scales"] = None
     rows = float_scale_rows(scales, op.output.zero_point)
