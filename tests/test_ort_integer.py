@@ -3,7 +3,7 @@ integers (kernels.OutputStage.ORT_INTEGER, mnv2gen/ort_integer.py). Its steps ag
 float32 on built ties, accumulators above 2^24 and random scales; the compile-time proof
 catching a wrong form and refusing a scale it cannot prove; the C generated for the Cortex-M0+
 run on the host and under QEMU (mps2-an385) against ONNX Runtime, with no soft-float call in
-the generated code's convolutions, QGemm, pooling and DequantizeLinear."""
+the image (QLinearAdd's integer form: tests/test_ort_integer_add.py)."""
 
 from __future__ import annotations
 
@@ -144,8 +144,9 @@ def test_cortex_m0plus_c_on_the_host(kind, activation, tmp_path):
     assert report.matched_tflite == report.inputs == 12 and report.distinct_outputs > 1, report.first_mismatch
 
 
-def _soft_float_callers(elf) -> set[str]:
-    """The generated code's functions (mnv2_*) that call libgcc's soft float (__aeabi_f*, __aeabi_d*)."""
+def _soft_float_callers(elf, prefix: str = "mnv2_") -> set[str]:
+    """The functions named `prefix`* (the generated code's; "": every one of the image) that
+    call libgcc's soft float (__aeabi_f*, __aeabi_d*)."""
     import re
     import subprocess
 
@@ -158,14 +159,14 @@ def _soft_float_callers(elf) -> set[str]:
             current = start[1]
         elif re.search(r"\tbl\s.*<__aeabi_[fd]\w*>$", line):
             found.add(current)
-    return {name for name in found if name.startswith("mnv2_")}
+    return {name for name in found if name.startswith(prefix)}
 
 
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 def test_cortex_m0plus_under_qemu_without_soft_float(activation, tmp_path):
     """The QGemm fixture (a 1x1 convolution, QLinearGlobalAveragePool, QGemm, DequantizeLinear)
-    on mps2-an385 (the Armv6-M image): bit-exact against ONNX Runtime, and no generated
-    function calls soft float."""
+    on mps2-an385 (the Armv6-M image): bit-exact against ONNX Runtime, and no function of the
+    image calls soft float (QLinearAdd's ort_add_s8, linked, included)."""
     from conftest import require_tools
     from mnv2gen.firmware.build import build_firmware
     from test_firmware import TOOLS
@@ -177,25 +178,30 @@ def test_cortex_m0plus_under_qemu_without_soft_float(activation, tmp_path):
     report = run_on_board(path, result, tmp_path / "c", BOARDS["mps2-an385"], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.matched == report.inputs == 5 and report.bit_exact
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS["mps2-an385"], tmp_path / "fw", options=result.options)
-    # QLinearAdd alone stays in soft float (its fused multiply-adds have no integer form yet):
-    # every ONNX pipeline's engine can dispatch to it, so it is linked, but this model runs none.
-    assert _soft_float_callers(firmware.elf) == {"mnv2_ort_add_s8"}
-    assert "STAGE_ORT_ADD" not in result.files["mnv2_model.c"]
+    # every ONNX pipeline's engine can dispatch to ort_add_s8 (in integers), so it is linked too
+    assert firmware.symbol_address("mnv2_ort_add_s8") and _soft_float_callers(firmware.elf, prefix="") == set()
 
 
 @pytest.mark.full
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
 def test_mobilenet_v2_on_cortex_m0plus_under_qemu(activation, out_dir):
-    """The 0.35/96 MobileNetV2-like model on mps2-an385 with --quantized-input: bit-exact
-    (its ADDs and the rest of its float ops in soft float, its convolutions in integers)."""
+    """The 0.35/96 MobileNetV2-like model on mps2-an385 with --quantized-input: bit-exact, in
+    integers throughout (its convolutions' output stage and its ADDs' two tables): no function
+    of the whole image calls soft float."""
     from conftest import require_tools
+    from mnv2gen.firmware.build import build_firmware
     from test_firmware import TOOLS
 
-    require_tools(*TOOLS)
+    require_tools(*TOOLS, "arm-none-eabi-objdump")
     path = onnx_zoo.mobilenet_v2(activation)
     result = compile_model(path, M0PLUS)
-    assert result.files["mnv2_model.c"].count("output stage ORT_INTEGER") == 52
+    model_c = result.files["mnv2_model.c"]
+    assert model_c.count("output stage ORT_INTEGER") == 52
+    assert model_c.count("in integers (ORT_INTEGER: two tables") == model_c.count("MNV2_STAGE_ORT_ADD,") == 10
     write_files(result.files, out_dir)
     report = run_on_board(path, result, out_dir, BOARDS["mps2-an385"], count=3, per_layer=False)
     assert report.reference == "onnxruntime" and report.matched == report.inputs == 5 and report.bit_exact
-    assert report.instructions_per_inference < 190_000_000  # soft float: 320 M; 183.3 M and 184.1 M
+    # soft float: 320 M; soft-float ADDs: 183.3 M and 184.1 M; integer ADDs: 161.8 M and 162.4 M
+    assert report.instructions_per_inference < 163_000_000
+    firmware = build_firmware(out_dir, "mnv2", BOARDS["mps2-an385"], out_dir / "fw", options=result.options)
+    assert _soft_float_callers(firmware.elf, prefix="") == set()

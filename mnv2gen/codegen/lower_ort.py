@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import ir, ort_integer, quant
+from .. import ir, ort_integer, ort_integer_add, quant
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel
@@ -154,11 +154,12 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.
     return layer
 
 
-def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
+def _add_fields(op: ir.Add, size: int, build: Build, array) -> dict:
     """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values, for
     `size` elements (all of them, or a row in a pipeline). With the SIMD variants'
     `rounds_in_int32`, the sums round to integers on the FPU and saturate in int32, where
-    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs)."""
+    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs). Without
+    an FPU, the two tables of ort_integer_add, proven on every pair of inputs."""
     a, b, y = op.input.quant, op.other.quant, op.output.quant
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
@@ -171,15 +172,31 @@ def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
         _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
         bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
     _finite(op, "bias", bias)
+    if not build.fpu:
+        return dict(size=size, offset=offset, **_integer_add(op, a_ratio, b_ratio, bias, offset, array))
     reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                 bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
-                rounds_in_int32=int(variant.simd and reach < PRODUCT_LIMIT))
+                rounds_in_int32=int(build.variant.simd and reach < PRODUCT_LIMIT))
+
+
+def _integer_add(op: ir.Add, a_ratio, b_ratio, bias, offset: int, array) -> dict:
+    """ort_add_s8's integer form (cores without an FPU): the tables of ort_integer_add, proven
+    equal to ONNX Runtime's two fused multiply-adds on all 65,536 input pairs, else refused."""
+    a_terms, b_terms, failure = ort_integer_add.proven_terms(a_ratio, b_ratio, bias, offset)
+    if failure is not None:
+        raise ModelError(
+            f"op {op.index} (QLinearAdd, output tensor {op.output.name!r}): ONNX Runtime's float32 sum with "
+            f"ratios {float(a_ratio)!r}, {float(b_ratio)!r} and bias {float(bias)!r} has no integer form proven "
+            f"equal ({failure}); this core has no FPU: compile for one with an FPU "
+            "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
+    return dict(a_terms=array("a_terms", "int64_t", a_terms), b_terms=array("b_terms", "int64_t", b_terms),
+                low=-128 + offset, high=127 + offset)
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
-    layer.params.update(_add_fields(op, op.output.size, build.variant))
+    layer.params.update(_add_fields(op, op.output.size, build, layer.array))
     return layer
 
 
@@ -304,7 +321,9 @@ def lower_ort_stage(stage: ir.Op, array, build: Build) -> tuple[StageKind, dict,
     if isinstance(stage, ir.Quantize):
         return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage, build), ""
     if isinstance(stage, ir.Add):
-        fields = _add_fields(stage, row_bytes(stage.output), build.variant)
+        fields = _add_fields(stage, row_bytes(stage.output), build, array)
+        if not build.fpu:
+            return StageKind.ORT_ADD, fields, ", in integers (ORT_INTEGER: two tables, proven on every input pair)"
         return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
     kernel, fields = _conv_stage(stage, array, build)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"
