@@ -47,7 +47,8 @@ def _ort_outputs(scale_set) -> np.ndarray:
     kind = TensorProto.UINT8 if element == "uint8" else TensorProto.INT8
     consts = [helper.make_tensor(name, TensorProto.FLOAT, [], [value])
               for name, value in (("as", a_scale), ("bs", b_scale), ("ys", y_scale))]
-    consts += [helper.make_tensor(name, kind, [], [value]) for name, value in (("az", a_zp), ("bz", b_zp), ("yz", y_zp))]
+    consts += [helper.make_tensor(name, kind, [], [value])
+               for name, value in (("az", a_zp), ("bz", b_zp), ("yz", y_zp))]
     node = helper.make_node("QLinearAdd", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"], domain="com.microsoft")
     graph = helper.make_graph([node], "add", [helper.make_tensor_value_info(n, kind, [PAIRS]) for n in "ab"],
                               [helper.make_tensor_value_info("y", kind, [PAIRS])], consts)
