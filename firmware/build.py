@@ -183,6 +183,22 @@ def build_firmware(c_dir: str | Path, prefix: str, board: Board, workdir: str | 
     return Firmware(elf=elf, board=board, weights_object=weights)
 
 
+def build_program(sources: list[Path], include_dir: Path, board: Board, workdir: Path) -> Path:
+    """An image of `sources` (one defines main()) on the board's startup and semihosting
+    console, without a model's harness: for tests that drive a kernel directly. Returns the ELF;
+    it runs under QEMU as the harness does, its files in QEMU's working folder."""
+    flags = [*board.cpu_flags, *C_FLAGS, "-I", str(include_dir), "-I", str(firmware_dir())]
+    obj_dir = Path(workdir) / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for source in [*sources, *map(firmware_file, ("console.c", "startup.c", "semihost.c"))]:
+        objects.append(obj_dir / f"{Path(source).stem}.o")
+        _compile(Path(source), objects[-1], flags)
+    elf = Path(workdir) / "program.elf"
+    _link(objects, board, elf, None, _placement_scripts(None, Path(workdir) / "ld"))
+    return elf
+
+
 def symbol_table(path: Path) -> dict[str, tuple[int, int]]:
     """{name: (address, size)} of the defined global and local symbols of an ELF or object."""
     out = subprocess.run([tool("arm-none-eabi-nm"), "-S", "--defined-only", str(path)],

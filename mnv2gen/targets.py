@@ -23,6 +23,16 @@ CORE_FLAGS = {
     "cortex-m85": ("-march=armv8.1-m.main+mve.fp+fp.dp", "-mfloat-abi=hard"),
 }
 
+# The cores with a floating-point unit: ONNX models' float32 output stage runs on it. The
+# others (and C for them, wherever it is built) take ONNX Runtime's output stage in integers,
+# proven equal at compile time (codegen/kernels.OutputStage.ORT_INTEGER, mnv2gen/ort_integer.py).
+FPU_TARGETS = frozenset(("host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "cortex-m85"))
+
+
+def has_fpu(target: str) -> bool:
+    """Whether `target`'s core computes in float32 in hardware."""
+    return target in FPU_TARGETS
+
 
 def cpu_flags(target: str) -> tuple[str, ...]:
     """The flags that select `target`'s instructions ("host": none)."""

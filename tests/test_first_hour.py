@@ -250,7 +250,8 @@ def test_cortex_m4_c_built_for_a_cortex_m3_stops_at_a_clear_error(tmp_path, sour
 UNITY_TARGETS = ("host", "cortex-m4", "cortex-m55")
 
 
-def _unity_build(tmp_path, names: list[str], target: str = "host", models=None) -> subprocess.CompletedProcess:
+def _unity_build(tmp_path, names: list[str], target: str = "host", models=None,
+                 quantized_input: bool = False) -> subprocess.CompletedProcess:
     """Two different models (different shapes, so their model-dependent constants differ),
     each under its own prefix, with the files `names` of both #included into one C file. Their
     kernels.c hold every row kernel of the variant, not only the model's, so every private
@@ -261,7 +262,7 @@ def _unity_build(tmp_path, names: list[str], target: str = "host", models=None) 
 
     models = models or (model_zoo.get_model(SMALL), model_zoo.get_model("mnv2_a035_96_c1000"))
     for prefix, model in zip(("first", "second"), models):
-        options = Options(prefix=prefix, target=target, every_kernel=True)
+        options = Options(prefix=prefix, target=target, every_kernel=True, quantized_input=quantized_input)
         write_files(compile_model(model, options).files, tmp_path)
     unity = tmp_path / "unity.c"
     unity.write_text("".join(f'#include "{prefix}_{name}.c"\n' for prefix in ("first", "second") for name in names))
@@ -281,13 +282,15 @@ def test_two_models_whole_c_in_one_translation_unit(tmp_path, target):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("target", UNITY_TARGETS)
+@pytest.mark.parametrize("target", (*UNITY_TARGETS, "cortex-m0plus"))
 def test_two_onnx_models_whole_c_in_one_translation_unit(tmp_path, target):
-    """Likewise with ONNX Runtime's arithmetic: its output stages, ADD and helpers (ort_*)."""
+    """Likewise with ONNX Runtime's arithmetic: its output stages (the integer one without an
+    FPU, which takes the quantized input), ADD and helpers (ort_*)."""
     import onnx_zoo
 
     models = (onnx_zoo.single_op("conv", "uint8"), onnx_zoo.single_op("depthwise", "int8"))
-    result = _unity_build(tmp_path, ["model", "weights", "kernels"], target, models)
+    result = _unity_build(tmp_path, ["model", "weights", "kernels"], target, models,
+                          quantized_input=target == "cortex-m0plus")
     assert result.returncode == 0, result.stderr[-3000:]
 
 

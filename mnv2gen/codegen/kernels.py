@@ -80,17 +80,31 @@ class StageKind(enum.Enum):
 
 class OutputStage(enum.Enum):
     """How a convolution row kernel turns an int32 accumulator into an output byte: TFLite's
-    gemmlowp fixed point (multiplier, shift), or ONNX Runtime's float32 requantization (a
-    scale per channel, two roundings). The row kernels are the same; only their `output_of`
+    gemmlowp fixed point (multiplier, shift), ONNX Runtime's float32 requantization (a scale
+    per channel, two roundings), or on cores without an FPU the same requantization in
+    integers (the scale's mantissa and shift; mnv2gen/ort_integer.py proves it equal for
+    every channel's accumulators). The row kernels are the same; only their `output_of`
     differs. A model follows one arithmetic, so its kernels.c holds one output stage, chosen
-    here from the graph's arithmetic and named in the C."""
+    here from the graph's arithmetic and the target and named in the C."""
 
-    TFLITE_FIXED_POINT = ir.Arithmetic.TFLITE
-    ORT_FLOAT32 = ir.Arithmetic.ONNXRUNTIME
+    TFLITE_FIXED_POINT = "tflite_fixed_point"
+    ORT_FLOAT32 = "ort_float32"
+    ORT_INTEGER = "ort_integer"
 
     @classmethod
-    def of(cls, arithmetic: ir.Arithmetic) -> "OutputStage":
-        return cls(arithmetic)
+    def of(cls, arithmetic: ir.Arithmetic, fpu: bool = True) -> "OutputStage":
+        if arithmetic is ir.Arithmetic.TFLITE:
+            return cls.TFLITE_FIXED_POINT
+        return cls.ORT_FLOAT32 if fpu else cls.ORT_INTEGER
+
+    @property
+    def arithmetic(self) -> ir.Arithmetic:
+        return ir.Arithmetic.TFLITE if self is OutputStage.TFLITE_FIXED_POINT else ir.Arithmetic.ONNXRUNTIME
+
+    @property
+    def integer(self) -> bool:
+        """Whether its C has no float arithmetic (its constants are integers)."""
+        return self is not OutputStage.ORT_FLOAT32
 
     @property
     def in_float32(self) -> bool:
@@ -101,13 +115,15 @@ class OutputStage(enum.Enum):
     @property
     def add_kind(self) -> StageKind:
         """The stage kind of an ADD in a pipeline of this arithmetic."""
-        return StageKind.ORT_ADD if self is OutputStage.ORT_FLOAT32 else StageKind.ADD
+        return StageKind.ORT_ADD if self.arithmetic is ir.Arithmetic.ONNXRUNTIME else StageKind.ADD
 
     def stage_kinds(self, transposes: bool = False) -> list[StageKind]:
-        """The stage kinds its C enumerates: the other arithmetic's are left out, and TRANSPOSE
-        unless the model has one (the C of every other .tflite stays as it was)."""
-        return [kind for kind in StageKind if kind.arithmetic in (None, self.value)
-                and (kind is not StageKind.TRANSPOSE or transposes)]
+        """The stage kinds its C enumerates: the other arithmetic's are left out, TRANSPOSE
+        unless the model has one (the C of every other .tflite stays as it was), and the float
+        input's QuantizeLinear (a float division) where the stage is integer: it is refused there."""
+        return [kind for kind in StageKind if kind.arithmetic in (None, self.arithmetic)
+                and (kind is not StageKind.TRANSPOSE or transposes)
+                and (kind is not StageKind.ORT_QUANTIZE_NCHW or self is not OutputStage.ORT_INTEGER)]
 
 
 class OutputRounding(enum.Enum):

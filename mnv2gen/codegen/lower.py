@@ -81,23 +81,25 @@ class Build:
     """What the C is made for. `reference`: whose rounding to follow where TFLite's reference
     kernels and TFLite Micro disagree (only per-channel FULLY_CONNECTED so far), "tflite" or
     "tflm". `variant`: the kernels it will be built with; the SIMD ones also take the
-    constants of their fast paths."""
+    constants of their fast paths. `fpu`: whether the target core has one (targets.has_fpu);
+    without, ONNX models take ONNX Runtime's output stage in integers."""
 
     reference: str = "tflite"
     variant: Variant = Variant.REF
+    fpu: bool = True
 
 
-def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF) -> list[Layer]:
-    """The layers of the plan with their params and constants, for Build(reference, variant)."""
+def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant.REF, fpu: bool = True) -> list[Layer]:
+    """The layers of the plan with their params and constants, for Build(reference, variant, fpu)."""
     from .lower_ort import ORT_LOWERINGS  # they build on this module's Layer
     from .lower_ort_mean import FLOAT_MEAN_LOWERINGS
 
     ort_lowerings = {**ORT_LOWERINGS, **FLOAT_MEAN_LOWERINGS}
-    build = Build(reference, variant)
+    build = Build(reference, variant, fpu)
     layers = []
     for number, op in enumerate(plan.steps):
         if isinstance(op, ir.RowPipeline):
-            layer = _pipeline(plan, op, number, variant)
+            layer = _pipeline(plan, op, number, build)
         elif op.arithmetic is ir.Arithmetic.ONNXRUNTIME:
             layer = ort_lowerings[type(op)](op, number, build)
         else:
@@ -314,12 +316,13 @@ def _stage_summary(stage: ir.Op) -> str:
     return f"{text}, {stage.macs():,} MACs" if stage.macs() else text
 
 
-def _lower_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
+def _lower_stage(stage: ir.Op, array, build: Build) -> tuple[StageKind, dict, str]:
     """A pipeline stage's kind, its params' fields, and what its comment says of its kernel."""
+    variant = build.variant
     if stage.arithmetic is ir.Arithmetic.ONNXRUNTIME:
         from .lower_ort import lower_ort_stage  # it builds on this module
 
-        return lower_ort_stage(stage, array, variant)
+        return lower_ort_stage(stage, array, build)
     if isinstance(stage, ir.Add):
         return StageKind.ADD, _add_fields(stage, row_bytes(stage.output), array if variant.simd else None), ""
     if isinstance(stage, ir.Quantize):  # only the TRANSPOSE of the NCHW input streams (passes/fuse.py)
@@ -334,7 +337,7 @@ def pipeline_buffers(op: ir.RowPipeline) -> list[ir.Tensor]:
     return op.activation_inputs() + [stage.output for stage in op.stages]
 
 
-def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant) -> Layer:
+def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, build: Build) -> Layer:
     """A row pipeline: a params struct per stage, a table of the buffers (whole tensors or
     rings, with their arena addresses) and a table of the stages."""
     layer = Layer(number, op, "pipeline_run", "pipeline", takes_operands=False)
@@ -351,7 +354,7 @@ def _pipeline(plan: ArenaPlan, op: ir.RowPipeline, number: int, variant: Variant
         def array(role, ctype, values, k=k):
             return layer.array(f"s{k}_{role}", ctype, values)
 
-        kind, fields, kernel_text = _lower_stage(stage, array, variant)
+        kind, fields, kernel_text = _lower_stage(stage, array, build)
         comment = f"stage {k}: {_stage_summary(stage)}{kernel_text}"
         layer.decls.append(Decl(kind.params_type, f"{layer.name}_s{k}", fields, comment))
         inputs = stage.activation_inputs()

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import ir, quant, quant_ort
+from .. import ir, ort_integer, ort_integer_add, quant, quant_ort
 from ..errors import ModelError
 from ..plan.rows import row_bytes
 from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
@@ -50,6 +50,23 @@ def _finite(op: ir.Op, what: str, *values) -> None:
                              "float32 (or is 0)")
 
 
+def integer_output(op: ir.Op, scales: np.ndarray, low, high, act_min: int, act_max: int) -> np.ndarray:
+    """OutputStage.ORT_INTEGER's constants (cores without an FPU): each scale's mantissa and
+    shift in one int32 word (ort_integer.scale_words), proven for every channel to give ONNX
+    Runtime's output on every accumulator in [low[c], high[c]] (ort_integer.unproven_channels).
+    A channel without a proof refuses the target."""
+    zero_point = op.output.zero_point
+    unproven = ort_integer.unproven_channels(scales, zero_point, act_min, act_max, low, high)
+    if unproven.size:
+        c = int(unproven[0])
+        raise ModelError(
+            f"op {op.index} ({op.op_name}, output tensor {op.output.name!r}), channel {c}: ONNX Runtime's float32 "
+            f"requantization with scale {float(scales[c])!r} has no integer form proven equal over its "
+            f"accumulators {int(low[c])}..{int(high[c])}; this core has no FPU: compile for one with an FPU "
+            "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
+    return ort_integer.scale_words(scales)
+
+
 def fmaf(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
     """a * b + c with one rounding to float32 (exact rational arithmetic, then rounded). The
     sum is exact in float64 only when the exponents are close, so it is done in Fraction."""
@@ -82,7 +99,7 @@ def _accumulator_bound(op: ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected) -
         raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
 
 
-def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Layer:
+def _conv_layer(op: ir.Op, number: int, build: Build, geometry: dict, depthwise: bool) -> Layer:
     bias = _model_bias(op)
     _accumulator_bound(op)
     layer = Layer(number, op, "ort_conv_s8", "ort_conv_params")
@@ -91,12 +108,18 @@ def _conv_layer(op: ir.Op, number: int, geometry: dict, depthwise: bool) -> Laye
     layer.params.update(
         geometry, depthwise=int(depthwise), input_zero_point=op.input.zero_point,
         output_zero_point=op.output.zero_point, weights=layer.array("weights", "int8_t", op.weights.data),
-        bias=layer.array("bias", "int32_t", bias), scales=layer.array("scales", "float", scales))
+        bias=layer.array("bias", "int32_t", bias))
+    if build.fpu:
+        layer.params["scales"] = layer.array("scales", "float", scales)
+    else:
+        low, high = accumulator_ranges(op)
+        layer.params["integer_scales"] = layer.array("integer_scales", "int32_t",
+                                                     integer_output(op, scales, low, high, -128, 127))
     return layer
 
 
 def _convolution(op: ir.Conv2D | ir.DepthwiseConv2D, number: int, build: Build) -> Layer:
-    return _conv_layer(op, number, conv_geometry(op), isinstance(op, ir.DepthwiseConv2D))
+    return _conv_layer(op, number, build, conv_geometry(op), isinstance(op, ir.DepthwiseConv2D))
 
 
 def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
@@ -112,7 +135,7 @@ def _gemm(op: ir.FullyConnected, number: int, build: Build) -> Layer:
         return _fully_connected(op, number, build, folded)
     geometry = dict(in_h=1, in_w=1, in_c=depth, out_h=1, out_w=1, out_c=units, kernel_h=1, kernel_w=1,
                     stride_h=1, stride_w=1, pad_top=0, pad_left=0)
-    return _conv_layer(op, number, geometry, depthwise=False)
+    return _conv_layer(op, number, build, geometry, depthwise=False)
 
 
 def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.ndarray) -> Layer:
@@ -127,17 +150,22 @@ def _fully_connected(op: ir.FullyConnected, number: int, build: Build, bias: np.
     layer = Layer(number, op, "fully_connected_s8", "fully_connected_params")
     layer.params.update(
         rows=op.rows, depth=depth, units=units, single_rounding=0, output_offset=op.output.zero_point,
-        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant),
-        multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
-        rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+        act_min=act_min, act_max=act_max, **fully_connected_operands(op, layer.array, build.variant))
+    if build.fpu:
+        layer.params.update(multiplier=None, shift=None, output_scales=layer.array("output_scales", "float", scales),
+                            rounds_in_int32=int(build.variant.simd and _fast_output(op, bias, scales)))
+    else:
+        words = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        layer.params.update(multiplier=None, shift=None, integer_scales=layer.array("integer_scales", "int32_t", words))
     return layer
 
 
-def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
+def _add_fields(op: ir.Add, size: int, build: Build, array) -> dict:
     """QLinearAdd's constants as its AVX2 kernel computes them, on the stored values, for
     `size` elements (all of them, or a row in a pipeline). With the SIMD variants'
     `rounds_in_int32`, the sums round to integers on the FPU and saturate in int32, where
-    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs)."""
+    they are proven far inside int32 (|sum| < PRODUCT_LIMIT for any stored inputs). Without
+    an FPU, the two tables of ort_integer_add, proven on every pair of inputs."""
     a, b, y = op.input.quant, op.other.quant, op.output.quant
     offset = y.model_offset
     if a.model_offset != offset or b.model_offset != offset:
@@ -150,15 +178,31 @@ def _add_fields(op: ir.Add, size: int, variant: Variant) -> dict:
         _finite(op, "bias", a_ratio * a_zp, b_ratio * b_zp)  # fmaf needs finite operands
         bias = np.float32(y_zp - fmaf(a_ratio, a_zp, np.float32(b_ratio * b_zp)))
     _finite(op, "bias", bias)
+    if not build.fpu:
+        return dict(size=size, offset=offset, **_integer_add(op, a_ratio, b_ratio, bias, offset, array))
     reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                 bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
-                rounds_in_int32=int(variant.simd and reach < PRODUCT_LIMIT))
+                rounds_in_int32=int(build.variant.simd and reach < PRODUCT_LIMIT))
+
+
+def _integer_add(op: ir.Add, a_ratio, b_ratio, bias, offset: int, array) -> dict:
+    """ort_add_s8's integer form (cores without an FPU): the tables of ort_integer_add, proven
+    equal to ONNX Runtime's two fused multiply-adds on all 65,536 input pairs, else refused."""
+    a_terms, b_terms, failure = ort_integer_add.proven_terms(a_ratio, b_ratio, bias, offset)
+    if failure is not None:
+        raise ModelError(
+            f"op {op.index} (QLinearAdd, output tensor {op.output.name!r}): ONNX Runtime's float32 sum with "
+            f"ratios {float(a_ratio)!r}, {float(b_ratio)!r} and bias {float(bias)!r} has no integer form proven "
+            f"equal ({failure}); this core has no FPU: compile for one with an FPU "
+            "(--target cortex-m4, cortex-m7, cortex-m33 or cortex-m55)")
+    return dict(a_terms=array("a_terms", "int64_t", a_terms), b_terms=array("b_terms", "int64_t", b_terms),
+                low=-128 + offset, high=127 + offset)
 
 
 def _add(op: ir.Add, number: int, build: Build) -> Layer:
     layer = Layer(number, op, "ort_add_s8", "ort_add_params")
-    layer.params.update(_add_fields(op, op.output.size, build.variant))
+    layer.params.update(_add_fields(op, op.output.size, build, layer.array))
     return layer
 
 
@@ -170,12 +214,22 @@ def _global_average(op: ir.Mean, number: int, build: Build) -> Layer:
     _finite(op, "scale", scale)
     layer = Layer(number, op, "ort_global_average_s8", "ort_average_params")
     layer.params.update(pixels=pixels, channels=channels, input_zero_point_sum=op.input.zero_point * pixels,
-                        output_zero_point=op.output.zero_point, scale=Float32(scale),
-                        sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
+                        output_zero_point=op.output.zero_point)
+    if build.fpu:
+        layer.params.update(scale=Float32(scale), sums_in_int16=int(build.variant.simd and pixels * 128 < INT16_LIMIT))
+    else:  # acc = sum(x - x_zp) over the pixels
+        low, high = [(np.array([bound - op.input.zero_point]) * pixels) for bound in (-128, 127)]
+        layer.params["integer_scale"] = int(integer_output(op, np.array([scale]), low, high, -128, 127)[0])
     return layer
 
 
 def _dequantize(op: ir.Dequantize, number: int, build: Build) -> Layer:
+    if not build.fpu:  # fl((q - zp) * scale) of each of the 256 bytes, looked up: no float arithmetic
+        layer = scalar_call(number, op, "ort_dequantize_table_s8_f32", None, op.output.size)
+        with np.errstate(over="ignore"):
+            table = (np.arange(-128, 128) - op.input.zero_point).astype(np.float32) * np.float32(op.input.scale)
+        layer.scalar_args[0] = layer.array("dequantized", "float", table)
+        return layer
     return scalar_call(number, op, "ort_dequantize_s8_f32", Float32(op.input.scale), op.input.zero_point,
                        op.output.size)
 
@@ -204,7 +258,7 @@ def _folded_accumulator_bound(op: ir.Conv2D, bias: np.ndarray) -> None:
         raise ModelError(f"op {op.index} ({op.op_name}): an accumulator could overflow int32")
 
 
-def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> tuple[RowKernel, dict, str]:
+def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tuple[RowKernel, dict, str]:
     """The conv_params of a convolution stage in ONNX Runtime's arithmetic: the row kernel of
     the variant, as for TFLite (kernels.choose_row_kernel), with the output stage's scales:
     in the SIMD kernels' blocks where _fast_output proves the float stage exact (as
@@ -218,14 +272,21 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, variant: Variant) -> 
     scales = float32_scales(op.input.scale, op.weights.quant.scale, op.output.scale)
     _finite(op, "scale", scales)
     act_min, act_max = quant.activation_range(op.activation, op.output)
+    variant = build.variant
     fast = variant.simd and _fast_output(op, bias, scales)
     kernel = choose_row_kernel(op, variant, fast_output_stage=fast)
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
         rounding=OutputRounding.SIGNED,  # ignored: the rows of ort_scale_rows carry their rounding
-        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None, output_scales=None)
-    output = f", output stage {OutputStage.ORT_FLOAT32.name}"
+        weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None)
+    output = f", output stage {OutputStage.of(op.arithmetic, build.fpu).name}"
+    if not build.fpu:  # the portable row kernels (no blocks), ending in the integer stage
+        words = integer_output(op, scales, *accumulator_ranges(op), act_min, act_max)
+        fields.update(weights=array("weights", "int8_t", op.weights.data), bias=array("bias", "int32_t", bias),
+                      integer_scales=array("integer_scales", "int32_t", words))
+        return kernel, fields, output
+    fields["output_scales"] = None
     if kernel.layout is not None and kernel.in_lanes:  # Helium's lanes: float rows only
         rows = float_scale_rows(scales, op.output.zero_point)
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias, rows,
@@ -268,24 +329,30 @@ def ort_scale_rows(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray,
                                 accumulator_bounds(op, bias), float_scale_rows(scales, op.output.zero_point))
 
 
-def _quantize_fields(op: ir.Quantize) -> dict:
+def _quantize_fields(op: ir.Quantize, build: Build) -> dict:
     """QuantizeLinear of the float NCHW input, the first stage of the first pipeline (the
     only QUANTIZE of an ONNX model: the frontend sees to it)."""
     if not op.from_nchw or op.input.dtype != "float32":
         raise ModelError(f"op {op.index} (QuantizeLinear): only the float NCHW input can be quantized")
+    if not build.fpu:
+        raise ModelError(f"op {op.index} (QuantizeLinear): the model's float input is quantized by a float32 "
+                         "division, and this core has no FPU: compile with --quantized-input (the C then takes "
+                         "the quantized input) or for a core with an FPU")
     _, channels, height, width = op.input.shape
     return dict(channels=channels, height=height, width=width, scale=Float32(op.output.scale),
                 zero_point=op.output.zero_point)
 
 
-def lower_ort_stage(stage: ir.Op, array, variant: Variant) -> tuple[StageKind, dict, str]:
+def lower_ort_stage(stage: ir.Op, array, build: Build) -> tuple[StageKind, dict, str]:
     """A pipeline stage of an ONNX model: its kind, params and what its comment names."""
     if isinstance(stage, ir.Quantize) and stage.input.dtype is ir.DType.UINT8:
         return StageKind.ORT_UINT8_INPUT, dict(size=row_bytes(stage.output)), ""
     if isinstance(stage, ir.Quantize):
-        return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage), ""
+        return StageKind.ORT_QUANTIZE_NCHW, _quantize_fields(stage, build), ""
     if isinstance(stage, ir.Add):
-        fields = _add_fields(stage, row_bytes(stage.output), variant)
+        fields = _add_fields(stage, row_bytes(stage.output), build, array)
+        if not build.fpu:
+            return StageKind.ORT_ADD, fields, ", in integers (ORT_INTEGER: two tables, proven on every input pair)"
         return StageKind.ORT_ADD, fields, ", rounded on the FPU (rounds_in_int32)" if fields["rounds_in_int32"] else ""
-    kernel, fields, output = _conv_stage(stage, array, variant)
+    kernel, fields, output = _conv_stage(stage, array, build)
     return kernel.stage, fields, f", kernel {kernel.name}{output}"

@@ -24,7 +24,7 @@ from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from ..plan.streaming import InputMode
 from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, Preprocess, Resize, Scale
-from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags
+from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags, has_fpu
 from .blocks import LAYOUTS, SCALE_WORDS
 from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_VECTOR_FIELD, MAX_ZERO_ROW_BYTES, NARROW_POINTWISE_INPUTS,
                       POINTWISE_NARROW, POINTWISE_STAGED, POINTWISE_TRIPLES, ROW_KERNELS, UNSIGNED_KERNELS, OutputRounding, OutputStage, RowKernel,
@@ -498,11 +498,12 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         raise ValueError(f"invalid prefix {options.prefix!r}")
     p, P = options.prefix, options.prefix.upper()
     variant = kernel_variant(options)
-    layers = lower(plan, options.reference, variant)
+    fpu = has_fpu(options.target)
+    layers = lower(plan, options.reference, variant, fpu)
     arrays = [a for layer in layers for a in layer.arrays]
     kernels = [s.kernel for op in plan.steps if isinstance(op, ir.RowPipeline)
                for s in op.stages if isinstance(s, (ir.Conv2D, ir.DepthwiseConv2D))]
-    output_stage = OutputStage.of(graph.arithmetic)
+    output_stage = OutputStage.of(graph.arithmetic, fpu)
     rendered_kernels = RenderedKernels.of(layers, variant, options.every_kernel)
     env = _environment()
     bindings = _ArenaBindings(options.arena is ArenaMode.EXTERNAL)
