@@ -1,7 +1,8 @@
 """DEPTHWISE_GROUPS on the M4 (QEMU), bit-exact against TFLite: its 3x3 group in one assembly
 block (inside windows), its border pixels through a pointer per tap, and the same C built
 unoptimized, where both take their C form (the assembly needs registers a frame pointer
-takes)."""
+takes). Padded rows (above and below the input) read a row of the input zero point in flash,
+however wide (wide_s1_same_c144_4x3)."""
 
 from __future__ import annotations
 

@@ -144,10 +144,6 @@ NARROW_POINTWISE_INPUTS = (8, 16)
 # pair of output channels: 192 keeps one inference's stack under 1,600 B; wider ones (the
 # 336 of MobileNetV2 0.35's last blocks) split them in the loop.
 MAX_STAGED_INPUTS = 192
-# DEPTHWISE_GROUPS reads a padded row (above or below the input) from a row of the input zero
-# point on the stack, for windows whose taps take at most this many bytes (kernel_w * in_c:
-# MobileNetV2 0.35's up to 96 channels); wider ones copy those windows like the border ones.
-MAX_ZERO_ROW_BYTES = 384
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64
