@@ -831,6 +831,9 @@ DEPTHWISE_GROUP_OPS: dict[str, dict[str, Any]] = {
     "s1_same_c8_2x1": {"height": 2, "width": 1, "in_ch": 8, "stride": 1, "padding": "same"},
     "s2_valid_c12_11x5": {"height": 5, "width": 11, "in_ch": 12, "stride": 2, "padding": "valid",
                           "activation": "none"},
+    # Padded rows wider (3 x 144 bytes) than the zero-point row that was once on the stack
+    # (384): every padded row's inside windows read the zero-point row in flash.
+    "wide_s1_same_c144_4x3": {"height": 3, "width": 4, "in_ch": 144, "stride": 1, "padding": "same"},
 }
 
 

@@ -1,7 +1,8 @@
 """DEPTHWISE_GROUPS on the M4 (QEMU), bit-exact against TFLite: its 3x3 group in one assembly
 block (inside windows), its border pixels through a pointer per tap, and the same C built
 unoptimized, where both take their C form (the assembly needs registers a frame pointer
-takes)."""
+takes). Padded rows (above and below the input) read a row of the input zero point in flash,
+however wide (wide_s1_same_c144_4x3)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import model_zoo
 from conftest import require_tools
+from mnv2gen.codegen import render
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.firmware import build
@@ -40,3 +42,23 @@ def test_depthwise_groups_unoptimized_are_bit_exact(name, tmp_path, monkeypatch)
     assert "-O0" in build.C_FLAGS
     report = _run(name, tmp_path, seed=8)
     assert report.bit_exact, f"{name} at -O0: {report.matched}/{report.inputs}"
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_depthwise_groups_find_their_zero_point_row_among_several(first, tmp_path, monkeypatch):
+    """A model whose DEPTHWISE_GROUPS layers have several input zero points holds a row of
+    each and picks its layer's by the zero point: here the model's row beside another one
+    (first or last: the lookup's comparison or its fallback)."""
+    real = render.ZeroRows.of
+
+    def with_another(layers):
+        rows = real(layers)
+        (zero_point,) = rows.zero_points
+        other = zero_point + 1 if zero_point < 127 else zero_point - 1
+        return render.ZeroRows((zero_point, other) if first else (other, zero_point), rows.nbytes)
+
+    monkeypatch.setattr(render.ZeroRows, "of", staticmethod(with_another))
+    report = _run("s2_same_c68_6x8", tmp_path, seed=9)
+    kernels_c = (tmp_path / "mnv2_kernels.c").read_text()
+    assert "depthwise_zero_rows[2][" in kernels_c, "not two zero-point rows"
+    assert report.bit_exact, f"{'first' if first else 'last'} of two rows: {report.matched}/{report.inputs}"

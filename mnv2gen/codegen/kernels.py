@@ -185,10 +185,6 @@ MAX_STAGED_INPUTS = 192
 # channel on the stack, no more than POINTWISE_STAGED's 192 take), each weight word split once
 # for three pixels; MobileNetV2's rows (48, 24, 12, 6, 3 pixels) are whole triples.
 MAX_TRIPLE_INPUTS = 128
-# DEPTHWISE_GROUPS reads a padded row (above or below the input) from a row of the input zero
-# point on the stack, for windows whose taps take at most this many bytes (kernel_w * in_c:
-# MobileNetV2 0.35's up to 96 channels); wider ones copy those windows like the border ones.
-MAX_ZERO_ROW_BYTES = 384
 # Likewise other convolutions whose receptive field has at most this many bytes (the stem's
 # 3x3x3): their patches are split into SMLAD pairs once, not once per output channel.
 MAX_PACKED_PATCH = 64

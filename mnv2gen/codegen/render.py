@@ -26,7 +26,7 @@ from ..plan.streaming import InputMode
 from ..preprocess import WEIGHT_BITS, YUV_COEFFICIENTS, Normalize, PixelFormat, Preprocess, Resize, Scale
 from ..targets import C_FLOAT_FLAGS, TARGETS, core_flag, cpu_flags, has_fpu
 from .blocks import LAYOUTS, SCALE_WORDS
-from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_VECTOR_FIELD, MAX_ZERO_ROW_BYTES, NARROW_POINTWISE_INPUTS,
+from .kernels import (DEPTHWISE_GROUPS, MAX_PACKED_PATCH, MAX_VECTOR_FIELD, NARROW_POINTWISE_INPUTS,
                       POINTWISE_NARROW, POINTWISE_STAGED, POINTWISE_TRIPLES, ROW_KERNELS, UNSIGNED_KERNELS, OutputRounding, OutputStage, RowKernel,
                       StageKind, Variant, row_kernels)
 from .lower import Layer, lower
@@ -447,11 +447,26 @@ def _staged_words(layers: list) -> int:
                 if f.get("kernel") in words_per_input_word], default=4)
 
 
-def _depthwise_zero_row_bytes(layers: list) -> int:
-    """DEPTHWISE_GROUPS' zero-point row: the most bytes of a window row (kernel_w * in_c) up to
-    MAX_ZERO_ROW_BYTES (4 if none)."""
-    return max([f["kernel_w"] * f["in_c"] for f in _conv_fields(layers) if f.get("kernel") is DEPTHWISE_GROUPS
-                and f["kernel_w"] * f["in_c"] <= MAX_ZERO_ROW_BYTES], default=4)
+@dataclass(frozen=True)
+class ZeroRows:
+    """DEPTHWISE_GROUPS' rows of the input zero points in flash, one per distinct zero point of
+    its layers, as wide as their widest input row (in_w * in_c): they stand for padded rows."""
+    zero_points: tuple[int, ...]
+    nbytes: int
+
+    @classmethod
+    def of(cls, layers: list) -> ZeroRows:
+        """The model's (one row of zero point 0 if no layer takes DEPTHWISE_GROUPS: the kernel
+        is rendered for builds of every kernel all the same)."""
+        fields = [f for f in _conv_fields(layers) if f.get("kernel") is DEPTHWISE_GROUPS]
+        return cls(tuple(sorted({-f["input_offset"] for f in fields})) or (0,),
+                   max([f["in_w"] * f["in_c"] for f in fields], default=4))
+
+    def initializers(self) -> list[str]:
+        """Each row's bytes as lines of numbers (kernels.c has no string-literal arrays)."""
+        per_line = 16
+        return ["\n".join("        " + ", ".join([str(z)] * min(per_line, self.nbytes - i)) + ","
+                          for i in range(0, self.nbytes, per_line)) for z in self.zero_points]
 
 
 @dataclass(frozen=True)
@@ -532,7 +547,7 @@ def render(graph: ir.Graph, plan: ArenaPlan, options: Options) -> dict[str, str]
         max_packed_patch=MAX_PACKED_PATCH, max_vector_field=MAX_VECTOR_FIELD,
         # POINTWISE_STAGED's and POINTWISE_TRIPLES' stack of split inputs.
         staged_words=_staged_words(layers),
-        depthwise_zero_row_bytes=_depthwise_zero_row_bytes(layers),
+        depthwise_zero_rows=ZeroRows.of(layers),
         # The row kernels of the variant, which conv_params.kernel names (all of them, in the
         # enum), those kernels.c holds (`kernel_used` by name, the stage kinds they make up,
         # DEPTHWISE_GROUPS' windows), and the layouts of conv_params.blocks they walk.
