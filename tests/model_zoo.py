@@ -855,7 +855,8 @@ def fixture_builders() -> list[Callable[[], Path]]:
     named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS, *NCHW_MODELS]]
     ops = [lambda k=kind, s=seed: single_op_model(k, s) for kind in SINGLE_OP_KINDS for seed in TEST_SEEDS]
     fast = [lambda n=name: fast_path_model(n) for name in FAST_PATH_OPS]
-    return named + ops + fast + [long_mean_model]
+    tails = [lambda n=name: fc_tail_model(n) for name in FC_TAILS]
+    return named + ops + fast + tails + [long_mean_model]
 
 
 def build_all(jobs: int = 1) -> int:
