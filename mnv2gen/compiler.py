@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
-from .codegen.render import Options, preprocess_of, render
+from .codegen.kernels import staged_input_words
+from .codegen.render import Options, kernel_variant, preprocess_of, render
 from .errors import UserError
 from .frontend import load_model
 from .passes import OptimizeLevel, run_passes
@@ -46,7 +47,9 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     sensor = preprocess.sensor_rows(loaded.input) if preprocess is not None else None
     passed = run_passes(loaded, options.optimize, options.input, sensor)
     bound, where = paper_bound(passed.bottlenecks)
-    plan = plan_arena(passed.scheduled, input_mode=options.input, sensor=sensor)
+    variant = kernel_variant(options, passed.scheduled.arithmetic)
+    plan = plan_arena(passed.scheduled, input_mode=options.input, sensor=sensor,
+                      scratch_words=lambda op: staged_input_words(op, variant))
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
         raise UserError(
             f"the planned arena is {plan.arena_bytes:,} bytes, over the budget of "

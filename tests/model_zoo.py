@@ -856,6 +856,24 @@ def long_mean_model() -> Path:
     return _cached_build("long_mean", _cache_key("single_op", LONG_MEAN), lambda: build_single_op(LONG_MEAN))
 
 
+# FULLY_CONNECTED layers for the tails of the DSP's FULLY_CONNECTED_STAGED (tests/test_firmware.py),
+# beside FAST_PATH_OPS' two (an even count of input words; 10 and 5 units): odd counts of input
+# words (9 and 5: the dot product enters its two-word loop at the second), units in groups of
+# four and with three left, two rows staged in turn, and a depth not a multiple of four
+# (FULLY_CONNECTED_PORTABLE on the DSP kernels).
+FC_TAILS: dict[str, dict[str, Any]] = {
+    "fc_rows2_d36_u7": {"kind": "fc", "rows": 2, "in_features": 36, "units": 7},
+    "fc_d20_u8": {"kind": "fc", "rows": 1, "in_features": 20, "units": 8, "activation": "none"},
+    "fc_d30_u6": {"kind": "fc", "rows": 1, "in_features": 30, "units": 6},
+}
+
+
+def fc_tail_model(name: str) -> Path:
+    """Path of the cached model FC_TAILS[name], built if absent."""
+    params = {**_FAST_PATH_BASE, "seed": 3000 + sorted(FC_TAILS).index(name), **FC_TAILS[name]}
+    return _cached_build(name, _cache_key("single_op", params), lambda: build_single_op(params))
+
+
 # Seeds of the single-op models the tests use (tests/test_ops.py, test_model_zoo.py).
 TEST_SEEDS = range(4)
 
@@ -865,7 +883,8 @@ def fixture_builders() -> list[Callable[[], Path]]:
     named = [lambda n=name: get_model(n) for name in [*MODELS, *UNSUPPORTED_MODELS, *NCHW_MODELS]]
     ops = [lambda k=kind, s=seed: single_op_model(k, s) for kind in SINGLE_OP_KINDS for seed in TEST_SEEDS]
     fast = [lambda n=name: fast_path_model(n) for name in FAST_PATH_OPS]
-    return named + ops + fast + [long_mean_model]
+    tails = [lambda n=name: fc_tail_model(n) for name in FC_TAILS]
+    return named + ops + fast + tails + [long_mean_model]
 
 
 def build_all(jobs: int = 1) -> int:

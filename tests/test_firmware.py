@@ -252,8 +252,8 @@ FAST_PATH_KERNELS = {
     "conv3_s2_same_c3": ("CONV_PACKED", "CONV_VECTORS"),
     "conv2x3_s1_valid_c7_o5": ("CONV_PACKED", "CONV_PACKED"),
     "conv3_s1_same_c12_o6": ("CONV_PIXELS", "CONV_PIXELS"),
-    "fc_d64_u10": ("FULLY_CONNECTED_QUADS", "FULLY_CONNECTED"),
-    "fc_rows3_d32_u5": ("FULLY_CONNECTED_QUADS", "FULLY_CONNECTED"),
+    "fc_d64_u10": ("FULLY_CONNECTED_STAGED", "FULLY_CONNECTED_PORTABLE"),
+    "fc_rows3_d32_u5": ("FULLY_CONNECTED_STAGED", "FULLY_CONNECTED_PORTABLE"),
 }
 
 
@@ -274,8 +274,8 @@ def kernels_chosen(result, board: str) -> set[str]:
     for fields in lowered_params(result, board):
         if "kernel" in fields:
             chosen.add(fields["kernel"].name)
-        elif "weight_quads" in fields:
-            chosen.add("FULLY_CONNECTED_QUADS" if fields["weight_quads"] is not None else "FULLY_CONNECTED")
+        elif "staged_input" in fields:
+            chosen.add("FULLY_CONNECTED_STAGED" if fields["staged_input"] is not None else "FULLY_CONNECTED_PORTABLE")
         elif "input_tables" in fields:
             chosen.add("ADD_TABLES" if fields["input_tables"] is not None else "ADD")
     return chosen
@@ -295,8 +295,31 @@ def test_simd_fast_paths_are_bit_exact(name, board, tmp_path):
     assert kernel in kernels_chosen(result, board), "not the kernel the test is for"
     if kernel in KERNEL_NAMES:  # the stage's params and comment name it
         assert f"kernel {kernel} */" in result.files["mnv2_model.c"]
+    elif kernel.startswith("FULLY_CONNECTED"):  # the layer's comment names it
+        assert f"kernel: {kernel} */" in result.files["mnv2_model.c"]
     write_files(result.files, tmp_path)
     report = run_on_board(path, result, tmp_path, BOARDS[board], count=6, seed=3, per_layer=False)
+    assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"
+
+
+# FULLY_CONNECTED_STAGED's tails on the M4 (model_zoo.FC_TAILS), and the portable kernel the
+# DSP build keeps for a depth not in words.
+@needs_toolchain
+@pytest.mark.parametrize("name, kernel", [("fc_rows2_d36_u7", "FULLY_CONNECTED_STAGED"),
+                                          ("fc_d20_u8", "FULLY_CONNECTED_STAGED"),
+                                          ("fc_d30_u6", "FULLY_CONNECTED_PORTABLE")])
+def test_fully_connected_tails_are_bit_exact_on_the_dsp_kernels(name, kernel, tmp_path):
+    path = model_zoo.fc_tail_model(name)
+    result = compile_model(path, Options(target=BOARDS[M4].core))
+    assert kernels_chosen(result, M4) == {kernel}
+    assert f"kernel: {kernel} */" in result.files["mnv2_model.c"]
+    fc = next(op for op in result.plan.steps if op.op_name == "FULLY_CONNECTED")
+    depth = fc.weights.shape[1]
+    scratch = result.plan.scratch(fc)
+    # STAGED's scratch: one row of input as SMLAD pairs, two bytes per input byte
+    assert (scratch.nbytes if scratch is not None else 0) == (2 * depth if kernel.endswith("STAGED") else 0)
+    write_files(result.files, tmp_path)
+    report = run_on_board(path, result, tmp_path, BOARDS[M4], count=6, seed=3, per_layer=False)
     assert report.bit_exact, f"{name}: {report.matched}/{report.inputs}"
 
 

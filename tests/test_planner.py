@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 import model_zoo
-from mnv2gen.compiler import compile_model
+from mnv2gen.codegen.render import Options
+from mnv2gen.compiler import compile_model, plan_model
+from mnv2gen.firmware.boards import BOARDS
 from mnv2gen.frontend import load_model
 from mnv2gen.plan.arena import PlanError, check_plan, plan_arena
 
@@ -38,6 +40,24 @@ def test_checker_rejects_overlapping_live_buffers():
     plan.offsets[id(b)] = plan.offsets[id(a)]  # put the output on top of its own input
     with pytest.raises(PlanError):
         check_plan(plan)
+
+
+def test_fully_connected_scratch_is_placed_and_proved_without_growing_the_arena():
+    """FULLY_CONNECTED_STAGED's scratch (the DSP kernels': the flagship head's 1,280 inputs as
+    SMLAD pairs) is a buffer of the plan like any other: placed in the arena's free bytes at
+    that step, and replayed by the checker, which rejects it on the layer's input."""
+    model = model_zoo.get_model("mnv2_a035_96_c1000")
+    planned = plan_model(model, Options(target=BOARDS["mps2-an386"].core))
+    plan = planned.plan
+    fc = next(op for op in plan.steps if op.op_name == "FULLY_CONNECTED")
+    scratch = plan.scratch(fc)
+    assert scratch is not None and scratch.nbytes == 2 * 1280
+    assert plan.arena_bytes == 30_720  # as without it
+    plan.offsets[id(plan.lifetimes.of(scratch))] = plan.offset(fc.input)
+    with pytest.raises(PlanError, match="scratch"):
+        check_plan(plan)
+    helium = plan_model(model, Options(target=BOARDS["mps3-an547"].core)).plan  # no staging there
+    assert helium.scratch(next(op for op in helium.steps if op.op_name == "FULLY_CONNECTED")) is None
 
 
 def test_reshape_aliases_its_input():

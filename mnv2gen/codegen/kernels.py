@@ -228,6 +228,32 @@ ROW_KERNELS = (CONV_PIXELS, CONV_PACKED, CONV_VECTORS, POINTWISE_PIXELS, *POINTW
                DEPTHWISE_TAPS, DEPTHWISE_GROUPS, DEPTHWISE_VECTORS, DEPTHWISE_SIXTEENS)
 
 
+class FullyConnectedKernel(enum.Enum):
+    """How fully_connected_s8 walks a layer (named in the generated C's comment for it).
+    STAGED: the DSP kernels, depth a multiple of four: the weights regrouped four units at a
+    time (blocks.interleaved_quads) and each input row split into SMLAD pairs once, into an
+    arena scratch the planner places and proves (`staged_input_words`), so a weight word costs
+    its two SXTB16 and two SMLADs and an input word one LDRD per four units. PORTABLE: the
+    rest, four units at a time through dot_quad, then one at a time."""
+
+    PORTABLE = "FULLY_CONNECTED_PORTABLE"
+    STAGED = "FULLY_CONNECTED_STAGED"
+
+
+def choose_fully_connected_kernel(op: ir.FullyConnected, variant: Variant) -> FullyConnectedKernel:
+    if variant is Variant.DSP and op.weights.shape[1] % 4 == 0:
+        return FullyConnectedKernel.STAGED
+    return FullyConnectedKernel.PORTABLE
+
+
+def staged_input_words(op: ir.Op, variant: Variant) -> int:
+    """Words of arena scratch the op's kernel needs while it runs (0: none): STAGED's one
+    input row as SMLAD pairs, two words per word of input."""
+    if isinstance(op, ir.FullyConnected) and choose_fully_connected_kernel(op, variant) is FullyConnectedKernel.STAGED:
+        return op.weights.shape[1] // 2
+    return 0
+
+
 def row_kernels(variant: Variant) -> list[RowKernel]:
     """The row kernels of a variant, in the order of their C enum."""
     return [k for k in ROW_KERNELS if variant in k.variants]

@@ -17,7 +17,8 @@ from ..errors import ModelError
 from ..plan.arena import ArenaPlan
 from ..plan.rows import row_bytes, tensor_rows
 from . import blocks
-from .kernels import OutputRounding, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
+from .kernels import (FullyConnectedKernel, OutputRounding, RowKernel, StageKind, Variant,
+                      choose_fully_connected_kernel, choose_row_kernel, pairs_taps)
 from .values import ArenaAddress, ArrayRef, DeclRef, Double, Float32
 
 
@@ -64,6 +65,8 @@ class Layer:
     inputs: list[Operand] = field(default_factory=list)
     output: Operand | None = None
     rings: list[Operand] = field(default_factory=list)  # a pipeline's buffers between its stages
+    scratch: Operand | None = None  # the arena scratch the plan gives the kernel, if any
+    kernel_choice: str = ""  # for the comment: how the kernel walks this layer, if it has a choice
 
     @property
     def name(self) -> str:
@@ -106,6 +109,16 @@ def lower(plan: ArenaPlan, reference: str = "tflite", variant: Variant = Variant
             layer = LOWERINGS[type(op)](op, number, build)
         layer.inputs = [_operand(plan, t) for t in op.activation_inputs()]
         layer.output = _operand(plan, op.output)
+        scratch = plan.scratch(op)
+        if isinstance(op, ir.FullyConnected):
+            choice = choose_fully_connected_kernel(op, variant)
+            if (choice is FullyConnectedKernel.STAGED) != (scratch is not None):
+                raise ValueError(f"step {number} ({op.describe()}): {choice.value} on the {variant.value} kernels, "
+                                 "but the plan was made for other kernels (plan and lower with the same variant)")
+            layer.kernel_choice = choice.value
+        if scratch is not None:
+            layer.scratch = _operand(plan, scratch)
+            layer.params["staged_input"] = ArenaAddress(layer.scratch.offset, scratch.ctype)
         layers.append(layer)
     return layers
 
@@ -387,14 +400,15 @@ def fully_connected_bias(op: ir.FullyConnected) -> np.ndarray:
 
 
 def fully_connected_operands(op: ir.FullyConnected, array, variant: Variant) -> dict:
-    """fully_connected_params' weights (regrouped in fours on the DSP, where the depth allows:
-    instead of stored twice) and folded bias, for either arithmetic's output stage."""
+    """fully_connected_params' weights (regrouped in fours for FULLY_CONNECTED_STAGED: instead
+    of stored twice) and folded bias, for either arithmetic's output stage."""
     depth = op.weights.shape[1]
-    quads = variant is Variant.DSP and depth % 4 == 0
+    quads = choose_fully_connected_kernel(op, variant) is FullyConnectedKernel.STAGED
     return dict(
         weights=None if quads else array("weights", "int8_t", op.weights.data),
         weight_quads=array("weight_quads", "int32_t", blocks.as_int32_words(blocks.interleaved_quads(op.weights.data)))
         if quads else None,
+        staged_input=None,  # lower() points it at the plan's scratch for the op, if any
         bias=array("bias", "int32_t", fully_connected_bias(op)))
 
 

@@ -405,9 +405,12 @@ def _layer_view(layer: Layer, prefix: str, bindings: _ArenaBindings) -> dict:
     details = [f"MACs: {op.macs():,}" if op.macs() else "MACs: 0"]
     details.append("arena: " + ", ".join(
         [f"in @{o.offset} ({o.nbytes} B)" for o in layer.inputs]
-        + [f"out @{layer.output.offset} ({layer.output.nbytes} B)"]))
+        + [f"out @{layer.output.offset} ({layer.output.nbytes} B)"]
+        + ([f"scratch @{layer.scratch.offset} ({layer.scratch.nbytes} B)"] if layer.scratch else [])))
     if hasattr(op, "activation") and op.activation is not ir.Activation.NONE:
         details.append(f"fused activation: {op.activation.name}")
+    if layer.kernel_choice:
+        details.append(f"kernel: {layer.kernel_choice}")
     decls = [_decl_view(d, prefix, bindings) for d in layer.decls]
     before = len(bindings.assignments)
     fields = bindings.fields(layer.params, _file_static(layer.name, prefix))

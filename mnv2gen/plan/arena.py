@@ -53,6 +53,10 @@ class ArenaPlan:
         """The input's ring and its rows (--input rows), or None: the input is a frame."""
         return self.lifetimes.stream
 
+    def scratch(self, op: ir.Op) -> ir.Tensor | None:
+        """The arena scratch of `op`'s kernel (placed and proved like any buffer), or None."""
+        return self.lifetimes.scratch.get(id(op))
+
     def live_bytes(self, step: int) -> int:
         """Bytes of all buffers live during `step` (the working set, before any overlap)."""
         return sum(b.nbytes for b in self.lifetimes.buffers if b.first <= step <= b.last)
@@ -156,10 +160,11 @@ def time_shared_rings(lifetimes: Lifetimes) -> set[tuple[int, int]]:
 
 
 def plan_arena(graph: ir.Graph, check: bool = True, input_mode: InputMode = InputMode.FRAME,
-               sensor: SensorRows | None = None) -> ArenaPlan:
+               sensor: SensorRows | None = None, scratch_words=None) -> ArenaPlan:
     """Place every buffer; with `check`, prove the placement by replaying the schedule.
-    `sensor` (--input rows --input-scale-from): the sensor rows' ring, placed and proved too."""
-    lifetimes = compute_lifetimes(graph, input_mode, sensor)
+    `sensor` (--input rows --input-scale-from): the sensor rows' ring, placed and proved too.
+    `scratch_words(op)`: words of arena scratch an op's kernel needs (see compute_lifetimes)."""
+    lifetimes = compute_lifetimes(graph, input_mode, sensor, scratch_words)
     offers = _overlap_offers(lifetimes)
     # Only the streamed schedule time-shares rings: the frame schedule keeps the plan (and
     # the generated C) it has always had.

@@ -44,6 +44,7 @@ class Lifetimes:
     events: list[RowEvent]
     buffer_of: dict[int, Buffer] = field(default_factory=dict)  # id(tensor) -> buffer
     stream: StreamedInput | None = None  # the graph input's ring, with --input rows
+    scratch: dict[int, ir.Tensor] = field(default_factory=dict)  # id(op) -> its kernel's arena scratch
 
     def of(self, tensor: ir.Tensor) -> Buffer:
         return self.buffer_of[id(tensor)]
@@ -62,11 +63,16 @@ def _streamed_input(graph: ir.Graph, steps: list[ir.Op], sensor: SensorRows | No
 
 
 def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME,
-                      sensor: SensorRows | None = None) -> Lifetimes:
-    """`sensor`: with --input rows, the sensor rows the input's rows are scaled from."""
+                      sensor: SensorRows | None = None, scratch_words=None) -> Lifetimes:
+    """`sensor`: with --input rows, the sensor rows the input's rows are scaled from.
+    `scratch_words(op)`: the int32 words of arena scratch the op's kernel needs (0: none),
+    a buffer live during the op's step only."""
     steps = [op for op in graph.ops if not isinstance(op, ir.Reshape)]
     stream = _streamed_input(graph, steps, sensor) if input_mode is InputMode.ROWS else None
-    events = schedule_events(steps, stream)
+    scratch = {id(op): ir.Tensor(f"{op.output.name} (scratch)", (words,), ir.DType.INT32)
+               for op in steps if not isinstance(op, ir.RowPipeline)
+               for words in [scratch_words(op) if scratch_words else 0] if words}
+    events = schedule_events(steps, stream, scratch)
     buffer_of: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
 
@@ -97,7 +103,10 @@ def compute_lifetimes(graph: ir.Graph, input_mode: InputMode = InputMode.FRAME,
             rings = ring_rows(op, [e for e in events if e.step == step])
             for t in op.internal_tensors():
                 new_buffer(t, step, rows=rings.get(id(t), 1))
+        if id(op) in scratch:
+            new_buffer(scratch[id(op)], step)
         new_buffer(op.output, step)
         step += 1
     buffer_of[id(graph.output)].last = len(steps)
-    return Lifetimes(steps=steps, buffers=buffers, events=events, buffer_of=buffer_of, stream=stream)
+    return Lifetimes(steps=steps, buffers=buffers, events=events, buffer_of=buffer_of, stream=stream,
+                     scratch=scratch)

@@ -149,13 +149,20 @@ def pipeline_events(pipeline: ir.RowPipeline, step: int, stream: StreamedInput |
     return events
 
 
-def schedule_events(steps: list[ir.Op], stream: StreamedInput | None = None) -> list[RowEvent]:
+def schedule_events(steps: list[ir.Op], stream: StreamedInput | None = None,
+                    scratch: dict[int, ir.Tensor] | None = None) -> list[RowEvent]:
+    """`scratch`: id(op) -> the arena scratch its kernel fills from its inputs, then reads
+    beside them (a FULLY_CONNECTED's staged input): an event of its own before the op's."""
     events: list[RowEvent] = []
     for number, op in enumerate(steps):
         if isinstance(op, ir.RowPipeline):
             events += pipeline_events(op, number, stream)
         else:
             reads = tuple((t, 0, tensor_rows(t) - 1) for t in op.activation_inputs())
+            staged = (scratch or {}).get(id(op))
+            if staged is not None:
+                events.append(RowEvent(number, (staged, 0, 0), reads))
+                reads += ((staged, 0, 0),)
             events.append(RowEvent(number, (op.output, 0, tensor_rows(op.output) - 1), reads,
                                    in_place=writes_in_place(op)))
     return events
