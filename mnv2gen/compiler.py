@@ -47,7 +47,7 @@ def plan_graph(loaded: ir.Graph, options: Options) -> PlannedModel:
     sensor = preprocess.sensor_rows(loaded.input) if preprocess is not None else None
     passed = run_passes(loaded, options.optimize, options.input, sensor)
     bound, where = paper_bound(passed.bottlenecks)
-    variant = kernel_variant(options, passed.scheduled.arithmetic)
+    variant = kernel_variant(options)
     plan = plan_arena(passed.scheduled, input_mode=options.input, sensor=sensor,
                       scratch_words=lambda op: staged_input_words(op, variant))
     if options.memory_budget is not None and plan.arena_bytes > options.memory_budget:
