@@ -17,17 +17,20 @@ scale is exactly S = mantissa * 2^-shift with a 24-bit mantissa, so on integers:
    n = 0: below it every value rounds to 0 either way).
 
 The C (templates/ref/ort_output_stage.c.j2, kernels.OutputStage.ORT_INTEGER) computes these
-steps; `requantized` below computes the same integer steps in numpy, and `prove` checks them
-against ONNX Runtime's float32 arithmetic (numpy's float32, which rounds each operation as
-the x86-64 CPU does) on every accumulator a channel can have: both are nondecreasing step
-functions of the accumulator (each step above is), so equal values at the ends of the
-range and equal first accumulators reaching each output value in between (a binary search
-per value, quant.same_nondecreasing) prove them equal everywhere in it.
+steps; `requantized` below computes the same integer steps in numpy, and `unproven_channels`
+checks them against ONNX Runtime's float32 arithmetic (quant_ort.ort_output: numpy's float32,
+which rounds each operation as the x86-64 CPU does) on every accumulator a channel can have:
+both are nondecreasing step functions of the accumulator (each step above is), so equal
+values at the ends of the range and equal first accumulators reaching each output value in
+between (quant.first_reaching) prove them equal everywhere in it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import quant
+from .quant_ort import near_steps, ort_output
 
 
 FLOAT32_BITS = 24  # significant bits of a float32, and of fl(acc)
@@ -56,14 +59,6 @@ def scale_words(scales) -> np.ndarray:
     size): mantissa | shift << 24 (mantissa < 2^24, shift <= MAX_SHIFT < 2^7)."""
     mantissa, shift = integer_scales(scales)
     return (mantissa | (shift << FLOAT32_BITS)).astype(np.int32)
-
-
-def ort_requantized(acc, scale, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
-    """ONNX Runtime's output for int64 accumulators, in float32 as it computes it (`scale`
-    float32, broadcast against `acc`)."""
-    value = np.asarray(acc, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
-    value = np.clip(value, np.float32(act_min - zero_point), np.float32(act_max - zero_point))
-    return np.rint(value).astype(np.int64) + zero_point
 
 
 def _bit_length(values) -> np.ndarray:
@@ -98,9 +93,8 @@ def unproven_channels(scales, zero_point: int, act_min: int, act_max: int, low, 
     """The channels (indices) where the integer stage of `scales` (integer_scales) is not
     proven equal to ONNX Runtime's output on every accumulator of [low[c], high[c]] (or
     where the C's 64-bit steps could overflow). All channels at once: their ends compared,
-    then for each output value the first accumulator reaching it, by one binary search per
-    (channel, value) pair for both functions (quant.same_nondecreasing, vectorized over
-    channels)."""
+    then for each output value the first accumulator reaching it, for both functions
+    (quant.first_reaching, from quant_ort.near_steps)."""
     scales = np.asarray(scales, dtype=np.float32)
     low, high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
     mantissa, shift = integer_scales(scales)
@@ -108,57 +102,16 @@ def unproven_channels(scales, zero_point: int, act_min: int, act_max: int, low, 
     safe = (shift - excess >= FLOAT32_BITS) & (shift <= MAX_SHIFT)
     mantissa, shift = np.where(safe, mantissa, 1), np.where(safe, shift, MAX_SHIFT)  # the others fail below
 
-    def ort(acc, c=slice(None)):
-        return ort_requantized(acc, scales[c], zero_point, act_min, act_max)
+    def ort(acc, rows=slice(None)):
+        return ort_output(acc, scales[rows, None], zero_point, act_min, act_max)
 
-    def ours(acc, c=slice(None)):
-        return requantized(acc, mantissa[c], shift[c], zero_point, act_min, act_max)
+    def ours(acc, rows=slice(None)):
+        return requantized(acc, mantissa[rows, None], shift[rows, None], zero_point, act_min, act_max)
 
-    equal = safe & (ort(low) == ours(low)) & (ort(high) == ours(high))
+    ends = np.stack([low, high], axis=1)
+    equal = safe & (ort(ends) == ours(ends)).all(axis=1)
     values = np.arange(act_min + 1, act_max + 1, dtype=np.int64)[None, :]  # [1, values]
-    near = _near_thresholds(scales, values - zero_point, low, high)
-    firsts_ort, firsts_ours = (_first_reaching(f, values, low, high, near) for f in (ort, ours))
+    near = near_steps(scales, values - zero_point, low, high)
+    firsts_ort, firsts_ours = (quant.first_reaching(f, values, low, high, near) for f in (ort, ours))
     equal &= (firsts_ort == firsts_ours).all(axis=1)
     return np.flatnonzero(~equal)
-
-
-def _near_thresholds(scales, magnitudes, low, high):
-    """Per channel and output value u (minus the zero point), a bracket [lo, hi] of
-    accumulators where the first one reaching it should lie: around (u - 0.5) / S, widened
-    by what float32's roundings can move it (half a step of the product, |u| < 2^8: 2^-16,
-    and of the accumulator: 2^-24 of it). `_first_reaching` checks what it finds there."""
-    scales = scales.astype(np.float64)[:, None]
-    centre = np.clip(np.ceil((magnitudes - 0.5) / scales), low[:, None], high[:, None])
-    reach = 2 + np.ceil(2.0**-15 / scales + np.abs(centre) * 2.0**-22)
-    lo = np.clip(centre - reach, low[:, None], high[:, None]).astype(np.int64)
-    hi = np.clip(centre + reach, low[:, None], high[:, None]).astype(np.int64)
-    return lo, hi
-
-
-def _first_reaching(f, values, low, high, near):
-    """Per channel (rows) and value (columns), the first accumulator in [low, high] where
-    f (nondecreasing) reaches the value (high where it does not, as for both functions when
-    their ends are equal): a binary search in the bracket `near`; where its answer r is not
-    shown to be the first (f(r) reaches it or r = high, and r = low or f(r - 1) does not),
-    again over all of [low, high]."""
-    column = (slice(None), None)
-    found = _search(f, values, *near)
-    before = f(np.maximum(found - 1, low[column]), column) < values
-    certain = ((f(found, column) >= values) | (found == high[column])) & ((found == low[column]) | before)
-    if not certain.all():
-        rows = np.flatnonzero(~certain.all(axis=1))
-        wide = (np.broadcast_to(low[rows][:, None], (len(rows), values.shape[1])),
-                np.broadcast_to(high[rows][:, None], (len(rows), values.shape[1])))
-        found[rows] = _search(lambda acc, c: f(acc, (rows, None)), values, *wide)
-    return found
-
-
-def _search(f, values, lo, hi):
-    lo, hi = lo.copy(), hi.copy()
-    column = (slice(None), None)
-    while (lo < hi).any():
-        mid = lo + (hi - lo) // 2
-        reached = f(mid, column) >= values
-        hi = np.where(reached, mid, hi)
-        lo = np.where(reached, lo, mid + 1)
-    return lo

@@ -305,7 +305,7 @@ def _fast_channel_row(m, s, low, high, kernel_bias, weight_reach, zero_point, ac
     if -MAX_FAST_RIGHT_SHIFT <= s <= -1 and small(kernel_bias):
         return (m, int(fast_output_rounding([s], zero_point)[0]), -s), False, 0, False
     if last == first + 1:
-        threshold = int(_first_reaching(reference, _i64([last]), low, high)[0])
+        threshold = int(first_reaching(lambda acc, _: reference(acc), [[last]], [low], [high])[0, 0])
         return (step_scale_row(first), False, threshold, True) if small(kernel_bias - threshold) else None
     if s >= -MAX_FAST_RIGHT_SHIFT or not small(kernel_bias):
         return None
@@ -333,7 +333,7 @@ def _rederived_rows(m: int, right: int, zero_point: int, reference, low: int, hi
     excess = right - MAX_FAST_RIGHT_SHIFT
     plain = int(fast_output_rounding([-MAX_FAST_RIGHT_SHIFT], zero_point)[0])
     scaled = round_half_away(m / 2 ** excess)
-    first_step = int(_first_reaching(reference, _i64([reference(_i64(low)) + 1]), low, high)[0])
+    first_step = int(first_reaching(lambda acc, _: reference(acc), [[reference(_i64(low)) + 1]], [low], [high])[0, 0])
     # Each neighbouring multiplier moves the steps by a fraction of an accumulator far from
     # zero, where a dead channel's bias puts them: a few dozen give the rounding term's
     # coarse grid (2^31 / multiplier accumulators) many chances to land on them.
@@ -370,19 +370,42 @@ def same_nondecreasing(f, g, low: int, high: int) -> bool:
     ends_f, ends_g = f(_i64([low, high])), g(_i64([low, high]))
     if (ends_f != ends_g).any():
         return False
-    values = np.arange(int(ends_f[0]) + 1, int(ends_f[1]) + 1, dtype=np.int64)
-    return bool((_first_reaching(f, values, low, high) == _first_reaching(g, values, low, high)).all())
+    values = np.arange(int(ends_f[0]) + 1, int(ends_f[1]) + 1, dtype=np.int64)[None, :]
+    return bool((first_reaching(lambda x, _: f(x), values, [low], [high])
+                 == first_reaching(lambda x, _: g(x), values, [low], [high])).all())
 
 
-def _first_reaching(f, values, low: int, high: int):
-    """For each value (all reached by f at `high`), the first x in [low, high] with f(x) >= it."""
-    lo = np.full(values.shape, low, dtype=np.int64)
-    hi = np.full(values.shape, high, dtype=np.int64)
-    while (lo < hi).any():
-        mid = lo + (hi - lo) // 2
-        reached = f(mid) >= values
-        hi = np.where(reached, mid, hi)
-        lo = np.where(reached, lo, mid + 1)
+def first_reaching(f, values, low, high, near=None) -> np.ndarray:
+    """Per row (a channel) and value (a column of `values`, [rows or 1, values]), the first x
+    in the row's [low, high] where f, nondecreasing, reaches the value (high + 1 where it does
+    not). f(x, rows) is f's values at x ([len(rows), values]) for those rows (indices into
+    `low`); it is only evaluated inside [low, high]. A binary search, every row and value at
+    once: in the bracket `near` ((lo, hi), each [rows, values], inside [low, high]) where one
+    is given, and for the rows where its answer r is not shown to be the first (f reaches the
+    value at r, and r is low or f does not at r - 1), again over all of [low, high + 1]."""
+    low, high = np.asarray(low, dtype=np.int64)[:, None], np.asarray(high, dtype=np.int64)[:, None]
+    values = np.broadcast_to(np.asarray(values, dtype=np.int64), np.broadcast_shapes(np.shape(values), low.shape))
+    every = np.arange(len(low))
+    if near is None:
+        return _search(f, values, every, low, high + 1, high)
+    found = _search(f, values, every, *near, high)
+    certain = ((f(found, every) >= values)
+               & ((found == low) | (f(np.maximum(found - 1, low), every) < values))).all(axis=1)
+    if not certain.all():
+        rows = np.flatnonzero(~certain)
+        found[rows] = _search(f, values[rows], rows, low[rows], high[rows] + 1, high[rows])
+    return found
+
+
+def _search(f, values, rows, lo, hi, high):
+    """first_reaching's binary search in [lo, hi] ([rows, values], broadcast) for the given
+    rows, where f is taken to reach every value at high + 1."""
+    lo, hi = (np.array(np.broadcast_to(bound, values.shape), dtype=np.int64) for bound in (lo, hi))
+    while (searching := lo < hi).any():
+        mid = lo + (hi - lo) // 2  # <= high where searching
+        reached = f(np.minimum(mid, high), rows) >= values
+        hi = np.where(searching & reached, mid, hi)
+        lo = np.where(searching & ~reached, mid + 1, lo)
     return lo
 
 

@@ -44,12 +44,26 @@ FLOAT_RIGHT = 0  # templates/dsp/ort_output_stage.c.j2: a row with this `right` 
 
 
 def ort_output(acc, scale, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
-    """ONNX Runtime's output of int32 accumulators (`scale` broadcasts against them): fl(acc)
-    times the float32 scale S rounded to float32, rounded to an integer half to even, plus
-    the zero point, clamped (clamping the float before rounding, as ONNX Runtime does, is the
-    same: the bounds are integers)."""
-    product = np.asarray(acc, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
-    return np.clip(np.rint(product).astype(np.int64) + zero_point, act_min, act_max)
+    """ONNX Runtime's output of int32 accumulators (`scale` float32, broadcast against them),
+    in float32 as it computes it: fl(acc) times the scale S rounded to float32, clamped to
+    [act_min, act_max] less the zero point, rounded to an integer half to even, plus the zero
+    point (clamping before rounding keeps a product beyond int64 in range)."""
+    value = np.asarray(acc, dtype=np.int64).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    value = np.clip(value, np.float32(act_min - zero_point), np.float32(act_max - zero_point))
+    return np.rint(value).astype(np.int64) + zero_point
+
+
+def near_steps(scales, magnitudes, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel (`scales`, `low`, `high`) and output value u less the zero point
+    (`magnitudes`, [channels or 1, values], |u| < 2^8), a bracket (lo, hi) of accumulators
+    where ort_output's first one reaching it should lie, for quant.first_reaching: around
+    (u - 0.5) / S, widened by what float32's roundings can move it (half a step of the
+    product: 2^-16, and of the accumulator: 2^-24 of it)."""
+    scales = np.asarray(scales, dtype=np.float32).astype(np.float64)[:, None]
+    low, high = np.asarray(low, dtype=np.int64)[:, None], np.asarray(high, dtype=np.int64)[:, None]
+    centre = np.clip(np.ceil((magnitudes - 0.5) / scales), low, high)
+    reach = 2 + np.ceil(2.0**-15 / scales + np.abs(centre) * 2.0**-22)
+    return np.clip(centre - reach, low, high).astype(np.int64), np.clip(centre + reach, low, high).astype(np.int64)
 
 
 def fixed_stage(acc, rows, delta, act_min: int, act_max: int) -> np.ndarray:
@@ -113,7 +127,7 @@ def fixed_rows(scales, zero_point: int, act_min: int, act_max: int, low, high, b
 
 class _Layer:
     """The step channels of a layer: ONNX Runtime's first accumulators reaching each value
-    ([channels, values], padded with the last one), found by one binary search for all, and
+    ([channels, values], padded with the last one; quant.first_reaching near near_steps), and
     the multiplier that leaves each channel's steps the most room (_Steps)."""
 
     def __init__(self, scales, zero_point, act_min, act_max, low, high, ends, rights):
@@ -122,10 +136,9 @@ class _Layer:
         first, last = ends[:, 0], ends[:, 1]
         count = int((last - first).max())
         self.values = np.minimum(first[:, None] + 1 + np.arange(count), last[:, None])
-        estimate = np.ceil((self.values - zero_point - 0.5) / scales[:, None].astype(np.float64))
-        self.thresholds = _first_reaching(
-            lambda acc: ort_output(acc, scales[:, None], zero_point, act_min, act_max), self.values, low, high,
-            np.clip(estimate, low[:, None], high[:, None]).astype(np.int64))
+        self.thresholds = quant.first_reaching(
+            lambda acc, rows: ort_output(acc, scales[rows, None], zero_point, act_min, act_max), self.values,
+            low, high, near_steps(scales, self.values - zero_point, low, high))
         self.steps = _Steps(self.values << (31 + rights[:, None]), self.thresholds)
         self.best = self.steps.widest()
 
@@ -203,24 +216,3 @@ class _Steps:
             rounding = (q // 2**30 - 1) // 2
             if abs(rounding) <= quant.MAX_FAST_ROUNDING:
                 yield int(delta), int(rounding)
-
-
-def _first_reaching(f, values: np.ndarray, low: np.ndarray, high: np.ndarray, guess: np.ndarray) -> np.ndarray:
-    """For each row's values (all reached by f at that row's `high`), the first acc in the
-    row's [low, high] with f(acc) >= it: from `guess`, a few steps each way where that finds
-    it (f reaches the value at acc, and acc is `low` or f does not at acc - 1), else one
-    binary search for every row at once."""
-    low, high = low[:, None], high[:, None]
-    acc = guess.copy()
-    for _ in range(4):
-        acc = np.where((acc > low) & (f(acc - 1) >= values), acc - 1, acc)
-        acc = np.where((acc < high) & (f(acc) < values), acc + 1, acc)
-    if ((f(acc) >= values) & ((acc == low) | (f(acc - 1) < values))).all():
-        return acc
-    lo, hi = np.broadcast_to(low, values.shape).copy(), np.broadcast_to(high, values.shape).copy()
-    while (lo < hi).any():
-        mid = lo + (hi - lo) // 2
-        reached = f(mid) >= values
-        hi = np.where(reached, mid, hi)
-        lo = np.where(reached, lo, mid + 1)
-    return lo

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import onnx_zoo
-from mnv2gen import ort_integer
+from mnv2gen import ort_integer, quant_ort
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.errors import ModelError
@@ -33,7 +33,7 @@ def test_only_the_cortex_m0plus_lacks_an_fpu():
 def _both(acc, scales, zero_point, act_min, act_max):
     mantissas, shifts = ort_integer.integer_scales(scales)
     ours = ort_integer.requantized(acc, mantissas[:, None], shifts[:, None], zero_point, act_min, act_max)
-    theirs = ort_integer.ort_requantized(acc, scales[:, None], zero_point, act_min, act_max)
+    theirs = quant_ort.ort_output(acc, scales[:, None], zero_point, act_min, act_max)
     return ours, theirs
 
 

@@ -245,9 +245,8 @@ def test_rederived_rows_against_random_and_edge_accumulators():
             continue
         accs = np.concatenate([rng.integers(low, high + 1, 300), [low, high, low + 1, high - 1]])
         # the reference's thresholds, and their neighbours: where a wrong row would differ
-        steps = quant._first_reaching(lambda a: _reference(a, m, -right, zp),
-                                      np.arange(_reference(low, m, -right, zp) + 1, _reference(high, m, -right, zp) + 1),
-                                      low, high)
+        values = np.arange(_reference(low, m, -right, zp) + 1, _reference(high, m, -right, zp) + 1)
+        steps = quant.first_reaching(lambda a, _: _reference(a, m, -right, zp), values[None, :], [low], [high])[0]
         accs = np.concatenate([accs, steps, steps - 1])
         accs = accs[(accs >= low) & (accs <= high)]
         row, _, threshold = result  # a step row reads the accumulator minus its threshold
@@ -264,6 +263,31 @@ def test_same_nondecreasing_is_a_proof_not_a_sample():
     assert quant.same_nondecreasing(f, f, -10_000, 10_000)
     assert not quant.same_nondecreasing(f, moved, -10_000, 10_000)
     assert not quant.same_nondecreasing(f, lambda x: f(x + 1), -10_000, 10_000)
+
+
+def test_first_reaching_corrects_a_bracket_that_misses():
+    """A bracket is a hint: rows whose bracket misses the step (below it, above it, or of
+    width zero) still get the first x reaching each value, as by brute force; values never
+    reached give high + 1."""
+    divisors = np.array([7, 3, 11, 5])
+    low, high = np.array([-500, -40, 0, 30]), np.array([700, 90, 1000, 30])
+
+    def f(x, rows):
+        return np.floor_divide(x, divisors[rows, None])
+
+    values = np.arange(-30, 40)[None, :]
+    xs = np.arange(-500, 1001)
+    brute = [[xs[(xs >= lo) & (xs <= hi) & (xs // d >= v)].min(initial=hi + 1) for v in values[0]]
+             for d, lo, hi in zip(divisors, low, high)]
+    exact = np.array(brute)
+    near = (exact.copy(), exact.copy())
+    near[0][0], near[1][0] = exact[0] + 5, exact[0] + 9  # above the step
+    near[0][1], near[1][1] = exact[1] - 9, exact[1] - 5  # below it
+    near[0][2] = near[1][2] = exact[2] + 1  # width zero, one off
+    found = quant.first_reaching(f, values, low, high, (np.clip(near[0], low[:, None], high[:, None]),
+                                                        np.clip(near[1], low[:, None], high[:, None])))
+    assert np.array_equal(found, exact)
+    assert np.array_equal(quant.first_reaching(f, values, low, high), exact)
 
 
 def _host_expf():

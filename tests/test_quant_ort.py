@@ -35,6 +35,17 @@ def _exhaustive_mismatches(found, scales, zero_point, act_min, act_max, low, hig
     return wrong
 
 
+def test_ort_output_clamps_before_rounding_as_after_where_both_are_defined():
+    """ONNX Runtime clamps the float product before rounding; on integer bounds that equals
+    rounding then clamping wherever the product fits an int64, and keeps act_max beyond."""
+    rng = np.random.default_rng(3)
+    acc = rng.integers(-2**31, 2**31, (64, 4000))
+    scales = (2.0 ** rng.uniform(-30, 0, 64)).astype(np.float32)[:, None]
+    after = np.clip(np.rint(acc.astype(np.float32) * scales).astype(np.int64) - 5, -128, 100)
+    assert np.array_equal(quant_ort.ort_output(acc, scales, -5, -128, 100), after)
+    assert quant_ort.ort_output([2**31 - 1, -2**31], np.float32(2.0**60), -5, -128, 100).tolist() == [100, -128]
+
+
 def _fixed_rows(scales, zero_point, act_min, act_max, low, high, reach=0):
     return quant_ort.fixed_rows(scales, zero_point, act_min, act_max, low, high,
                                 np.full(len(scales), reach, dtype=np.int64), _float_rows(scales, zero_point))
