@@ -9,7 +9,7 @@ host and for each board. That C is built and run once per target, and its output
 with ONNX Runtime's for both model files, so each run below is a run of both cells.
 
 Inputs: 50 random plus the all-min and all-max ones (52) everywhere, but width 1.0 under
-QEMU: the first 6 random ones plus the extremes (8), each inference 85 to 151 M instructions
+QEMU: the first 6 random ones plus the extremes (8), each inference 79 to 141 M instructions
 on the M4 (the 44 others on the 16 width-1.0 C files on both boards would be some 165 G
 instructions more, minutes of QEMU the CI budget does not have). Tier: fast = run by
 default, full = CI and `pytest --full`. ONNX Runtime's outputs of a model are computed once
