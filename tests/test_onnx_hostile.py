@@ -235,16 +235,19 @@ def test_names_never_reach_the_c(tmp_path):
 
 
 def test_cortex_m_targets_get_the_simd_kernels(tmp_path):
-    """ONNX Runtime's arithmetic takes the DSP kernels (the row kernel and the output stage
-    named in each stage's comment; on the Cortex-M55 too, until Helium's loops take its output
-    stage), or the portable ones if asked."""
+    """ONNX Runtime's arithmetic takes the target's SIMD kernels (the row kernel and the output
+    stage named in each stage's comment): the DSP ones on the Cortex-M4, rounding on the FPU
+    with VCVTR; Helium's on the Cortex-M55, rounding four lanes with VCVTN; or the portable
+    ones if asked."""
     from mnv2gen.codegen.render import Options
 
-    for target in ("cortex-m4", "cortex-m55"):
+    expected = {"cortex-m4": (("POINTWISE_STAGED", "DEPTHWISE_GROUPS"), "vcvtr.s32.f32"),
+                "cortex-m55": (("POINTWISE_VECTORS", "DEPTHWISE_SIXTEENS"), "vcvtn.s32.f32")}
+    for target, (kernels, rounding) in expected.items():
         files = compile_model(onnx_zoo.mobilenet_v2("uint8"), Options(target=target)).files
-        assert "kernel POINTWISE_STAGED, output stage ORT_FLOAT32" in files["mnv2_model.c"]
-        assert "kernel DEPTHWISE_GROUPS, output stage ORT_FLOAT32" in files["mnv2_model.c"]
-        assert "vcvtr.s32.f32" in files["mnv2_kernels.c"] and "ort_add_s8" in files["mnv2_kernels.c"]
+        for kernel in kernels:
+            assert f"kernel {kernel}, output stage ORT_FLOAT32" in files["mnv2_model.c"]
+        assert rounding in files["mnv2_kernels.c"] and "ort_add_s8" in files["mnv2_kernels.c"]
     files = compile_model(onnx_zoo.single_op("conv", "uint8"), Options(target="cortex-m4", kernels="ref")).files
     assert "__ARM_FEATURE_DSP" not in files["mnv2_model.c"] and "ort_conv_s8" in files["mnv2_kernels.c"]
 
