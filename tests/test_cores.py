@@ -94,8 +94,9 @@ def mnemonics(elf, *objdump_flags: str) -> tuple[set[str], set[str]]:
     return wide, narrow
 
 
-def callers(elf, function: str) -> set[str]:
-    """The functions of the ELF with a call to `function`."""
+def callers(elf, callee: str) -> set[str]:
+    """The functions of the ELF with a call to a function whose whole name matches the regular
+    expression `callee` (a plain name matches itself)."""
     listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], check=True, capture_output=True,
                              text=True).stdout
     found, current = set(), None
@@ -103,7 +104,7 @@ def callers(elf, function: str) -> set[str]:
         start = re.match(r"^[0-9a-f]+ <(\S+)>:$", line)
         if start:
             current = start[1]
-        elif re.search(rf"\tbl\s.*<{re.escape(function)}>$", line):
+        elif re.search(rf"\tbl\s.*<{callee}>$", line):
             found.add(current)
     return found
 

@@ -144,22 +144,11 @@ def test_cortex_m0plus_c_on_the_host(kind, activation, tmp_path):
     assert report.matched_tflite == report.inputs == 12 and report.distinct_outputs > 1, report.first_mismatch
 
 
-def _soft_float_callers(elf, prefix: str = "mnv2_") -> set[str]:
-    """The functions named `prefix`* (the generated code's; "": every one of the image) that
-    call libgcc's soft float (__aeabi_f*, __aeabi_d*)."""
-    import re
-    import subprocess
+def _soft_float_callers(elf) -> set[str]:
+    """The image's functions that call libgcc's soft float (__aeabi_f*, __aeabi_d*)."""
+    from test_cores import callers
 
-    listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], check=True, capture_output=True,
-                             text=True).stdout
-    found, current = set(), None
-    for line in listing.splitlines():
-        start = re.match(r"^[0-9a-f]+ <(\S+)>:$", line)
-        if start:
-            current = start[1]
-        elif re.search(r"\tbl\s.*<__aeabi_[fd]\w*>$", line):
-            found.add(current)
-    return {name for name in found if name.startswith(prefix)}
+    return callers(elf, r"__aeabi_[fd]\w*")
 
 
 @pytest.mark.parametrize("activation", onnx_zoo.ACTIVATIONS)
@@ -179,7 +168,7 @@ def test_cortex_m0plus_under_qemu_without_soft_float(activation, tmp_path):
     assert report.reference == "onnxruntime" and report.matched == report.inputs == 5 and report.bit_exact
     firmware = build_firmware(tmp_path / "c", "mnv2", BOARDS["mps2-an385"], tmp_path / "fw", options=result.options)
     # every ONNX pipeline's engine can dispatch to ort_add_s8 (in integers), so it is linked too
-    assert firmware.symbol_address("mnv2_ort_add_s8") and _soft_float_callers(firmware.elf, prefix="") == set()
+    assert firmware.symbol_address("mnv2_ort_add_s8") and _soft_float_callers(firmware.elf) == set()
 
 
 @pytest.mark.full
@@ -204,4 +193,4 @@ def test_mobilenet_v2_on_cortex_m0plus_under_qemu(activation, out_dir):
     # soft float: 320 M; soft-float ADDs: 183.3 M and 184.1 M; integer ADDs: 161.8 M and 162.4 M
     assert report.instructions_per_inference < 163_000_000
     firmware = build_firmware(out_dir, "mnv2", BOARDS["mps2-an385"], out_dir / "fw", options=result.options)
-    assert _soft_float_callers(firmware.elf, prefix="") == set()
+    assert _soft_float_callers(firmware.elf) == set()
