@@ -61,7 +61,7 @@ def scale_words(scales) -> np.ndarray:
     return (mantissa | (shift << FLOAT32_BITS)).astype(np.int32)
 
 
-def _bit_length(values) -> np.ndarray:
+def bit_length(values) -> np.ndarray:
     """bitlen of each non-negative int64 below 2^53 (0 for 0): float64 holds it exactly, and
     frexp's exponent is its bit length."""
     return np.frexp(np.asarray(values, dtype=np.int64).astype(np.float64))[1].astype(np.int64)
@@ -72,7 +72,7 @@ def requantized(acc, mantissa, shift, zero_point: int, act_min: int, act_max: in
     C computes it (see the module's docstring); mantissa and shift broadcast against acc."""
     acc = np.asarray(acc, dtype=np.int64)
     magnitude = np.abs(acc)
-    excess = np.maximum(_bit_length(magnitude) - FLOAT32_BITS, 0)  # fl(acc): bits beyond 24, rounded to even
+    excess = np.maximum(bit_length(magnitude) - FLOAT32_BITS, 0)  # fl(acc): bits beyond 24, rounded to even
     kept = magnitude >> excess
     dropped = magnitude - (kept << excess)
     half = np.where(excess > 0, np.int64(1) << np.maximum(excess - 1, 0), 0)
@@ -83,7 +83,7 @@ def requantized(acc, mantissa, shift, zero_point: int, act_min: int, act_max: in
     twice = 2 * (product - (n << e))
     one = np.int64(1) << e
     distance = np.abs(twice - one)
-    window = (np.int64(1) << _bit_length(np.minimum(n, MAX_MAGNITUDE))) << (e - FLOAT32_BITS)
+    window = (np.int64(1) << bit_length(np.minimum(n, MAX_MAGNITUDE))) << (e - FLOAT32_BITS)
     n = n + np.where(distance <= window, n & 1, twice > one)
     signed = np.where(acc < 0, -n, n)
     return np.clip(signed, act_min - zero_point, act_max - zero_point) + zero_point
@@ -98,7 +98,7 @@ def unproven_channels(scales, zero_point: int, act_min: int, act_max: int, low, 
     scales = np.asarray(scales, dtype=np.float32)
     low, high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
     mantissa, shift = integer_scales(scales)
-    excess = np.maximum(_bit_length(np.maximum(np.abs(low), np.abs(high))) - FLOAT32_BITS, 0)
+    excess = np.maximum(bit_length(np.maximum(np.abs(low), np.abs(high))) - FLOAT32_BITS, 0)
     safe = (shift - excess >= FLOAT32_BITS) & (shift <= MAX_SHIFT)
     mantissa, shift = np.where(safe, mantissa, 1), np.where(safe, shift, MAX_SHIFT)  # the others fail below
 

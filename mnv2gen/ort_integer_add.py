@@ -28,10 +28,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .ort_integer import FLOAT32_BITS, MAX_MAGNITUDE, bit_length
+
 FRACTION_BITS = 32  # the terms' units, 2^-32: the C's integer part is the sum's high word
 TERM_LIMIT = 2**61  # |term| below it: the sum of two stays inside int64
-MAX_MAGNITUDE = 255  # beyond it every clamp has cut (the C saturates its magnitude at 256)
-FLOAT32_BITS = 24
 UNITS = 149  # every float32, and every product of one with an integer, is a multiple of 2^-149
 
 
@@ -97,10 +97,6 @@ def add_terms(a_ratio, b_ratio, bias, offset: int) -> tuple[np.ndarray, np.ndarr
     return np.array(a_terms, dtype=np.int64), np.array(b_terms, dtype=np.int64)
 
 
-def _bit_length(values: np.ndarray) -> np.ndarray:
-    return np.frexp(values.astype(np.float64))[1].astype(np.int64)  # exact below 2^53
-
-
 def integer_outputs(a_terms: np.ndarray, b_terms: np.ndarray, offset: int) -> np.ndarray:
     """The C's integer steps (templates/ref/ort.c.j2, ort_add_rounded) on every pair
     [a index, b index]."""
@@ -110,7 +106,7 @@ def integer_outputs(a_terms: np.ndarray, b_terms: np.ndarray, offset: int) -> np
     fraction = magnitude & ((1 << FRACTION_BITS) - 1)
     middle = np.int64(1) << (FRACTION_BITS - 1)
     distance = np.abs(fraction - middle)
-    window = np.int64(1) << (_bit_length(np.minimum(n, MAX_MAGNITUDE)) + FRACTION_BITS - 25)
+    window = np.int64(1) << (bit_length(np.minimum(n, MAX_MAGNITUDE)) + FRACTION_BITS - 25)
     rounded = np.where(distance <= window, n + (n & 1), n + (fraction > middle))
     rounded = np.where(n > MAX_MAGNITUDE, MAX_MAGNITUDE + 1, rounded)
     return np.clip(np.where(total < 0, -rounded, rounded), -128 + offset, 127 + offset)

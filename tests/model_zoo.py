@@ -892,14 +892,21 @@ def build_all(jobs: int = 1) -> int:
     cache's lock files make this safe beside other processes building the same models.
     With `jobs` > 1, that many processes share the list (TensorFlow's converter keeps one
     core busy; a fresh cache builds in half the time on two)."""
-    before = set(cache_dir().glob("*.tflite"))
-    helpers = [subprocess.Popen([sys.executable, __file__, "--share", str(part), str(jobs)])
+    return build_in_processes(__file__, build_share, jobs, lambda: set(cache_dir().glob("*.tflite")))
+
+
+def build_in_processes(script: str, share: Callable[[int, int], None], jobs: int,
+                       cached: Callable[[], set]) -> int:
+    """Build a zoo's fixtures in `jobs` processes: share 0 here, the others by running
+    `script --share PART JOBS`; returns how many files `cached()` gained."""
+    before = cached()
+    helpers = [subprocess.Popen([sys.executable, script, "--share", str(part), str(jobs)])
                for part in range(1, jobs)]
-    build_share(0, jobs)
+    share(0, jobs)
     failed = [helper.args for helper in helpers if helper.wait() != 0]
     if failed:
         raise RuntimeError(f"building fixtures failed in {failed}")
-    return len(set(cache_dir().glob("*.tflite")) - before)
+    return len(cached() - before)
 
 
 def build_share(part: int, parts: int) -> None:

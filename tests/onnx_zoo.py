@@ -24,7 +24,6 @@ import dataclasses
 import importlib.metadata
 import itertools
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from model_zoo import cache_dir
+from model_zoo import build_in_processes, cache_dir
 
 EXPORTERS = {"legacy": 17, "dynamo": 18}  # -> the opset each writes
 # (expansion, channels, repeats, stride) of MobileNetV2's inverted residuals (torchvision).
@@ -246,15 +245,7 @@ def fixture_builders() -> list:
 
 def build_all(jobs: int = 1) -> int:
     """Build every ONNX fixture not cached yet, in `jobs` processes; returns how many were built."""
-    folder = cache_dir() / "onnx"
-    before = set(folder.glob("*.onnx"))
-    helpers = [subprocess.Popen([sys.executable, __file__, "--share", str(part), str(jobs)])
-               for part in range(1, jobs)]
-    build_share(0, jobs)
-    failed = [helper.args for helper in helpers if helper.wait() != 0]
-    if failed:
-        raise RuntimeError(f"building ONNX fixtures failed in {failed}")
-    return len(set(folder.glob("*.onnx")) - before)
+    return build_in_processes(__file__, build_share, jobs, lambda: set((cache_dir() / "onnx").glob("*.onnx")))
 
 
 def build_share(part: int, parts: int) -> None:
