@@ -9,6 +9,7 @@ built from layer numbers only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import re
 from dataclasses import dataclass
@@ -227,7 +228,10 @@ def _byte_string(data: bytes) -> str:
     )
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """One per process: it keeps the templates it has compiled (and recompiles one whose file
+    changed), which every compile after the first would otherwise pay for again."""
     folder = importlib.resources.files("mnv2gen.templates")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
