@@ -18,7 +18,8 @@ import numpy as np
 from .. import ir, ort_integer, ort_integer_add, quant, quant_ort
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
+from .kernels import (POINTWISE_NARROW, OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel,
+                      pairs_taps)
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
                     fully_connected_bias, fully_connected_operands, scalar_call)
@@ -278,7 +279,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
-        rounding=OutputRounding.SIGNED,  # ignored: the rows of ort_scale_rows carry their rounding
+        rounding=OutputRounding.SIGNED,  # each row of ort_scale_rows carries its own form (_rows_rounding)
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None)
     output = f", output stage {OutputStage.of(op.arithmetic, build.fpu).name}"
     if not build.fpu:  # the portable row kernels (no blocks), ending in the integer stage
@@ -298,6 +299,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias + deltas, fixed.rows,
                                                                   lambda bias: bias + deltas,
                                                                   paired_taps=pairs_taps(kernel, op)))
+        fields["rounding"] = _rows_rounding(kernel, fixed)
         return kernel, fields, f"{output}, {fixed.fixed.sum()} of {len(scales)} channels in fixed point"
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -306,6 +308,16 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
     else:  # the other row kernels that read plain arrays end in output_of, on `output_scales`
         fields["output_scales"] = array("output_scales", "float", scales)
     return kernel, fields, output
+
+
+def _rows_rounding(kernel: RowKernel, fixed: quant_ort.FixedRows) -> OutputRounding:
+    """conv_params.rounding of a stage on the DSP kernels' rows: UNSIGNED where every row is
+    fixed point (each of them rounds without acc's sign) on a narrow 1x1 kernel, whose
+    unsigned instance then leaves out the test for a float row (RenderedKernels.unsigned);
+    SIGNED otherwise: each row tells its form. DEPTHWISE_GROUPS, the other kernel with an
+    unsigned instance, keeps the test: a second instance of its large core would cost flash."""
+    narrow = kernel in POINTWISE_NARROW.values()
+    return OutputRounding.UNSIGNED if narrow and fixed.fixed.all() else OutputRounding.SIGNED
 
 
 def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: np.ndarray) -> bool:
