@@ -182,9 +182,20 @@ def _add_fields(op: ir.Add, size: int, build: Build, array) -> dict:
     if not build.fpu:
         return dict(size=size, offset=offset, **_integer_add(op, a_ratio, b_ratio, bias, offset, array))
     reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
+    rounds_in_int32 = build.variant.simd and reach < PRODUCT_LIMIT
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                 bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
-                rounds_in_int32=int(build.variant.simd and reach < PRODUCT_LIMIT))
+                rounds_in_int32=int(rounds_in_int32),
+                b_sums=(array("b_sums", "float", inner_sums(b_ratio, bias, offset))
+                        if rounds_in_int32 and not build.variant.helium else None))
+
+
+def inner_sums(b_ratio: np.float32, bias: np.float32, offset: int) -> np.ndarray:
+    """QLinearAdd's inner fused multiply-add fmaf(b, b_ratio, bias) of every stored byte b
+    (indexed as uint8_t), each the float32 ONNX Runtime's VFMA rounds it to (fmaf here is
+    exact, then rounded once): the DSP kernels look it up instead of converting b and fusing."""
+    return np.array([fmaf(np.float32(b), b_ratio, bias) for b in ort_integer_add.stored_values(offset)],
+                    dtype=np.float32)
 
 
 def _integer_add(op: ir.Add, a_ratio, b_ratio, bias, offset: int, array) -> dict:
