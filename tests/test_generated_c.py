@@ -68,12 +68,12 @@ def test_floating_point_only_at_the_edges(generated):
     assert len(float_calls) == 1 and "dequantize" in float_calls[0]
 
 
-@pytest.mark.parametrize("target, arithmetic", [("cortex-m4", "tflite"), ("cortex-m55", "tflite"),
-                                                ("cortex-m55", "onnx")])
+@pytest.mark.parametrize("target, arithmetic", [("cortex-m4", "tflite"), ("cortex-m4", "onnx"),
+                                                ("cortex-m55", "tflite"), ("cortex-m55", "onnx")])
 def test_simd_kernels_compile_at_every_optimization_level(target, arithmetic, tmp_path):
     """The DSP and Helium kernels' inline assembly must find its registers in a debug build
-    (-O0 keeps a frame pointer) as in an optimized one, warning-clean (Helium's with either
-    arithmetic's output stage in its loops)."""
+    (-O0 keeps a frame pointer) as in an optimized one, warning-clean (each with either
+    arithmetic's output stage in its assembly)."""
     require_tools("arm-none-eabi-gcc")
     model = model_zoo.get_model("mnv2_a035_96_c10") if arithmetic == "tflite" else onnx_zoo.mobilenet_v2("uint8")
     # Every kernel of the variant, not only the model's.

@@ -12,6 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnx_zoo
+from mnv2gen import ir
+from mnv2gen.codegen import lower_ort
 from mnv2gen.codegen.render import Options
 from mnv2gen.compiler import compile_model, write_files
 from mnv2gen.firmware.boards import BOARDS
@@ -168,10 +170,11 @@ def test_add_every_input_pair(dtype, scales, tmp_path):
 # fused multiply-adds' telling set.
 ADD_ON_BOARDS = [("mps2-an386", "uint8", 0), ("mps2-an386", "int8", 3), ("mps3-an547", "uint8", 2),
                  ("mps3-an547", "int8", 1), ("mps2-an386", "int8", 4), ("mps3-an547", "int8", 4)]
+FAST_ADD_ON_BOARD = ("mps2-an386", "int8", 4)  # the DSP kernel's table of inner sums on the telling set
 
 
-@pytest.mark.full
-@pytest.mark.parametrize("board, dtype, scale_set", ADD_ON_BOARDS)
+@pytest.mark.parametrize("board, dtype, scale_set", [
+    pytest.param(*case, marks=[] if case == FAST_ADD_ON_BOARD else [pytest.mark.full]) for case in ADD_ON_BOARDS])
 def test_add_every_input_pair_under_qemu(board, dtype, scale_set, tmp_path):
     *ratios, zero_points = ADD_SCALE_SETS[scale_set]
     path = _add_model(tmp_path / "add.onnx", dtype, *ratios, zero_points, rows=128)  # the M55's RAM: two halves
@@ -296,12 +299,23 @@ def tie_channels() -> tuple[np.ndarray, np.ndarray]:
 
 # A stage of each SIMD row kernel: input channels, kernel, group, output channels.
 TIE_KERNELS = {"pointwise_4": (4, (1, 1), 1, 8), "pointwise_8": (8, (1, 1), 1, 8), "pointwise_20": (20, (1, 1), 1, 8),
-               "depthwise": (8, (3, 3), 8, 8), "depthwise_16": (16, (3, 3), 16, 16), "stem": (3, (3, 3), 1, 8)}
+               "depthwise": (8, (3, 3), 8, 8), "depthwise_16": (16, (3, 3), 16, 16), "stem": (3, (3, 3), 1, 8),
+               "depthwise_groups": (16, (3, 3), 16, 16), "depthwise_groups_inside": (16, (3, 3), 16, 16)}
+# The DSP kernel DEPTHWISE_GROUPS ends a 3x3 group of four channels in one assembly block
+# (templates/dsp/depthwise.c.j2) with code of its own for each output's fixed-point and float
+# paths, one block for windows across the input's edge and one for windows inside it. The
+# two "depthwise_groups" kinds run them all: tie_channels in an order that puts the float
+# rows of its first two (quant_ort proves no fixed-point row there) on each output of a
+# group, beside fixed-point ones, on a 1x1 input (its window across the edge, as every other
+# kind's) and on a 3x3 one, unpadded (its window inside).
+TIE_ORDERS = dict.fromkeys(["depthwise_groups", "depthwise_groups_inside"], [0, 1, 2, 3, 4, 5, 0, 1, 6, 7, 2, 3, 4, 5, 6, 7])
+TIE_SIDES = {"depthwise_groups_inside": 3}  # the input's height and width where not 1
 # The row kernel each board takes for them: the DSP kernels on the Cortex-M4F, Helium's on the
 # Cortex-M55 (POINTWISE_VECTORS with the inputs held in vectors, 4 and 8 of them, or streamed,
 # 20: a vector and a tail of 4; DEPTHWISE_VECTORS on 8 channels, DEPTHWISE_SIXTEENS on 16).
 TIE_CASES = {("mps2-an386", "pointwise_4"): "POINTWISE_TRIPLES", ("mps2-an386", "pointwise_8"): "POINTWISE_NARROW_8",
-             ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
+             ("mps2-an386", "depthwise"): "DEPTHWISE_GROUPS", ("mps2-an386", "depthwise_groups"): "DEPTHWISE_GROUPS",
+             ("mps2-an386", "depthwise_groups_inside"): "DEPTHWISE_GROUPS", ("mps2-an386", "stem"): "CONV_PACKED",
              ("mps3-an547", "pointwise_4"): "POINTWISE_VECTORS", ("mps3-an547", "pointwise_8"): "POINTWISE_VECTORS",
              ("mps3-an547", "pointwise_20"): "POINTWISE_VECTORS", ("mps3-an547", "depthwise"): "DEPTHWISE_VECTORS",
              ("mps3-an547", "depthwise_16"): "DEPTHWISE_SIXTEENS", ("mps3-an547", "stem"): "CONV_VECTORS"}
@@ -311,33 +325,37 @@ TIE_ZERO_POINTS = {"int8": (0, -3), "uint8": (128, 131)}
 
 
 def _tie_channels_of(kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """tie_channels() repeated over the kind's output channels."""
+    """tie_channels() in the kind's order (TIE_ORDERS), else repeated over its output channels."""
     bias, scales = tie_channels()
+    if kind in TIE_ORDERS:
+        return bias[TIE_ORDERS[kind]], scales[TIE_ORDERS[kind]]
     copies = TIE_KERNELS[kind][3] // len(bias)
     return np.tile(bias, copies), np.tile(scales, copies)
 
 
 def _tie_model(path, kind: str, channels=None, activation: str = "int8"):
-    """One convolution of the kind on a 1x1 input (padded: the centre tap is the pixel) whose
-    channels all hold x (the float input's integer, quantized with scale 1; one input per x
-    in -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
+    """One convolution of the kind on a 1x1 input (or TIE_SIDES'; padded to the kernel's size:
+    one output pixel, whose centre tap is the input's centre pixel) whose pixels' channels all
+    hold x (the float input's integer, quantized with scale 1; one input per x in
+    -128..127): only the centre tap of input channel 0 (of its own channel, depthwise)
     weighs 1, so each output channel's accumulator is its bias plus x, requantized by its
     scale (x_scale 1, y_scale 1: S = w_scale) around the ties, plus the output zero point
     (TIE_ZERO_POINTS). Flattened to [1, out_c]."""
     in_c, (kh, kw), group, out_c = TIE_KERNELS[kind]
+    side = TIE_SIDES.get(kind, 1)
     bias, scales = channels or _tie_channels_of(kind)
     weights = np.zeros((out_c, in_c // group, kh, kw), np.int8)
     weights[:, 0, kh // 2, kw // 2] = 1
     x_zero, y_zero = (np.dtype(activation).type(z) for z in TIE_ZERO_POINTS[activation])
     consts = _constants(one=np.float32(1), xz=x_zero, yz=y_zero, w=weights, ws=scales, wz=np.zeros(out_c, np.int8),
                         bias=bias)
-    pads = [kh // 2, kw // 2, kh // 2, kw // 2]
+    pads = [(kh - side) // 2, (kw - side) // 2, (kh - side) // 2, (kw - side) // 2]
     nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["q"]),
              helper.make_node("QLinearConv", ["q", "one", "xz", "w", "ws", "wz", "one", "yz", "bias"], ["c"],
                               group=group, pads=pads),
              helper.make_node("Flatten", ["c"], ["f"]),
              helper.make_node("DequantizeLinear", ["f", "one", "yz"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, in_c, 1, 1], [1, out_c], path)
+    return _qoperator_model(nodes, consts, [1, in_c, side, side], [1, out_c], path)
 
 
 def _gemm_tie_model(path, depth: int, channels=None, x_zero: int = 0):
@@ -357,9 +375,9 @@ def _gemm_tie_model(path, depth: int, channels=None, x_zero: int = 0):
     return _qoperator_model(nodes, consts, [1, depth, 1, 1], [1, 8], path)
 
 
-def _tie_inputs(in_c: int) -> np.ndarray:
-    """Every x in -128..127, one input each: [256, 1, in_c, 1, 1]."""
-    return np.tile(np.arange(-128, 128, dtype=np.float32).reshape(256, 1, 1, 1, 1), (1, 1, in_c, 1, 1))
+def _tie_inputs(in_c: int, side: int = 1) -> np.ndarray:
+    """Every x in -128..127, one input each: [256, 1, in_c, side, side]."""
+    return np.tile(np.arange(-128, 128, dtype=np.float32).reshape(256, 1, 1, 1, 1), (1, 1, in_c, side, side))
 
 
 def test_tie_channels_tell_the_roundings_apart():
@@ -401,10 +419,11 @@ def test_simd_kernels_only_where_their_output_stage_is_proven(tmp_path):
         assert f"rounds_in_int32 = {fast}" in compile_model(path, Options(target="cortex-m55")).files["mnv2_model.c"]
 
 
-# The Helium kernels' stage in the fast tier: the depthwise one MobileNetV2 runs most, on
-# uint8; every other case in the full tier.
-FAST_TIE_CASE = ("mps3-an547", "depthwise_16", "uint8")
-TIE_RUNS = [pytest.param(board, kind, activation, marks=[] if (board, kind, activation) == FAST_TIE_CASE
+# In the fast tier the Helium kernels' stage, the depthwise one MobileNetV2 runs most, on
+# uint8, and DEPTHWISE_GROUPS' every output path; every other case in the full tier.
+FAST_TIE_CASES = {("mps3-an547", "depthwise_16", "uint8"), ("mps2-an386", "depthwise_groups", "int8"),
+                  ("mps2-an386", "depthwise_groups_inside", "int8")}
+TIE_RUNS = [pytest.param(board, kind, activation, marks=[] if (board, kind, activation) in FAST_TIE_CASES
                          else [pytest.mark.full])
             for board, kind in TIE_CASES for activation in (onnx_zoo.ACTIVATIONS if board == "mps3-an547" else ["int8"])]
 
@@ -418,6 +437,18 @@ def test_simd_output_stage_on_ties_under_qemu(board, kind, activation, tmp_path)
     path = _tie_model(tmp_path / "ties.onnx", kind, activation=activation)
     model_c = _assert_ties_under_qemu(board, path, kind, tmp_path, activation)
     assert f"kernel {TIE_CASES[board, kind]}, output stage ORT_FLOAT32" in model_c
+    if kind in TIE_ORDERS:  # a float row and a fixed-point one on each output of a group
+        fixed = _fixed_point_channels(compile_model(path, Options(target=BOARDS[board].core))).reshape(-1, 4)
+        assert (~fixed).any(axis=0).all() and fixed.any(axis=0).all()
+
+
+def _fixed_point_channels(result) -> np.ndarray:
+    """Per output channel of a tie model's convolution, whether quant_ort proved it a
+    fixed-point row (lower_ort.ort_scale_rows: the rows its SIMD blocks hold)."""
+    (conv,) = [stage for op in result.graph.ops if isinstance(op, ir.RowPipeline) for stage in op.stages
+               if isinstance(stage, (ir.Conv2D, ir.DepthwiseConv2D))]
+    scales = lower_ort.float32_scales(conv.input.scale, conv.weights.quant.scale, conv.output.scale)
+    return lower_ort.ort_scale_rows(conv, lower_ort.conv_bias(conv), scales).fixed
 
 
 # QGemm on fully_connected_s8: 8 features take the DSP's regrouped weights (weight_quads),
@@ -441,7 +472,8 @@ def _assert_ties_under_qemu(board: str, path, kind: str | int, tmp_path, activat
     QEMU on every x: equal to ONNX Runtime and to the two-rounding formula, saturated
     around the output zero point. Returns the model's C."""
     result = compile_model(path, Options(target=BOARDS[board].core))
-    x = _tie_inputs(TIE_KERNELS[kind][0] if activation else kind)
+    side = TIE_SIDES.get(kind, 1)
+    x = _tie_inputs(TIE_KERNELS[kind][0] if activation else kind, side)
     theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
     bias, scales = _tie_channels_of(kind) if activation else tie_channels()
     y_zero, info = (TIE_ZERO_POINTS[activation][1], np.iinfo(activation)) if activation else (0, np.iinfo(np.int8))
@@ -455,26 +487,29 @@ def _assert_ties_under_qemu(board: str, path, kind: str | int, tmp_path, activat
 # ------------------------------------------------- the float input's QuantizeLinear on the FPU
 
 QUANTIZE_SCALE = np.float32(0.37)  # 1 / 0.37 is no float32: a multiply by it would differ
+QUANTIZE_WIDTH = 3  # a row of the DSP and Helium cores' loop: a pair of values, then a last one
 
 
 def _quantize_model(path, dtype: str):
-    """QuantizeLinear (scale 0.37, zero point 5 below the type's middle) of a [1, 4, 1, 1] input,
-    passed through unchanged by a 1x1 QLinearConv (identity weights, S = 1), dequantized."""
+    """QuantizeLinear (scale 0.37, zero point 5 below the type's middle) of a [1, 1, 1, 3] input,
+    passed through unchanged by a 1x1 QLinearConv (weight 1, S = 1), dequantized (one
+    channel: its NCHW and NHWC bytes are the same)."""
     ztype = np.int8 if dtype == "int8" else np.uint8
     zero = ztype(-5 if dtype == "int8" else 123)
-    consts = _constants(s=QUANTIZE_SCALE, z=zero, w=np.eye(4, dtype=np.int8).reshape(4, 4, 1, 1),
-                        ws=np.ones(4, np.float32), wz=np.zeros(4, np.int8), bias=np.zeros(4, np.int32))
+    consts = _constants(s=QUANTIZE_SCALE, z=zero, w=np.ones((1, 1, 1, 1), np.int8),
+                        ws=np.ones(1, np.float32), wz=np.zeros(1, np.int8), bias=np.zeros(1, np.int32))
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
              helper.make_node("QLinearConv", ["q", "s", "z", "w", "ws", "wz", "s", "z", "bias"], ["c"]),
-             helper.make_node("Flatten", ["c"], ["f"]),
-             helper.make_node("DequantizeLinear", ["f", "s", "z"], ["y"])]
-    return _qoperator_model(nodes, consts, [1, 4, 1, 1], [1, 4], path)
+             helper.make_node("DequantizeLinear", ["c", "s", "z"], ["y"])]
+    shape = [1, 1, 1, QUANTIZE_WIDTH]
+    return _qoperator_model(nodes, consts, shape, shape, path)
 
 
 def _quantize_inputs() -> np.ndarray:
     """NaN, the infinities, huge and tiny values, the clamp's bounds and their neighbours,
     exact ties of x / 0.37 (k + 0.5 after the division's rounding) of both signs, and random
-    values over the range and beyond: [n, 1, 4, 1, 1] float32."""
+    values over the range and beyond, each at every position of a row (first or second of a
+    pair, or the last one: the values, then rotated by one and by two): [n, 1, 1, 1, 3] float32."""
     halves = np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)
     candidates = (halves * QUANTIZE_SCALE).astype(np.float32)
     ties = candidates[candidates / QUANTIZE_SCALE == halves]
@@ -485,18 +520,21 @@ def _quantize_inputs() -> np.ndarray:
     rng = np.random.default_rng(0)
     values = np.concatenate([special, ties, bounds, np.nextafter(bounds, np.float32(np.inf)),
                              np.nextafter(bounds, np.float32(-np.inf)), rng.uniform(-60, 60, 400).astype(np.float32)])
-    values = np.concatenate([values, np.zeros(-len(values) % 4, np.float32)])
-    return values.reshape(-1, 1, 4, 1, 1)
+    values = np.concatenate([values, np.zeros(-len(values) % QUANTIZE_WIDTH, np.float32)])
+    values = np.concatenate([np.roll(values, shift) for shift in range(QUANTIZE_WIDTH)])
+    return values.reshape(-1, 1, 1, 1, QUANTIZE_WIDTH)
 
 
-@pytest.mark.full
-@pytest.mark.parametrize("board, dtype", [("mps2-an386", "int8"), ("mps2-an386", "uint8"), ("mps3-an547", "int8")])
+@pytest.mark.parametrize("board, dtype", [("mps2-an386", "int8"),
+                                          pytest.param("mps2-an386", "uint8", marks=pytest.mark.full),
+                                          pytest.param("mps3-an547", "int8", marks=pytest.mark.full)])
 def test_float_input_quantize_under_qemu(board, dtype, tmp_path):
     """The float input's QuantizeLinear on the DSP and Helium cores (a true division, VCVTR,
-    the upper clamp in int32) against ONNX Runtime on NaN, infinities, ties and the bounds."""
+    the upper clamp in int32; NaN clamped out of line, two values a step) against ONNX
+    Runtime on NaN, infinities, ties and the bounds, each first or second of a pair or last."""
     path = _quantize_model(tmp_path / "quantize.onnx", dtype)
     result = compile_model(path, Options(target=BOARDS[board].core))
-    assert "stage 0: QUANTIZE 1x4x1x1" in result.files["mnv2_model.c"]  # the row stage: ort_quantize_row
+    assert "stage 0: QUANTIZE 1x1x1x3" in result.files["mnv2_model.c"]  # the row stage: ort_quantize_row
     x = _quantize_inputs()
     theirs = assert_matches_onnxruntime(path, result, x, run_under_qemu(board, result, tmp_path / "c", x), board)
     low, high = theirs.min(), theirs.max()

@@ -18,7 +18,8 @@ import numpy as np
 from .. import ir, ort_integer, ort_integer_add, quant, quant_ort
 from ..errors import ModelError
 from ..plan.rows import row_bytes
-from .kernels import OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel, pairs_taps
+from .kernels import (POINTWISE_NARROW, OutputRounding, OutputStage, RowKernel, StageKind, Variant, choose_row_kernel,
+                      pairs_taps)
 from .blocks import float_scale_rows
 from .lower import (Build, Layer, accumulator_bounds, accumulator_ranges, conv_bias, conv_geometry, fast_blocks,
                     fully_connected_bias, fully_connected_operands, scalar_call)
@@ -181,9 +182,20 @@ def _add_fields(op: ir.Add, size: int, build: Build, array) -> dict:
     if not build.fpu:
         return dict(size=size, offset=offset, **_integer_add(op, a_ratio, b_ratio, bias, offset, array))
     reach = 255 * (float(a_ratio) + float(b_ratio)) + abs(float(bias))
+    rounds_in_int32 = build.variant.simd and reach < PRODUCT_LIMIT
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                 bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
-                rounds_in_int32=int(build.variant.simd and reach < PRODUCT_LIMIT))
+                rounds_in_int32=int(rounds_in_int32),
+                b_sums=(array("b_sums", "float", inner_sums(b_ratio, bias, offset))
+                        if rounds_in_int32 and not build.variant.helium else None))
+
+
+def inner_sums(b_ratio: np.float32, bias: np.float32, offset: int) -> np.ndarray:
+    """QLinearAdd's inner fused multiply-add fmaf(b, b_ratio, bias) of every stored byte b
+    (indexed as uint8_t), each the float32 ONNX Runtime's VFMA rounds it to (fmaf here is
+    exact, then rounded once): the DSP kernels look it up instead of converting b and fusing."""
+    return np.array([fmaf(np.float32(b), b_ratio, bias) for b in ort_integer_add.stored_values(offset)],
+                    dtype=np.float32)
 
 
 def _integer_add(op: ir.Add, a_ratio, b_ratio, bias, offset: int, array) -> dict:
@@ -278,7 +290,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
     fields = dict(
         kernel=kernel, **conv_geometry(op), input_offset=-op.input.zero_point,
         output_offset=op.output.zero_point, act_min=act_min, act_max=act_max, small_accumulators=0,
-        rounding=OutputRounding.SIGNED,  # ignored: the rows of ort_scale_rows carry their rounding
+        rounding=OutputRounding.SIGNED,  # each row of ort_scale_rows carries its own form (_rows_rounding)
         weights=None, bias=None, multiplier=None, shift=None, scales=None, blocks=None)
     output = f", output stage {OutputStage.of(op.arithmetic, build.fpu).name}"
     if not build.fpu:  # the portable row kernels (no blocks), ending in the integer stage
@@ -298,6 +310,7 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
         fields["blocks"] = array("blocks", "int32_t", fast_blocks(op, kernel.layout, bias + deltas, fixed.rows,
                                                                   lambda bias: bias + deltas,
                                                                   paired_taps=pairs_taps(kernel, op)))
+        fields["rounding"] = _rows_rounding(kernel, fixed)
         return kernel, fields, f"{output}, {fixed.fixed.sum()} of {len(scales)} channels in fixed point"
     fields["weights"] = array("weights", "int8_t", op.weights.data)
     fields["bias"] = array("bias", "int32_t", bias)
@@ -306,6 +319,16 @@ def _conv_stage(op: ir.Conv2D | ir.DepthwiseConv2D, array, build: Build) -> tupl
     else:  # the other row kernels that read plain arrays end in output_of, on `output_scales`
         fields["output_scales"] = array("output_scales", "float", scales)
     return kernel, fields, output
+
+
+def _rows_rounding(kernel: RowKernel, fixed: quant_ort.FixedRows) -> OutputRounding:
+    """conv_params.rounding of a stage on the DSP kernels' rows: UNSIGNED where every row is
+    fixed point (each of them rounds without acc's sign) on a narrow 1x1 kernel, whose
+    unsigned instance then leaves out the test for a float row (RenderedKernels.unsigned);
+    SIGNED otherwise: each row tells its form. DEPTHWISE_GROUPS, the other kernel with an
+    unsigned instance, keeps the test: a second instance of its large core would cost flash."""
+    narrow = kernel in POINTWISE_NARROW.values()
+    return OutputRounding.UNSIGNED if narrow and fixed.fixed.all() else OutputRounding.SIGNED
 
 
 def _fast_output(op: ir.Conv2D | ir.DepthwiseConv2D, bias: np.ndarray, scales: np.ndarray) -> bool:
