@@ -65,11 +65,17 @@ def _round_to_odd(units: int) -> int:
     return kept | 1 if kept << shift != units else kept
 
 
+def inner_sums(b_ratio, bias, offset: int) -> list[int]:
+    """ONNX Runtime's inner fused multiply-add fl(b * B + bias) of each stored byte b (table
+    order), exactly, in units of 2^-UNITS: one rounding to float32, as its VFMA."""
+    b_exact, bias_exact = _exact(np.float32(b_ratio)), _exact(np.float32(bias))
+    return [_round_significant(b * b_exact + bias_exact) for b in stored_values(offset).tolist()]
+
+
 def _ort_outputs(a_ratio, b_ratio, bias, offset: int) -> np.ndarray:
     """ONNX Runtime's output [a index, b index], its float32 steps computed exactly."""
     values = stored_values(offset).tolist()
-    a_exact, b_exact, bias_exact = (_exact(np.float32(v)) for v in (a_ratio, b_ratio, bias))
-    inner = [_round_significant(b * b_exact + bias_exact) for b in values]
+    a_exact, inner = _exact(np.float32(a_ratio)), inner_sums(b_ratio, bias, offset)
     low, high = -128 + offset, 127 + offset
     one, half = 1 << UNITS, 1 << (UNITS - 1)
     out = np.empty((256, 256), dtype=np.int64)
@@ -88,10 +94,9 @@ def _ort_outputs(a_ratio, b_ratio, bias, offset: int) -> np.ndarray:
 def add_terms(a_ratio, b_ratio, bias, offset: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The two tables (int64, units of 2^-32, rounded to odd): a * A and fl(b * B + bias) per
     stored byte; None where a term reaches TERM_LIMIT."""
-    values = stored_values(offset).tolist()
-    a_exact, b_exact, bias_exact = (_exact(np.float32(v)) for v in (a_ratio, b_ratio, bias))
-    a_terms = [_round_to_odd(a * a_exact) for a in values]
-    b_terms = [_round_to_odd(_round_significant(b * b_exact + bias_exact)) for b in values]
+    a_exact = _exact(np.float32(a_ratio))
+    a_terms = [_round_to_odd(a * a_exact) for a in stored_values(offset).tolist()]
+    b_terms = [_round_to_odd(inner) for inner in inner_sums(b_ratio, bias, offset)]
     if max(map(abs, a_terms + b_terms)) >= TERM_LIMIT:
         return None
     return np.array(a_terms, dtype=np.int64), np.array(b_terms, dtype=np.int64)

@@ -186,16 +186,17 @@ def _add_fields(op: ir.Add, size: int, build: Build, array) -> dict:
     return dict(size=size, offset=offset, a_ratio=Float32(a_ratio), b_ratio=Float32(b_ratio),
                 bias=Float32(bias), low=Float32(-128 + offset), high=Float32(127 + offset),
                 rounds_in_int32=int(rounds_in_int32),
-                b_sums=(array("b_sums", "float", inner_sums(b_ratio, bias, offset))
+                b_sums=(array("b_sums", "float", _inner_sums(b_ratio, bias, offset))
                         if rounds_in_int32 and not build.variant.helium else None))
 
 
-def inner_sums(b_ratio: np.float32, bias: np.float32, offset: int) -> np.ndarray:
-    """QLinearAdd's inner fused multiply-add fmaf(b, b_ratio, bias) of every stored byte b
-    (indexed as uint8_t), each the float32 ONNX Runtime's VFMA rounds it to (fmaf here is
-    exact, then rounded once): the DSP kernels look it up instead of converting b and fusing."""
-    return np.array([fmaf(np.float32(b), b_ratio, bias) for b in ort_integer_add.stored_values(offset)],
-                    dtype=np.float32)
+def _inner_sums(b_ratio: np.float32, bias: np.float32, offset: int) -> np.ndarray:
+    """QLinearAdd's inner fused multiply-add of every stored byte (indexed as uint8_t), the
+    float32 ONNX Runtime's VFMA rounds it to (ort_integer_add's exact model, the one its
+    integer tables are proven with): the DSP kernels look it up instead of converting b and
+    fusing. Each is a float32, so the division by 2^UNITS is exact."""
+    units = ort_integer_add.inner_sums(b_ratio, bias, offset)
+    return np.array([float(Fraction(u, 1 << ort_integer_add.UNITS)) for u in units], dtype=np.float32)
 
 
 def _integer_add(op: ir.Add, a_ratio, b_ratio, bias, offset: int, array) -> dict:
